@@ -1,0 +1,41 @@
+// Package event is jetsaga's event contract: the types of event the services
+// exchange, how each one travels on NATS JetStream, and the JSON body it
+// carries. Every service encodes and decodes events through this package, so
+// a message that passes [FromMsg] is one every consumer can act on, and one
+// that fails it is a poison message for the dead-letter queue.
+//
+// # Subjects and streams
+//
+// The subject of an event is its type followed by the order (saga) id, for
+// example "order.created.0190f5c2-7d1e-7a3b-9c4d-5e6f7a8b9c0d". The first
+// token names the stream that holds it: order.* events live in ORDERS,
+// inventory.* in INVENTORY and payment.* in PAYMENTS (see [Type.Stream]). An
+// order id is therefore a single subject token: 1 to 64 characters of
+// [A-Za-z0-9_-] (see [ValidOrderID]).
+//
+// # Headers
+//
+// Every message carries five headers:
+//
+//	Nats-Msg-Id           the event id, a UUIDv7 in canonical form; JetStream's
+//	                      dedup key and the consumers' idempotency key
+//	Jetsaga-Event-Type    the event type, e.g. "inventory.reserved"
+//	Jetsaga-Order-Id      the order id, equal to the last subject token
+//	Jetsaga-Causation-Id  the id of the event that caused this one;
+//	                      empty for order.created and only for it
+//	Jetsaga-Occurred-At   when the producing transaction committed,
+//	                      RFC 3339 with nanoseconds, in UTC
+//
+// # Body
+//
+// The body is the JSON encoding of the type's payload struct (for example
+// [OrderCreatedPayload]), with snake_case field names, so it reads as is in
+// "nats stream view". Unknown fields are ignored, so producers may add fields
+// without breaking older consumers. The body's order_id must equal the
+// header's.
+//
+// # Errors
+//
+// Every violation of the contract, including a body that is not JSON, is
+// reported as a [*ContractError] and matches [ErrContract] with [errors.Is].
+package event
