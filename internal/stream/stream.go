@@ -1,0 +1,159 @@
+// Package stream provisions jetsaga's JetStream streams and durable pull
+// consumers. Every function here is idempotent (create-or-update), so every
+// instance of every service runs it at start.
+package stream
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names and the subjects they hold (DESIGN.md, "Event contract").
+const (
+	Orders    = "ORDERS"
+	Inventory = "INVENTORY"
+	Payments  = "PAYMENTS"
+	DLQ       = "DLQ"
+)
+
+// Subjects maps each stream to its subject filter.
+var subjects = map[string]string{
+	Orders:    "order.>",
+	Inventory: "inventory.>",
+	Payments:  "payment.>",
+	DLQ:       "dlq.>",
+}
+
+// Names lists the four streams in a stable order.
+func Names() []string { return []string{Orders, Inventory, Payments, DLQ} }
+
+// Subject returns the subject filter of a stream ("order.>" for ORDERS).
+func Subject(name string) string { return subjects[name] }
+
+// Config holds the stream options that differ between a laptop and a cluster.
+type Config struct {
+	Replicas   int           // 1 on one machine, 3 in a cluster; default 1
+	MaxAge     time.Duration // 0 keeps history forever (limits retention)
+	Duplicates time.Duration // dedup window on Nats-Msg-Id; default 2m
+}
+
+func (c Config) withDefaults() Config {
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.Duplicates = cmp.Or(c.Duplicates, 2*time.Minute)
+	return c
+}
+
+// StreamConfig returns the JetStream configuration of the named stream.
+func StreamConfig(name string, cfg Config) (jetstream.StreamConfig, error) {
+	subj, ok := subjects[name]
+	if !ok {
+		return jetstream.StreamConfig{}, fmt.Errorf("unknown stream %q", name)
+	}
+	cfg = cfg.withDefaults()
+	return jetstream.StreamConfig{
+		Name:       name,
+		Subjects:   []string{subj},
+		Retention:  jetstream.LimitsPolicy,
+		Storage:    jetstream.FileStorage,
+		Discard:    jetstream.DiscardOld,
+		Replicas:   cfg.Replicas,
+		MaxAge:     cfg.MaxAge,
+		Duplicates: cfg.Duplicates,
+	}, nil
+}
+
+// Ensure creates or updates the named streams (all four when names is empty).
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config, names ...string) error {
+	if len(names) == 0 {
+		names = Names()
+	}
+	for _, name := range names {
+		sc, err := StreamConfig(name, cfg)
+		if err != nil {
+			return err
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// ConsumerConfig describes one durable pull consumer of a service.
+type ConsumerConfig struct {
+	Stream         string          // stream to consume
+	Durable        string          // durable name, e.g. "inventory-orders"
+	FilterSubjects []string        // e.g. "order.created.>"
+	AckWait        time.Duration   // default 30s; overridden by BackOff[0] when BackOff is set
+	MaxDeliver     int             // default 10
+	BackOff        []time.Duration // redelivery delays after ack timeouts; optional
+	MaxAckPending  int             // default 1000
+	Description    string
+}
+
+// Defaults for consumers.
+const (
+	DefaultAckWait       = 30 * time.Second
+	DefaultMaxDeliver    = 10
+	DefaultMaxAckPending = 1000
+)
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	c.AckWait = cmp.Or(c.AckWait, DefaultAckWait)
+	c.MaxDeliver = cmp.Or(c.MaxDeliver, DefaultMaxDeliver)
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, DefaultMaxAckPending)
+	if len(c.BackOff) > 0 {
+		c.AckWait = c.BackOff[0]
+	}
+	return c
+}
+
+// Validate reports a consumer configuration that JetStream would reject or
+// that makes no sense for a saga participant.
+func (c ConsumerConfig) Validate() error {
+	switch {
+	case c.Stream == "":
+		return errors.New("consumer: stream is required")
+	case c.Durable == "":
+		return errors.New("consumer: durable name is required")
+	case len(c.FilterSubjects) == 0:
+		return errors.New("consumer: at least one filter subject is required")
+	case len(c.BackOff) > 0 && c.MaxDeliver > 0 && len(c.BackOff) > c.MaxDeliver:
+		return fmt.Errorf("consumer %s: %d backoff steps exceed max deliver %d", c.Durable, len(c.BackOff), c.MaxDeliver)
+	}
+	return nil
+}
+
+// JetStream returns the JetStream form of c, defaults filled in.
+func (c ConsumerConfig) JetStream() jetstream.ConsumerConfig {
+	c = c.withDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:        c.Durable,
+		Description:    c.Description,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        c.AckWait,
+		MaxDeliver:     c.MaxDeliver,
+		BackOff:        c.BackOff,
+		MaxAckPending:  c.MaxAckPending,
+		FilterSubjects: c.FilterSubjects,
+		ReplayPolicy:   jetstream.ReplayInstantPolicy,
+	}
+}
+
+// EnsureConsumer creates or updates a durable pull consumer and returns it.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c ConsumerConfig) (jetstream.Consumer, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.JetStream())
+	if err != nil {
+		return nil, fmt.Errorf("ensure consumer %s on %s: %w", c.Durable, c.Stream, err)
+	}
+	return cons, nil
+}

@@ -1,0 +1,80 @@
+package stream_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsaga/jetsaga/internal/stream"
+	"github.com/jetsaga/jetsaga/internal/testenv"
+)
+
+// Every instance provisions at start: running Ensure twice, and with changed
+// options, must succeed and converge.
+func TestEnsureIsIdempotent(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	js := testenv.JetStream(t, n.Connect(t))
+	ctx := t.Context()
+	for range 2 {
+		if err := stream.Ensure(ctx, js, stream.Config{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.Ensure(ctx, js, stream.Config{Duplicates: time.Minute, MaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range stream.Names() {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.CachedInfo().Config
+		if cfg.Duplicates != time.Minute || cfg.MaxAge != time.Hour || cfg.Storage != jetstream.FileStorage ||
+			cfg.Retention != jetstream.LimitsPolicy || cfg.Subjects[0] != stream.Subject(name) {
+			t.Fatalf("stream %s config = %+v", name, cfg)
+		}
+	}
+
+	cc := stream.ConsumerConfig{
+		Stream: stream.Orders, Durable: "inventory-orders", FilterSubjects: []string{"order.created.>"},
+		MaxDeliver: 5, BackOff: []time.Duration{time.Second, 2 * time.Second}, MaxAckPending: 64,
+	}
+	for range 2 {
+		if _, err := stream.EnsureConsumer(ctx, js, cc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := js.Consumer(ctx, stream.Orders, "inventory-orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.CachedInfo().Config
+	if got.AckPolicy != jetstream.AckExplicitPolicy || got.MaxDeliver != 5 || got.MaxAckPending != 64 ||
+		got.AckWait != time.Second || len(got.BackOff) != 2 || got.FilterSubjects[0] != "order.created.>" {
+		t.Fatalf("consumer config = %+v", got)
+	}
+}
+
+func TestConsumerConfigValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		cfg     stream.ConsumerConfig
+		wantErr bool
+	}{
+		{"ok", stream.ConsumerConfig{Stream: "ORDERS", Durable: "d", FilterSubjects: []string{"order.>"}}, false},
+		{"no stream", stream.ConsumerConfig{Durable: "d", FilterSubjects: []string{"order.>"}}, true},
+		{"no durable", stream.ConsumerConfig{Stream: "ORDERS", FilterSubjects: []string{"order.>"}}, true},
+		{"no filter", stream.ConsumerConfig{Stream: "ORDERS", Durable: "d"}, true},
+		{"backoff longer than max deliver", stream.ConsumerConfig{Stream: "ORDERS", Durable: "d", FilterSubjects: []string{"order.>"},
+			MaxDeliver: 1, BackOff: []time.Duration{time.Second, time.Second}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.cfg.Validate(); (err != nil) != tc.wantErr {
+				t.Fatalf("Validate() = %v, wantErr %v", err, tc.wantErr)
+			}
+		})
+	}
+}
