@@ -1,0 +1,469 @@
+package consume_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/jetsaga/jetsaga/internal/consume"
+	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
+	"github.com/jetsaga/jetsaga/internal/stream"
+	"github.com/jetsaga/jetsaga/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// effects counts how often the handler ran its effect per order: a handler
+// that is not idempotent on its own, so only the inbox keeps it at one.
+var effectsMigrations = fstest.MapFS{
+	"001_effects.up.sql": {Data: []byte(`CREATE TABLE effects (order_id text PRIMARY KEY, n int NOT NULL);`)},
+}
+
+func countEffect(ctx context.Context, tx pgx.Tx, e event.Event) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO effects (order_id, n) VALUES ($1, 1)
+		ON CONFLICT (order_id) DO UPDATE SET n = effects.n + 1`, e.OrderID)
+	return err
+}
+
+type bundle struct {
+	nats *testenv.NATS
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	pool *pgxpool.Pool
+	cons jetstream.Consumer
+}
+
+type options struct {
+	streams    stream.Config
+	ackWait    time.Duration
+	maxDeliver int
+}
+
+func setup(t *testing.T, o options) bundle {
+	t.Helper()
+	ctx := t.Context()
+	n := testenv.StartNATS(t)
+	nc := n.Connect(t)
+	js := testenv.JetStream(t, nc)
+	if err := stream.Ensure(ctx, js, o.streams); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.EnsureConsumer(ctx, js, stream.ConsumerConfig{
+		Stream: stream.Orders, Durable: "test-orders", FilterSubjects: []string{"order.>"},
+		AckWait: o.ackWait, MaxDeliver: o.maxDeliver,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bundle{nats: n, nc: nc, js: js, pool: testenv.Pool(t, "svc", effectsMigrations), cons: cons}
+}
+
+// run starts a loop and stops it (waiting for it) at cleanup.
+func run(t *testing.T, b bundle, h consume.Handler, cfg consume.Config) (stop func()) {
+	t.Helper()
+	cfg.Service = "test"
+	cfg.Logger = zaptest.NewLogger(t)
+	cfg.FetchWait = 500 * time.Millisecond
+	cfg.RetryBase = 20 * time.Millisecond
+	cfg.RetryMax = 100 * time.Millisecond
+	l, err := consume.New(t.Context(), b.pool, b.js, b.cons, h, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func created(t *testing.T, orderID string) event.Event {
+	t.Helper()
+	e, err := event.New(event.OrderCreated, orderID, "", &event.OrderCreatedPayload{
+		OrderID: orderID, CustomerID: "c1",
+		Items:      []event.Item{{SKU: "sku-1", Qty: 1, UnitPriceCents: 100}},
+		TotalCents: 100,
+	}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func publish(t *testing.T, js jetstream.JetStream, e event.Event) *jetstream.PubAck {
+	t.Helper()
+	ack, err := js.PublishMsg(t.Context(), e.Msg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack
+}
+
+func effects(t *testing.T, pool *pgxpool.Pool, orderID string) int {
+	t.Helper()
+	var n int
+	err := pool.QueryRow(context.Background(), `SELECT n FROM effects WHERE order_id = $1`, orderID).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func dlq(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg {
+	t.Helper()
+	s, err := js.Stream(t.Context(), stream.DLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// ackPending waits until the consumer holds no unacknowledged message and
+// nothing is left to deliver.
+func waitSettled(t *testing.T, b bundle) {
+	t.Helper()
+	testenv.WaitFor(t, 20*time.Second, "consumer settled", func() bool {
+		info, err := b.cons.Info(t.Context())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+}
+
+func TestHandlesEachEventOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	run(t, b, countEffect, consume.Config{Workers: 2})
+	for i := range 50 {
+		publish(t, b.js, created(t, fmt.Sprintf("o-%d", i)))
+	}
+	testenv.WaitFor(t, 20*time.Second, "all 50 handled", func() bool {
+		var n int
+		_ = b.pool.QueryRow(t.Context(), `SELECT count(*) FROM effects WHERE n = 1`).Scan(&n)
+		return n == 50
+	})
+	waitSettled(t, b)
+	var inbox int
+	_ = b.pool.QueryRow(t.Context(), `SELECT count(*) FROM inbox WHERE consumer = 'test-orders'`).Scan(&inbox)
+	if inbox != 50 {
+		t.Fatalf("inbox rows = %d, want 50", inbox)
+	}
+}
+
+// The handler commits but the ack never reaches the server: after AckWait the
+// message comes again and the inbox turns it into a no-op.
+func TestRedeliveryAfterAckWaitHasOneEffect(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{ackWait: 500 * time.Millisecond})
+	var (
+		calls  atomic.Int32
+		lostAk atomic.Bool
+	)
+	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		calls.Add(1)
+		return countEffect(ctx, tx, e)
+	}
+	run(t, b, h, consume.Config{Faults: consume.Faults{
+		AfterCommit: func(context.Context, event.Event) consume.AckAction {
+			if lostAk.CompareAndSwap(false, true) {
+				return consume.NoAck
+			}
+			return consume.Ack
+		},
+	}})
+	e := created(t, "o-lost-ack")
+	publish(t, b.js, e)
+	// The redelivery is seen by the inbox: the consumer settles only when
+	// the second delivery was acked.
+	testenv.WaitFor(t, 20*time.Second, "redelivered and acked", func() bool {
+		info, err := b.cons.Info(t.Context())
+		return err == nil && info.NumRedelivered == 0 && info.NumAckPending == 0 && info.Delivered.Consumer >= 2
+	})
+	if got := effects(t, b.pool, e.OrderID); got != 1 {
+		t.Fatalf("effects = %d after a redelivery, want 1", got)
+	}
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("handler ran %d times, want 1 (the second delivery must stop at the inbox)", got)
+	}
+}
+
+// The same event id published again after the stream's duplicate window is a
+// new stream message; only the inbox stops the second effect.
+func TestRepublishAfterDuplicateWindowHasOneEffect(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{streams: stream.Config{Duplicates: 200 * time.Millisecond}})
+	run(t, b, countEffect, consume.Config{})
+	e := created(t, "o-replay")
+	first := publish(t, b.js, e)
+	testenv.WaitFor(t, 10*time.Second, "first copy handled", func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+
+	var second *jetstream.PubAck
+	testenv.WaitFor(t, 10*time.Second, "a republish past the duplicate window", func() bool {
+		second = publish(t, b.js, e)
+		return !second.Duplicate
+	})
+	if second.Sequence == first.Sequence {
+		t.Fatalf("republish got sequence %d again, want a new one", second.Sequence)
+	}
+	waitSettled(t, b)
+	if got := effects(t, b.pool, e.OrderID); got != 1 {
+		t.Fatalf("effects = %d, want 1", got)
+	}
+}
+
+func TestPoisonMessagesGoToDLQAndDoNotBlock(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	run(t, b, countEffect, consume.Config{})
+
+	// Garbage: no headers, not JSON.
+	if _, err := b.js.Publish(t.Context(), "order.created.junk", []byte("\x00not json")); err != nil {
+		t.Fatal(err)
+	}
+	// Valid headers, body that breaks the contract (no items).
+	bad := created(t, "o-bad")
+	bad.Body = []byte(`{"order_id":"o-bad","customer_id":"c1","items":[],"total_cents":0}`)
+	publish(t, b.js, bad)
+	good := created(t, "o-good")
+	publish(t, b.js, good)
+
+	testenv.WaitFor(t, 10*time.Second, "the valid message handled", func() bool { return effects(t, b.pool, good.OrderID) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "two dead letters", func() bool { return len(dlq(t, b.js)) == 2 })
+	waitSettled(t, b)
+
+	letters := dlq(t, b.js)
+	wantSubjects := map[string]bool{"dlq.test.order.created.junk": true, "dlq.test.order.created.o-bad": true}
+	for _, m := range letters {
+		if !wantSubjects[m.Subject] {
+			t.Errorf("unexpected dead letter subject %q", m.Subject)
+		}
+		if m.Header.Get(consume.HeaderDLQError) == "" {
+			t.Errorf("dead letter %s has no error header", m.Subject)
+		}
+		if m.Header.Get(consume.HeaderDLQConsumer) != "test-orders" {
+			t.Errorf("dead letter %s consumer = %q", m.Subject, m.Header.Get(consume.HeaderDLQConsumer))
+		}
+	}
+	for _, m := range letters {
+		if m.Subject == "dlq.test.order.created.o-bad" {
+			if m.Header.Get(event.HeaderType) != string(event.OrderCreated) || m.Header.Get(consume.HeaderOriginalMsgID) != bad.ID {
+				t.Errorf("dead letter lost the original headers: %v", m.Header)
+			}
+			if string(m.Data) != string(bad.Body) {
+				t.Errorf("dead letter body = %q, want the original", m.Data)
+			}
+		}
+	}
+	if got := effects(t, b.pool, bad.OrderID); got != 0 {
+		t.Fatalf("poison message had %d effects, want 0", got)
+	}
+}
+
+func TestTransientFailureIsRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{maxDeliver: 5})
+	var calls atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		if calls.Add(1) <= 2 {
+			return errors.New("database hiccup")
+		}
+		return countEffect(ctx, tx, e)
+	}
+	run(t, b, h, consume.Config{})
+	e := created(t, "o-flaky")
+	publish(t, b.js, e)
+	testenv.WaitFor(t, 10*time.Second, "handled on the third delivery", func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+	waitSettled(t, b)
+	if got := calls.Load(); got != 3 {
+		t.Fatalf("handler ran %d times, want 3", got)
+	}
+	if n := len(dlq(t, b.js)); n != 0 {
+		t.Fatalf("DLQ holds %d, want 0", n)
+	}
+}
+
+func TestPermanentFailureIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name          string
+		err           error
+		wantCalls     int32
+		wantDelivered string
+	}{
+		{name: "transient until MaxDeliver", err: errors.New("always down"), wantCalls: 3, wantDelivered: "3"},
+		{name: "marked permanent", err: consume.Permanent(errors.New("cannot ever work")), wantCalls: 1, wantDelivered: "1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, options{maxDeliver: 3})
+			var calls atomic.Int32
+			run(t, b, func(context.Context, pgx.Tx, event.Event) error { calls.Add(1); return tc.err }, consume.Config{})
+			e := created(t, "o-doomed")
+			publish(t, b.js, e)
+			next := created(t, "o-next")
+			testenv.WaitFor(t, 20*time.Second, "dead-lettered", func() bool { return len(dlq(t, b.js)) == 1 })
+			letter := dlq(t, b.js)[0]
+			if letter.Header.Get(consume.HeaderDLQDeliveries) != tc.wantDelivered {
+				t.Fatalf("dead-lettered after %s deliveries, want %s", letter.Header.Get(consume.HeaderDLQDeliveries), tc.wantDelivered)
+			}
+			if letter.Header.Get(consume.HeaderOriginalMsgID) != e.ID {
+				t.Fatalf("dead letter is not the failing event: %v", letter.Header)
+			}
+			if got := calls.Load(); got != tc.wantCalls {
+				t.Fatalf("handler ran %d times, want %d", got, tc.wantCalls)
+			}
+			// The consumer goes on with the next message.
+			publish(t, b.js, next)
+			testenv.WaitFor(t, 20*time.Second, "next message reached the handler", func() bool { return calls.Load() > tc.wantCalls })
+		})
+	}
+}
+
+// A handler slower than AckWait keeps its message with InProgress: one call.
+func TestSlowHandlerKeepsItsMessage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{ackWait: 300 * time.Millisecond})
+	var calls atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		calls.Add(1)
+		time.Sleep(time.Second) // the slow work under test, not synchronisation
+		return countEffect(ctx, tx, e)
+	}
+	run(t, b, h, consume.Config{Workers: 2})
+	e := created(t, "o-slow")
+	publish(t, b.js, e)
+	testenv.WaitFor(t, 10*time.Second, "handled", func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+	waitSettled(t, b)
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("handler ran %d times, want 1 (the message was redelivered while in progress)", got)
+	}
+}
+
+// Cancelling Run while a message is being handled finishes that message.
+func TestStopFinishesInFlight(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	started := make(chan struct{})
+	release := make(chan struct{})
+	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		close(started)
+		<-release
+		return countEffect(ctx, tx, e)
+	}
+	stop := run(t, b, h, consume.Config{})
+	e := created(t, "o-inflight")
+	publish(t, b.js, e)
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never started")
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	close(release)
+	<-stopped
+	if got := effects(t, b.pool, e.OrderID); got != 1 {
+		t.Fatalf("effects = %d after stop, want 1", got)
+	}
+	waitSettled(t, b)
+}
+
+// The whole path, outbox → JetStream → inbox, with the NATS server stopped
+// and started again on the same store in the middle: nothing lost, nothing
+// doubled.
+func TestServerRestartLosesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{ackWait: 2 * time.Second})
+	relay, err := outbox.NewRelay(b.pool, b.js, outbox.RelayConfig{PollInterval: 100 * time.Millisecond, AckTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-relayDone })
+	run(t, b, countEffect, consume.Config{AfterCommit: relay.Notify})
+
+	add := func(prefix string, n int) {
+		for i := range n {
+			tx, err := b.pool.Begin(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := outbox.Add(t.Context(), tx, created(t, fmt.Sprintf("%s-%d", prefix, i))); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			relay.Notify()
+		}
+	}
+	add("before", 30)
+	testenv.WaitFor(t, 20*time.Second, "some handled before the restart", func() bool {
+		var n int
+		_ = b.pool.QueryRow(t.Context(), `SELECT count(*) FROM effects`).Scan(&n)
+		return n > 0
+	})
+	b.nats.Stop()
+	add("during", 30)
+	b.nats.Restart(t)
+	add("after", 30)
+
+	testenv.WaitFor(t, 60*time.Second, "all 90 handled", func() bool {
+		var n int
+		_ = b.pool.QueryRow(t.Context(), `SELECT count(*) FROM effects`).Scan(&n)
+		return n == 90
+	})
+	var doubled int
+	_ = b.pool.QueryRow(t.Context(), `SELECT count(*) FROM effects WHERE n <> 1`).Scan(&doubled)
+	if doubled != 0 {
+		t.Fatalf("%d orders had more than one effect", doubled)
+	}
+	s, err := b.js.Stream(t.Context(), stream.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 90 {
+		t.Fatalf("ORDERS holds %d messages, want 90 (one per event)", info.State.Msgs)
+	}
+}

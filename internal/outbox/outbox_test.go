@@ -1,0 +1,380 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
+	"github.com/jetsaga/jetsaga/internal/stream"
+	"github.com/jetsaga/jetsaga/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+var stateMigrations = fstest.MapFS{
+	"001_state.up.sql": {Data: []byte(`CREATE TABLE state (order_id text PRIMARY KEY, note text NOT NULL);`)},
+}
+
+type bundle struct {
+	nats *testenv.NATS
+	js   jetstream.JetStream
+	pool *pgxpool.Pool
+}
+
+func setup(t *testing.T) bundle {
+	t.Helper()
+	ctx := t.Context()
+	n := testenv.StartNATS(t)
+	js := testenv.JetStream(t, n.Connect(t))
+	if err := stream.Ensure(ctx, js, stream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	pool := testenv.Pool(t, "svc", stateMigrations)
+	return bundle{nats: n, js: js, pool: pool}
+}
+
+func created(t *testing.T, orderID string) event.Event {
+	t.Helper()
+	e, err := event.New(event.OrderCreated, orderID, "", &event.OrderCreatedPayload{
+		OrderID: orderID, CustomerID: "c1",
+		Items:      []event.Item{{SKU: "sku-1", Qty: 2, UnitPriceCents: 150}},
+		TotalCents: 300,
+	}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// write commits (or rolls back) a state row and its event in one transaction.
+func write(t *testing.T, pool *pgxpool.Pool, e event.Event, commit bool) {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `INSERT INTO state (order_id, note) VALUES ($1, 'created')`, e.OrderID); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Add(ctx, tx, e); err != nil {
+		t.Fatal(err)
+	}
+	if commit {
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
+	t.Helper()
+	s, err := js.Stream(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(t.Context(), sql, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestCommitPublishesStateAndEventTogether(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	relay, err := outbox.NewRelay(b.pool, b.js, outbox.RelayConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	committed := created(t, "o-commit")
+	write(t, b.pool, committed, true)
+	rolledBack := created(t, "o-rollback")
+	write(t, b.pool, rolledBack, false)
+
+	n, err := relay.Flush(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("published %d events, want 1", n)
+	}
+	if got := count(t, b.pool, `SELECT count(*) FROM state`); got != 1 {
+		t.Fatalf("state rows = %d, want 1 (the rolled-back one must not exist)", got)
+	}
+	if got := count(t, b.pool, `SELECT count(*) FROM outbox`); got != 0 {
+		t.Fatalf("outbox rows after flush = %d, want 0", got)
+	}
+	if got := streamMsgs(t, b.js, stream.Orders); got != 1 {
+		t.Fatalf("ORDERS holds %d messages, want 1", got)
+	}
+
+	s, _ := b.js.Stream(t.Context(), stream.Orders)
+	raw, err := s.GetLastMsgForSubject(t.Context(), committed.Subject())
+	if err != nil {
+		t.Fatalf("committed event not in stream: %v", err)
+	}
+	got, err := event.FromMsg(raw.Subject, raw.Header, raw.Data)
+	if err != nil {
+		t.Fatalf("published message breaks the contract: %v", err)
+	}
+	if got.ID != committed.ID || got.Type != committed.Type || got.OrderID != committed.OrderID {
+		t.Fatalf("published %+v, want the committed event %+v", got, committed)
+	}
+	if raw.Header.Get(event.HeaderMsgID) != committed.ID {
+		t.Fatalf("Nats-Msg-Id = %q, want event id %q", raw.Header.Get(event.HeaderMsgID), committed.ID)
+	}
+	if _, err := s.GetLastMsgForSubject(t.Context(), rolledBack.Subject()); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("rolled-back event: got %v, want ErrMsgNotFound", err)
+	}
+}
+
+// The process dies after JetStream acked the publish and before the rows
+// were deleted: the next relay publishes again and the stream keeps one copy.
+func TestRelayCrashBetweenAckAndDelete(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	e := created(t, "o-crash")
+	write(t, b.pool, e, true)
+
+	crashed := errors.New("crash")
+	dying, err := outbox.NewRelay(b.pool, b.js, outbox.RelayConfig{
+		BeforeDelete: func(context.Context, []event.Event) error { return crashed },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dying.Flush(t.Context()); !errors.Is(err, crashed) {
+		t.Fatalf("flush: %v, want the injected crash", err)
+	}
+	if got := streamMsgs(t, b.js, stream.Orders); got != 1 {
+		t.Fatalf("after the crash ORDERS holds %d, want 1", got)
+	}
+	if got := count(t, b.pool, `SELECT count(*) FROM outbox`); got != 1 {
+		t.Fatalf("after the crash outbox holds %d rows, want 1", got)
+	}
+
+	var acks []*jetstream.PubAck
+	restarted, err := outbox.NewRelay(b.pool, ackRecorder{b.js, &acks, &sync.Mutex{}}, outbox.RelayConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := restarted.Flush(t.Context()); err != nil || n != 1 {
+		t.Fatalf("flush after restart = %d, %v; want 1, nil", n, err)
+	}
+	if len(acks) != 1 || !acks[0].Duplicate {
+		t.Fatalf("republish ack = %+v, want one duplicate ack", acks)
+	}
+	if got := streamMsgs(t, b.js, stream.Orders); got != 1 {
+		t.Fatalf("after republish ORDERS holds %d, want 1", got)
+	}
+	if got := count(t, b.pool, `SELECT count(*) FROM outbox`); got != 0 {
+		t.Fatalf("outbox rows = %d, want 0", got)
+	}
+}
+
+// ackRecorder publishes through the real JetStream and keeps every ack.
+type ackRecorder struct {
+	js   jetstream.JetStream
+	acks *[]*jetstream.PubAck
+	mu   *sync.Mutex
+}
+
+func (r ackRecorder) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	f, err := r.js.PublishMsgAsync(m, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return recordedFuture{f, r}, nil
+}
+
+type recordedFuture struct {
+	jetstream.PubAckFuture
+	r ackRecorder
+}
+
+func (f recordedFuture) Ok() <-chan *jetstream.PubAck {
+	out := make(chan *jetstream.PubAck, 1)
+	go func() {
+		select {
+		case a := <-f.PubAckFuture.Ok():
+			f.r.mu.Lock()
+			*f.r.acks = append(*f.r.acks, a)
+			f.r.mu.Unlock()
+			out <- a
+		case <-time.After(10 * time.Second):
+		}
+	}()
+	return out
+}
+
+// Several relays on one schema: every event is published exactly once (not
+// merely stored once thanks to dedup) and the outbox ends empty.
+func TestConcurrentRelaysPublishEachRowOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const events = 600
+	ctx := t.Context()
+	for i := range events / 100 {
+		tx, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 100 {
+			if err := outbox.Add(ctx, tx, created(t, "o-"+itoa(i*100+j))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+	)
+	counting := countingPublisher{js: b.js, mu: &mu, seen: seen}
+	var wg sync.WaitGroup
+	for range 4 {
+		r, err := outbox.NewRelay(b.pool, counting, outbox.RelayConfig{Batch: 25})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if _, err := r.Flush(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+
+	if len(seen) != events {
+		t.Fatalf("published %d distinct events, want %d", len(seen), events)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("event %s published %d times by concurrent relays, want 1", id, n)
+		}
+	}
+	if got := streamMsgs(t, b.js, stream.Orders); got != events {
+		t.Fatalf("ORDERS holds %d, want %d", got, events)
+	}
+	if got := count(t, b.pool, `SELECT count(*) FROM outbox`); got != 0 {
+		t.Fatalf("outbox rows = %d, want 0", got)
+	}
+}
+
+type countingPublisher struct {
+	js   jetstream.JetStream
+	mu   *sync.Mutex
+	seen map[string]int
+}
+
+func (c countingPublisher) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	c.mu.Lock()
+	c.seen[m.Header.Get(event.HeaderMsgID)]++
+	c.mu.Unlock()
+	return c.js.PublishMsgAsync(m, opts...)
+}
+
+func itoa(i int) string {
+	return string(rune('a'+i/26/26%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i%26))
+}
+
+// Run wakes on Notify (no poll in sight: the poll interval is an hour) and
+// also picks up rows nobody notified it about through its poll.
+func TestRelayWakesOnNotifyAndPolls(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		poll   time.Duration
+		notify bool
+	}{
+		{name: "notify", poll: time.Hour, notify: true},
+		{name: "poll", poll: 50 * time.Millisecond, notify: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			r, err := outbox.NewRelay(b.pool, b.js, outbox.RelayConfig{PollInterval: tc.poll})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+
+			// Twice: the second commit comes while Run waits, past its
+			// first round.
+			for i, id := range []string{"o-wake-1", "o-wake-2"} {
+				write(t, b.pool, created(t, id), true)
+				if tc.notify {
+					r.Notify()
+				}
+				testenv.WaitFor(t, 5*time.Second, "event published", func() bool {
+					return streamMsgs(t, b.js, stream.Orders) == uint64(i+1)
+				})
+			}
+			testenv.WaitFor(t, 5*time.Second, "outbox emptied", func() bool {
+				return count(t, b.pool, `SELECT count(*) FROM outbox`) == 0
+			})
+		})
+	}
+}
+
+// NATS is down while events are committed: the relay keeps them and publishes
+// once the server is back on the same store; nothing is lost or doubled.
+func TestRelaySurvivesNATSRestart(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r, err := outbox.NewRelay(b.pool, b.js, outbox.RelayConfig{PollInterval: 50 * time.Millisecond, AckTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for i := range 10 {
+		write(t, b.pool, created(t, "before-"+itoa(i)), true)
+	}
+	r.Notify()
+	testenv.WaitFor(t, 10*time.Second, "first ten published", func() bool { return streamMsgs(t, b.js, stream.Orders) == 10 })
+
+	b.nats.Stop()
+	for i := range 10 {
+		write(t, b.pool, created(t, "during-"+itoa(i)), true)
+	}
+	r.Notify()
+	b.nats.Restart(t)
+
+	testenv.WaitFor(t, 30*time.Second, "all twenty published after the restart", func() bool {
+		return count(t, b.pool, `SELECT count(*) FROM outbox`) == 0
+	})
+	if got := streamMsgs(t, b.js, stream.Orders); got != 20 {
+		t.Fatalf("ORDERS holds %d, want 20", got)
+	}
+}

@@ -1,0 +1,234 @@
+package outbox
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/jetsaga/jetsaga/internal/event"
+)
+
+// Publisher is the part of jetstream.JetStream the relay needs.
+type Publisher interface {
+	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+}
+
+// RelayConfig tunes a Relay. Zero values take the defaults.
+type RelayConfig struct {
+	Batch        int           // rows locked and published per round; default 256
+	PollInterval time.Duration // fallback poll for rows nobody woke us for; default 1s
+	AckTimeout   time.Duration // how long to wait for the stream's acks; default 10s
+	RetryMax     time.Duration // cap on the wait after a failed round; default 5s
+	Logger       *zap.Logger
+
+	// BeforeDelete runs after JetStream acked a round and before its rows are
+	// deleted. An error abandons the round (the rows stay and are published
+	// again), as a crash at that moment would. It exists for fault injection
+	// and crash-window tests.
+	BeforeDelete func(ctx context.Context, published []event.Event) error
+	// OnPublished is called after rows were deleted (for metrics).
+	OnPublished func(published []event.Event)
+}
+
+// Relay moves committed outbox rows of one schema to JetStream. Several
+// relays on one schema are safe: each locks its rows with FOR UPDATE SKIP
+// LOCKED, so no row is published by two relays at once.
+type Relay struct {
+	pool *pgxpool.Pool
+	pub  Publisher
+	cfg  RelayConfig
+	log  *zap.Logger
+	wake chan struct{}
+}
+
+// NewRelay returns a relay over pool's outbox publishing through pub.
+func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error) {
+	if pool == nil || pub == nil {
+		return nil, errors.New("outbox: relay needs a pool and a publisher")
+	}
+	cfg.Batch = cmp.Or(cfg.Batch, 256)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
+	cfg.AckTimeout = cmp.Or(cfg.AckTimeout, 10*time.Second)
+	cfg.RetryMax = cmp.Or(cfg.RetryMax, 5*time.Second)
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return &Relay{pool: pool, pub: pub, cfg: cfg, log: cfg.Logger.Named("relay"), wake: make(chan struct{}, 1)}, nil
+}
+
+// Notify wakes the relay; call it after committing a transaction that added
+// events. It never blocks.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx is done, then makes a last attempt to flush the
+// outbox (bounded by AckTimeout) and returns nil.
+func (r *Relay) Run(ctx context.Context) error {
+	poll := time.NewTicker(r.cfg.PollInterval)
+	defer poll.Stop()
+	var failures int
+	for {
+		if _, err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+			failures++
+			wait := min(time.Duration(1<<min(failures, 10))*50*time.Millisecond, r.cfg.RetryMax)
+			r.log.Warn("outbox relay round failed", zap.Error(err), zap.Duration("retry_in", wait))
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+				continue
+			}
+		} else {
+			failures = 0
+		}
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.AckTimeout)
+			defer cancel()
+			if n, err := r.Flush(final); err != nil {
+				r.log.Warn("outbox not flushed at shutdown; rows stay for the next start", zap.Error(err))
+			} else if n > 0 {
+				r.log.Info("outbox flushed at shutdown", zap.Int("events", n))
+			}
+			return nil
+		case <-r.wake:
+		case <-poll.C:
+		}
+	}
+}
+
+// Flush publishes rounds until the outbox is empty (of rows not locked by
+// another relay) and returns how many events it published.
+func (r *Relay) Flush(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := r.round(ctx)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < r.cfg.Batch {
+			return total, nil
+		}
+	}
+}
+
+// round locks up to Batch rows, publishes them, waits for every ack, and
+// deletes the acked rows in the same transaction.
+func (r *Relay) round(ctx context.Context) (int, error) {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("relay begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	events, seqs, err := lockBatch(ctx, tx, r.cfg.Batch)
+	if err != nil || len(events) == 0 {
+		return 0, err
+	}
+
+	futures := make([]jetstream.PubAckFuture, len(events))
+	for i, e := range events {
+		f, err := r.pub.PublishMsgAsync(e.Msg(), jetstream.WithExpectStream(e.Type.Stream()))
+		if err != nil {
+			// Wait for what was sent, then keep only that: rows after a failed
+			// send stay for the next round.
+			events, seqs, futures = events[:i], seqs[:i], futures[:i]
+			r.log.Warn("publish failed", zap.String("event_id", e.ID), zap.String("event_type", string(e.Type)),
+				zap.String("order_id", e.OrderID), zap.Error(err))
+			break
+		}
+		futures[i] = f
+	}
+
+	timeout := time.NewTimer(r.cfg.AckTimeout)
+	defer timeout.Stop()
+	okEvents := events[:0:0]
+	okSeqs := seqs[:0:0]
+	var firstErr error
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			// A duplicate ack (PubAck.Duplicate) is a success too: the stream
+			// has the event.
+			okEvents = append(okEvents, events[i])
+			okSeqs = append(okSeqs, seqs[i])
+		case err := <-f.Err():
+			if firstErr == nil {
+				firstErr = fmt.Errorf("publish %s %s: %w", events[i].Type, events[i].ID, err)
+			}
+		case <-timeout.C:
+			return 0, fmt.Errorf("relay: no ack within %s for %d events", r.cfg.AckTimeout, len(futures)-i)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	if len(okSeqs) == 0 {
+		return 0, firstErr
+	}
+	if r.cfg.BeforeDelete != nil {
+		if err := r.cfg.BeforeDelete(ctx, okEvents); err != nil {
+			return 0, fmt.Errorf("relay before delete: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, okSeqs); err != nil {
+		return 0, fmt.Errorf("relay delete %d rows: %w", len(okSeqs), err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("relay commit: %w", err)
+	}
+	if r.cfg.OnPublished != nil {
+		r.cfg.OnPublished(okEvents)
+	}
+	if firstErr != nil {
+		return len(okEvents), firstErr
+	}
+	// Report a full batch only when every row went, so Flush loops on.
+	return len(events), nil
+}
+
+func lockBatch(ctx context.Context, tx pgx.Tx, limit int) ([]event.Event, []int64, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT seq, event_id::text, event_type, order_id, causation_id, occurred_at, body
+		FROM outbox
+		ORDER BY seq
+		LIMIT $1
+		FOR UPDATE SKIP LOCKED`, limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay select: %w", err)
+	}
+	defer rows.Close()
+	var (
+		events []event.Event
+		seqs   []int64
+	)
+	for rows.Next() {
+		var (
+			e   event.Event
+			seq int64
+			typ string
+		)
+		if err := rows.Scan(&seq, &e.ID, &typ, &e.OrderID, &e.CausationID, &e.OccurredAt, &e.Body); err != nil {
+			return nil, nil, fmt.Errorf("relay scan: %w", err)
+		}
+		e.Type = event.Type(typ)
+		e.OccurredAt = e.OccurredAt.UTC()
+		events = append(events, e)
+		seqs = append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("relay rows: %w", err)
+	}
+	return events, seqs, nil
+}
