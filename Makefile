@@ -1,0 +1,41 @@
+# jetsaga — `make` alone lists the targets.
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+NATSCLI   := github.com/nats-io/natscli/nats@v0.5.0
+PKGS      := ./...
+TESTFLAGS ?= -count=1 -timeout 30m
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build every binary into ./bin (services, jetsaga CLI, nats-server)
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+
+.PHONY: test
+test: ## run every test (embedded NATS, throwaway Postgres; installs nothing)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+.PHONY: tools
+tools: ## install the nats CLI into ./bin
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install $(NATSCLI)
+
+.PHONY: fuzz
+fuzz: ## fuzz the event decoder for 30s
+	$(GO) test ./internal/event -run '^$$' -fuzz FuzzFromMsg -fuzztime 30s
+
+.PHONY: clean
+clean: ## remove ./bin
+	rm -rf $(BIN)
