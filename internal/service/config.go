@@ -1,0 +1,95 @@
+package service
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Config holds the flags every service binary takes (DESIGN.md, "Processes
+// and how they start").
+type Config struct {
+	Name        string // service name; filled from the Spec when empty
+	NATSURL     string
+	DatabaseURL string
+	HTTPAddr    string
+	LogLevel    string
+	LogFormat   string
+	Replicas    int // stream replicas: 1 on one machine, 3 in a cluster
+	Workers     int // concurrent fetch-and-handle loops per consumer
+
+	// Logger, when set, is used instead of one built from LogLevel and
+	// LogFormat (tests pass zaptest's).
+	Logger *zap.Logger
+	// OnReady is called once the service is ready, with the HTTP address
+	// it listens on (tests listen on 127.0.0.1:0).
+	OnReady func(httpAddr string)
+}
+
+// AddFlags registers the core flags on fs, with defaults for this service.
+// Parse gives each flag an environment variable as well.
+func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
+	fs.StringVar(&cfg.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/jetsaga?sslmode=disable (required)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", defaultHTTPAddr, "address of the HTTP API, /healthz, /readyz and /metrics")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", "json", "json or console")
+	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas when this service creates the streams (3 in a cluster)")
+	fs.IntVar(&cfg.Workers, "workers", 2, "concurrent handlers per consumer")
+}
+
+// EnvName is the environment variable of a flag: --nats-url ↔ NATS_URL.
+func EnvName(flagName string) string {
+	return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Parse parses args into fs; every flag not given on the command line takes
+// its environment variable (EnvName) when that is set.
+func Parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("environment %s=%q: %w", EnvName(f.Name), v, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// NewLogger builds the service logger: JSON or console encoding at a level.
+func NewLogger(level, format string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	var zc zap.Config
+	switch format {
+	case "json", "":
+		zc = zap.NewProductionConfig()
+		zc.EncoderConfig.TimeKey = "ts"
+		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	case "console":
+		zc = zap.NewDevelopmentConfig()
+	default:
+		return nil, fmt.Errorf("log format %q: want json or console", format)
+	}
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Sampling = nil
+	return zc.Build()
+}

@@ -1,0 +1,308 @@
+// Package service is the runtime every jetsaga service binary shares: it
+// connects to NATS and Postgres, migrates the service schema, provisions the
+// streams and the service's consumers, runs the consumer loops and the outbox
+// relay, serves the service's HTTP API with /healthz, /readyz and /metrics,
+// and drains on shutdown. A service plugs in through a Spec.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/jetsaga/jetsaga/internal/consume"
+	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
+	"github.com/jetsaga/jetsaga/internal/pg"
+	"github.com/jetsaga/jetsaga/internal/stream"
+)
+
+// Runtime is what a service's constructor gets.
+type Runtime struct {
+	Pool     *pgxpool.Pool // search_path = the service schema; migrated
+	JS       jetstream.JetStream
+	Log      *zap.Logger // named for the service
+	Registry *prometheus.Registry
+	// Notify wakes the outbox relay; call it after committing a
+	// transaction that added outbox rows outside a consumer handler.
+	Notify func()
+	Now    func() time.Time
+}
+
+// Consumer is one durable consumer of a service and its handler.
+type Consumer struct {
+	Stream   string
+	Durable  string   // durable name, also the inbox key
+	Subjects []string // filter subjects
+	Handle   consume.Handler
+}
+
+// Participant is a service's part: its consumers and its HTTP routes.
+type Participant interface {
+	Consumers() []Consumer
+	Routes(mux *http.ServeMux)
+}
+
+// Spec names a service and builds its participant.
+type Spec struct {
+	Name       string
+	Schema     string
+	Migrations fs.FS
+	New        func(rt *Runtime) (Participant, error)
+}
+
+// Main runs the service until SIGTERM or SIGINT and returns the process exit
+// code: 0 after a clean drain, 1 on a start-up or run error.
+func Main(cfg Config, spec Spec) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := Run(ctx, cfg, spec); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", spec.Name, err)
+		return 1
+	}
+	return 0
+}
+
+// Run starts the service and blocks until ctx is done, then drains: stop
+// fetching, finish in-flight messages, flush the outbox, close the HTTP
+// server and the connections. It returns nil after a clean drain.
+func Run(ctx context.Context, cfg Config, spec Spec) error {
+	if cfg.Name == "" {
+		cfg.Name = spec.Name
+	}
+	log := cfg.Logger
+	if log == nil {
+		var err error
+		if log, err = NewLogger(cfg.LogLevel, cfg.LogFormat); err != nil {
+			return err
+		}
+		defer func() { _ = log.Sync() }()
+	}
+	log = log.Named(cfg.Name)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// HTTP first, so /healthz answers (and /readyz says "not yet") while we
+	// wait for NATS and Postgres.
+	var ready atomic.Bool
+	var nc atomic.Pointer[nats.Conn]
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		c := nc.Load()
+		switch {
+		case !ready.Load():
+			http.Error(w, "starting or draining", http.StatusServiceUnavailable)
+		case c == nil || !c.IsConnected():
+			http.Error(w, "not connected to NATS", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ready\n"))
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	// The service routes join the mux once the participant exists; until
+	// then they answer 503.
+	var api atomic.Pointer[http.ServeMux]
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if m := api.Load(); m != nil {
+			m.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	var httpWG sync.WaitGroup
+	httpWG.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", zap.Error(err))
+		}
+	})
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		httpWG.Wait()
+	}()
+	log.Info("http listening", zap.String("addr", ln.Addr().String()))
+
+	conn, err := nats.Connect(cfg.NATSURL,
+		nats.Name("jetsaga-"+cfg.Name),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", zap.Error(err)) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", zap.String("url", c.ConnectedUrl())) }),
+	)
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
+	}
+	nc.Store(conn)
+	defer func() {
+		if err := conn.Drain(); err != nil {
+			conn.Close()
+		}
+	}()
+	js, err := jetstream.New(conn)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	pool, err := retry(ctx, log, "connect to Postgres", func() (*pgxpool.Pool, error) {
+		return pg.Open(ctx, pg.Config{URL: cfg.DatabaseURL, Schema: spec.Schema})
+	})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := retry(ctx, log, "migrate", func() (struct{}, error) {
+		return struct{}{}, pg.Migrate(ctx, pool, spec.Schema, spec.Migrations)
+	}); err != nil {
+		return err
+	}
+	if _, err := retry(ctx, log, "provision streams", func() (struct{}, error) {
+		return struct{}{}, stream.Ensure(ctx, js, stream.Config{Replicas: cfg.Replicas})
+	}); err != nil {
+		return err
+	}
+
+	relayMetrics := newRelayMetrics(reg, pool)
+	relay, err := outbox.NewRelay(pool, js, outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published})
+	if err != nil {
+		return err
+	}
+	part, err := spec.New(&Runtime{
+		Pool: pool, JS: js, Log: log, Registry: reg, Notify: relay.Notify,
+		Now: func() time.Time { return time.Now().UTC() },
+	})
+	if err != nil {
+		return fmt.Errorf("build %s: %w", cfg.Name, err)
+	}
+	cm := consume.NewMetrics(reg)
+	var loops []*consume.Loop
+	for _, c := range part.Consumers() {
+		cons, err := retry(ctx, log, "provision consumer "+c.Durable, func() (jetstream.Consumer, error) {
+			return stream.EnsureConsumer(ctx, js, stream.ConsumerConfig{
+				Stream: c.Stream, Durable: c.Durable, FilterSubjects: c.Subjects,
+				Description: cfg.Name + " service",
+			})
+		})
+		if err != nil {
+			return err
+		}
+		l, err := consume.New(ctx, pool, js, cons, c.Handle, consume.Config{
+			Service: cfg.Name, Workers: cfg.Workers, Logger: log, Metrics: cm, AfterCommit: relay.Notify,
+		})
+		if err != nil {
+			return err
+		}
+		loops = append(loops, l)
+	}
+	apiMux := http.NewServeMux()
+	part.Routes(apiMux)
+	api.Store(apiMux)
+
+	// Run: loops and relay own goroutines stopped by their contexts. The
+	// relay outlives the loops so that it flushes what their last messages
+	// wrote.
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	defer stopLoops()
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	var loopWG, relayWG sync.WaitGroup
+	for _, l := range loops {
+		loopWG.Go(func() { _ = l.Run(loopCtx) })
+	}
+	relayWG.Go(func() { _ = relay.Run(relayCtx) })
+
+	ready.Store(true)
+	log.Info("ready", zap.String("http_addr", ln.Addr().String()), zap.String("schema", spec.Schema),
+		zap.Int("consumers", len(loops)))
+	if cfg.OnReady != nil {
+		cfg.OnReady(ln.Addr().String())
+	}
+
+	<-ctx.Done()
+	ready.Store(false)
+	log.Info("draining")
+	loopWG.Wait()
+	stopRelay()
+	relayWG.Wait()
+	log.Info("drained")
+	return nil
+}
+
+// retry calls fn until it succeeds or ctx is done, backing off up to 5s.
+func retry[T any](ctx context.Context, log *zap.Logger, what string, fn func() (T, error)) (T, error) {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		v, err := fn()
+		if err == nil {
+			return v, nil
+		}
+		if ctx.Err() != nil {
+			return v, fmt.Errorf("%s: %w", what, err)
+		}
+		log.Warn(what+" failed; retrying", zap.Int("attempt", attempt), zap.Duration("retry_in", wait), zap.Error(err))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return v, fmt.Errorf("%s: %w", what, err)
+		case <-t.C:
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+type relayMetrics struct {
+	events *prometheus.CounterVec
+}
+
+func newRelayMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *relayMetrics {
+	m := &relayMetrics{events: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jetsaga_outbox_published_total",
+		Help: "Events the outbox relay published (acked by JetStream), by event type.",
+	}, []string{"event_type"})}
+	backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "jetsaga_outbox_backlog",
+		Help: "Outbox rows waiting to be published (read at scrape).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := outbox.Backlog(ctx, pool)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
+	reg.MustRegister(m.events, backlog)
+	return m
+}
+
+func (m *relayMetrics) published(events []event.Event) {
+	for _, e := range events {
+		m.events.WithLabelValues(string(e.Type)).Inc()
+	}
+}
