@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -19,8 +20,10 @@ type Config struct {
 	HTTPAddr    string
 	LogLevel    string
 	LogFormat   string
-	Replicas    int // stream replicas: 1 on one machine, 3 in a cluster
-	Workers     int // concurrent fetch-and-handle loops per consumer
+	Replicas    int           // stream replicas: 1 on one machine, 3 in a cluster
+	Workers     int           // concurrent fetch-and-handle loops per consumer
+	MaxAge      time.Duration // stream history kept (0: forever)
+	DupWindow   time.Duration // stream duplicate window on Nats-Msg-Id
 
 	// Logger, when set, is used instead of one built from LogLevel and
 	// LogFormat (tests pass zaptest's).
@@ -40,6 +43,8 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "json or console")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas when this service creates the streams (3 in a cluster)")
 	fs.IntVar(&cfg.Workers, "workers", 2, "concurrent handlers per consumer")
+	fs.DurationVar(&cfg.MaxAge, "stream-max-age", 0, "history the streams keep when this service creates them (0: forever; keep the inbox at least as long)")
+	fs.DurationVar(&cfg.DupWindow, "duplicate-window", 2*time.Minute, "the streams' duplicate window on Nats-Msg-Id")
 }
 
 // EnvName is the environment variable of a flag: --nats-url ↔ NATS_URL.

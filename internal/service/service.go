@@ -132,7 +132,16 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		}
 		http.Error(w, "starting", http.StatusServiceUnavailable)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// Long-lived requests (the read model's watch streams) end when the
+	// server shuts down: their context is cancelled as Shutdown begins.
+	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+	}
+	srv.RegisterOnShutdown(cancelBase)
 	var httpWG sync.WaitGroup
 	httpWG.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -182,7 +191,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		return err
 	}
 	if _, err := retry(ctx, log, "provision streams", func() (struct{}, error) {
-		return struct{}{}, stream.Ensure(ctx, js, stream.Config{Replicas: cfg.Replicas})
+		return struct{}{}, stream.Ensure(ctx, js, stream.Config{Replicas: cfg.Replicas, MaxAge: cfg.MaxAge, Duplicates: cfg.DupWindow})
 	}); err != nil {
 		return err
 	}

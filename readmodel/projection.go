@@ -1,0 +1,189 @@
+package readmodel
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/jetsaga/jetsaga/internal/event"
+)
+
+// Status is an order's status in the read model. It mirrors the order
+// service's: CONFIRMED only once order.confirmed is seen, CANCELLED only once
+// order.cancelled is.
+type Status string
+
+// The statuses of an order view.
+const (
+	Pending   Status = "PENDING"
+	Reserved  Status = "RESERVED"
+	Confirmed Status = "CONFIRMED"
+	Cancelled Status = "CANCELLED"
+)
+
+// Statuses returns every status, in saga order.
+func Statuses() []Status { return []Status{Pending, Reserved, Confirmed, Cancelled} }
+
+// Valid reports whether s is one of [Statuses].
+func (s Status) Valid() bool { return slices.Contains(Statuses(), s) }
+
+// Terminal reports whether s is CONFIRMED or CANCELLED: no later event
+// changes it.
+func (s Status) Terminal() bool { return s == Confirmed || s == Cancelled }
+
+// Recorded is one event as the read model stored it: the event's metadata and
+// body plus when the read model first projected it.
+type Recorded struct {
+	EventID     string
+	Type        event.Type
+	OrderID     string
+	CausationID string
+	OccurredAt  time.Time
+	ProjectedAt time.Time
+	Body        []byte // JSON payload of Type
+}
+
+// Step is one entry of an order's timeline.
+type Step struct {
+	EventID     string     `json:"event_id"`
+	EventType   event.Type `json:"event_type"`
+	OccurredAt  time.Time  `json:"occurred_at"`
+	ProjectedAt time.Time  `json:"projected_at"`
+	LagMS       float64    `json:"lag_ms"` // ProjectedAt - OccurredAt
+}
+
+// View is the read model's picture of one order, computed by [Project].
+type View struct {
+	OrderID    string       `json:"order_id"`
+	CustomerID string       `json:"customer_id"` // "" until order.created is seen
+	Items      []event.Item `json:"items"`       // never nil
+	TotalCents int64        `json:"total_cents"`
+	Status     Status       `json:"status"`
+	Reason     string       `json:"reason"` // from order.cancelled
+	// Version counts the distinct saga events projected: one per event
+	// type, so a re-emitted event (same order and type, new id) counts once.
+	Version int `json:"version"`
+	// Timeline holds those events in causal order: by saga step, then
+	// occurrence time, then id. Never nil.
+	Timeline       []Step    `json:"timeline"`
+	LastOccurredAt time.Time `json:"last_occurred_at"`
+	// LagMS is the lag of the event projected last (the one with the latest
+	// ProjectedAt among the timeline's).
+	LagMS float64 `json:"lag_ms"`
+}
+
+// stepRank orders event types causally: an event's cause always has a lower
+// rank. Types of one step are alternatives (reserved or rejected; completed or
+// failed) except released and confirmed, which never occur in one saga.
+var stepRank = map[event.Type]int{
+	event.OrderCreated:      0,
+	event.InventoryReserved: 1,
+	event.InventoryRejected: 1,
+	event.PaymentCompleted:  2,
+	event.PaymentFailed:     2,
+	event.InventoryReleased: 3,
+	event.OrderConfirmed:    3,
+	event.OrderCancelled:    4,
+}
+
+// Project computes the view of one order from all of its recorded events.
+// It depends only on the set of events, not on their order, and is
+// idempotent: an event given twice, or re-emitted with a new id for the same
+// order and type, counts once (the earliest by occurrence time, then id, is
+// kept). Events of unknown types are ignored; a body that does not decode
+// leaves the fields it would have set at their zero values.
+//
+// Status: CANCELLED once order.cancelled is seen (reason from its payload),
+// else CONFIRMED once order.confirmed is seen, else RESERVED once
+// inventory.reserved is seen, else PENDING. Customer, items and total come
+// from order.created.
+func Project(events []Recorded) View {
+	kept := map[event.Type]Recorded{}
+	for _, r := range events {
+		if _, ok := stepRank[r.Type]; !ok {
+			continue
+		}
+		if prev, ok := kept[r.Type]; !ok || before(r, prev) {
+			kept[r.Type] = r
+		}
+	}
+	chosen := make([]Recorded, 0, len(kept))
+	for _, r := range kept {
+		chosen = append(chosen, r)
+	}
+	slices.SortFunc(chosen, causal)
+
+	v := View{Items: []event.Item{}, Status: Pending, Version: len(chosen), Timeline: make([]Step, 0, len(chosen))}
+	var latest Step
+	for i, r := range chosen {
+		if i == 0 {
+			v.OrderID = r.OrderID
+		}
+		s := Step{
+			EventID:     r.EventID,
+			EventType:   r.Type,
+			OccurredAt:  r.OccurredAt.UTC(),
+			ProjectedAt: r.ProjectedAt.UTC(),
+			LagMS:       lagMS(r.ProjectedAt, r.OccurredAt),
+		}
+		v.Timeline = append(v.Timeline, s)
+		if s.OccurredAt.After(v.LastOccurredAt) {
+			v.LastOccurredAt = s.OccurredAt
+		}
+		// Later in causal order wins a tie, so the result is still a
+		// function of the set.
+		if i == 0 || !s.ProjectedAt.Before(latest.ProjectedAt) {
+			latest = s
+		}
+	}
+	v.LagMS = latest.LagMS
+
+	if r, ok := kept[event.OrderCreated]; ok {
+		if p, err := event.DecodePayload(r.Type, r.Body); err == nil {
+			c := p.(event.OrderCreatedPayload)
+			v.CustomerID = c.CustomerID
+			v.Items = append(v.Items, c.Items...)
+			v.TotalCents = c.TotalCents
+		}
+	}
+	switch {
+	case has(kept, event.OrderCancelled):
+		v.Status = Cancelled
+		if p, err := event.DecodePayload(event.OrderCancelled, kept[event.OrderCancelled].Body); err == nil {
+			v.Reason = p.(event.OrderCancelledPayload).Reason
+		}
+	case has(kept, event.OrderConfirmed):
+		v.Status = Confirmed
+	case has(kept, event.InventoryReserved):
+		v.Status = Reserved
+	}
+	return v
+}
+
+func has(kept map[event.Type]Recorded, t event.Type) bool {
+	_, ok := kept[t]
+	return ok
+}
+
+// before reports whether a is kept over b when both are of one type: the
+// earlier occurrence, then the smaller id.
+func before(a, b Recorded) bool {
+	if c := a.OccurredAt.Compare(b.OccurredAt); c != 0 {
+		return c < 0
+	}
+	return a.EventID < b.EventID
+}
+
+// causal orders events by saga step, then occurrence time, then id.
+func causal(a, b Recorded) int {
+	return cmp.Or(
+		cmp.Compare(stepRank[a.Type], stepRank[b.Type]),
+		a.OccurredAt.Compare(b.OccurredAt),
+		cmp.Compare(a.EventID, b.EventID),
+	)
+}
+
+// lagMS returns projected - occurred in milliseconds.
+func lagMS(projected, occurred time.Time) float64 {
+	return float64(projected.Sub(occurred)) / float64(time.Millisecond)
+}

@@ -1,0 +1,232 @@
+package readmodel
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jetsaga/jetsaga/internal/event"
+)
+
+const lag = 7 * time.Millisecond
+
+func TestProjectPaths(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		path       path
+		wantStatus Status
+		wantReason string
+	}{
+		{pathConfirmed, Confirmed, ""},
+		{pathPaymentFailed, Cancelled, event.ReasonPaymentFailed},
+		{pathOutOfStock, Cancelled, event.ReasonOutOfStock},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.path), func(t *testing.T) {
+			t.Parallel()
+
+			events := saga(t, "order-1", tt.path)
+			want := View{
+				OrderID:        "order-1",
+				CustomerID:     "cust-7",
+				Items:          testItems,
+				TotalCents:     testTotal,
+				Status:         tt.wantStatus,
+				Reason:         tt.wantReason,
+				Version:        len(events),
+				LastOccurredAt: events[len(events)-1].OccurredAt,
+				LagMS:          7,
+			}
+			for _, e := range events {
+				want.Timeline = append(want.Timeline, Step{
+					EventID: e.ID, EventType: e.Type, OccurredAt: e.OccurredAt, ProjectedAt: e.OccurredAt.Add(lag), LagMS: 7,
+				})
+			}
+
+			n := 0
+			permutations(recorded(events, lag), func(perm []Recorded) {
+				n++
+				if got := Project(perm); !reflect.DeepEqual(got, want) {
+					t.Fatalf("Project(%s) =\n%+v\nwant\n%+v", typesOf(perm), got, want)
+				}
+				// Every event twice, and each re-emitted later with a new
+				// id: still the same view.
+				dup := append(slices.Clone(perm), perm...)
+				for _, e := range events {
+					dup = append(dup, recorded([]event.Event{reemit(t, e, e.OccurredAt.Add(time.Second))}, lag)...)
+				}
+				if got := Project(dup); !reflect.DeepEqual(got, want) {
+					t.Fatalf("Project(%s with duplicates and re-emitted events) =\n%+v\nwant\n%+v", typesOf(perm), got, want)
+				}
+			})
+			if want := factorial(len(events)); n != want {
+				t.Fatalf("checked %d permutations, want %d", n, want)
+			}
+		})
+	}
+}
+
+func TestProjectStatusRules(t *testing.T) {
+	t.Parallel()
+
+	confirmed := saga(t, "o-1", pathConfirmed)
+	failed := saga(t, "o-1", pathPaymentFailed)
+	outOfStock := saga(t, "o-1", pathOutOfStock)
+	pick := func(events []event.Event, types ...event.Type) []event.Event {
+		var out []event.Event
+		for _, e := range events {
+			if slices.Contains(types, e.Type) {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+
+	tests := []struct {
+		name         string
+		events       []event.Event
+		wantStatus   Status
+		wantReason   string
+		wantCustomer string
+		wantVersion  int
+	}{
+		{name: "nothing", wantStatus: Pending},
+		{name: "created", events: pick(confirmed, event.OrderCreated),
+			wantStatus: Pending, wantCustomer: "cust-7", wantVersion: 1},
+		{name: "reserved before created", events: pick(confirmed, event.InventoryReserved),
+			wantStatus: Reserved, wantVersion: 1},
+		{name: "payment completed is not confirmed yet",
+			events:     pick(confirmed, event.OrderCreated, event.InventoryReserved, event.PaymentCompleted),
+			wantStatus: Reserved, wantCustomer: "cust-7", wantVersion: 3},
+		{name: "payment failed keeps the reservation until cancelled",
+			events:     pick(failed, event.OrderCreated, event.InventoryReserved, event.PaymentFailed, event.InventoryReleased),
+			wantStatus: Reserved, wantCustomer: "cust-7", wantVersion: 4},
+		{name: "rejected is pending until cancelled",
+			events:     pick(outOfStock, event.OrderCreated, event.InventoryRejected),
+			wantStatus: Pending, wantCustomer: "cust-7", wantVersion: 2},
+		{name: "confirmed alone", events: pick(confirmed, event.OrderConfirmed),
+			wantStatus: Confirmed, wantVersion: 1},
+		{name: "cancelled alone", events: pick(failed, event.OrderCancelled),
+			wantStatus: Cancelled, wantReason: event.ReasonPaymentFailed, wantVersion: 1},
+		{name: "cancelled wins over confirmed", events: append(pick(confirmed, event.OrderConfirmed), pick(outOfStock, event.OrderCancelled)...),
+			wantStatus: Cancelled, wantReason: event.ReasonOutOfStock, wantVersion: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+
+			got := Project(recorded(tt.events, lag))
+			if got.Status != tt.wantStatus || got.Reason != tt.wantReason || got.CustomerID != tt.wantCustomer || got.Version != tt.wantVersion {
+				t.Errorf("Project = status %s, reason %q, customer %q, version %d; want %s, %q, %q, %d",
+					got.Status, got.Reason, got.CustomerID, got.Version, tt.wantStatus, tt.wantReason, tt.wantCustomer, tt.wantVersion)
+			}
+			if got.Items == nil || got.Timeline == nil {
+				t.Errorf("Items or Timeline is nil: %+v", got)
+			}
+			if len(got.Timeline) != tt.wantVersion {
+				t.Errorf("timeline has %d steps, want %d", len(got.Timeline), tt.wantVersion)
+			}
+		})
+	}
+}
+
+func TestProjectEdgeCases(t *testing.T) {
+	t.Parallel()
+
+	events := saga(t, "o-1", pathConfirmed)
+	base := recorded(events, lag)
+
+	t.Run("re-emitted earlier wins", func(t *testing.T) {
+		t.Parallel()
+		early := reemit(t, events[1], events[1].OccurredAt.Add(-time.Millisecond))
+		got := Project(append(slices.Clone(base), recorded([]event.Event{early}, lag)...))
+		if got.Version != 4 || got.Timeline[1].EventID != early.ID {
+			t.Errorf("version %d, timeline[1] %s; want 4, the earlier event %s", got.Version, got.Timeline[1].EventID, early.ID)
+		}
+	})
+	t.Run("same time, smaller id wins", func(t *testing.T) {
+		t.Parallel()
+		twin := recorded([]event.Event{reemit(t, events[2], events[2].OccurredAt)}, lag)[0]
+		want := min(twin.EventID, events[2].ID)
+		for _, in := range [][]Recorded{append(slices.Clone(base), twin), append([]Recorded{twin}, base...)} {
+			if got := Project(in); got.Timeline[2].EventID != want {
+				t.Errorf("timeline[2] = %s, want %s", got.Timeline[2].EventID, want)
+			}
+		}
+	})
+	t.Run("unknown type ignored", func(t *testing.T) {
+		t.Parallel()
+		odd := base[0]
+		odd.EventID, odd.Type = "0190f5c2-7d1e-7a3b-9c4d-5e6f7a8b9c0d", "order.shipped"
+		if got, want := Project(append(slices.Clone(base), odd)), Project(base); !reflect.DeepEqual(got, want) {
+			t.Errorf("an unknown type changed the view:\n%+v\nwant\n%+v", got, want)
+		}
+	})
+	t.Run("undecodable body leaves fields empty", func(t *testing.T) {
+		t.Parallel()
+		bad := slices.Clone(base)
+		bad[0].Body = []byte(`{"order_id":`)
+		got := Project(bad)
+		if got.CustomerID != "" || len(got.Items) != 0 || got.TotalCents != 0 || got.Status != Confirmed || got.Version != 4 {
+			t.Errorf("Project = %+v", got)
+		}
+	})
+	t.Run("lag of the latest projected", func(t *testing.T) {
+		t.Parallel()
+		in := slices.Clone(base)
+		in[1].ProjectedAt = in[1].OccurredAt.Add(time.Hour) // reserved was projected last, an hour late
+		if got := Project(in); got.LagMS != float64(time.Hour/time.Millisecond) {
+			t.Errorf("LagMS = %v, want an hour", got.LagMS)
+		}
+	})
+	t.Run("times in UTC", func(t *testing.T) {
+		t.Parallel()
+		in := slices.Clone(base)
+		cet := time.FixedZone("CET", 3600)
+		for i := range in {
+			in[i].OccurredAt, in[i].ProjectedAt = in[i].OccurredAt.In(cet), in[i].ProjectedAt.In(cet)
+		}
+		if got, want := Project(in), Project(base); !reflect.DeepEqual(got, want) {
+			t.Errorf("zone changed the view:\n%+v\nwant\n%+v", got, want)
+		}
+	})
+}
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		s               Status
+		valid, terminal bool
+	}{
+		{Pending, true, false},
+		{Reserved, true, false},
+		{Confirmed, true, true},
+		{Cancelled, true, true},
+		{"", false, false},
+		{"confirmed", false, false},
+	}
+	for _, tt := range tests {
+		if tt.s.Valid() != tt.valid || tt.s.Terminal() != tt.terminal {
+			t.Errorf("%q: Valid %v Terminal %v, want %v %v", tt.s, tt.s.Valid(), tt.s.Terminal(), tt.valid, tt.terminal)
+		}
+	}
+}
+
+func typesOf(rs []Recorded) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = string(r.Type)
+	}
+	return fmt.Sprint(s)
+}
+
+func factorial(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	return n * factorial(n-1)
+}

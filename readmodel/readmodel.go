@@ -1,0 +1,138 @@
+package readmodel
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/jetsaga/jetsaga/internal/service"
+	"github.com/jetsaga/jetsaga/internal/stream"
+)
+
+// Name is the service name; Schema is the Postgres schema it owns.
+const (
+	Name   = "readmodel"
+	Schema = "readmodel"
+)
+
+// Durable consumer names: the read model consumes every event of the three
+// saga streams.
+const (
+	ConsumerOrders    = "readmodel-orders"
+	ConsumerInventory = "readmodel-inventory"
+	ConsumerPayments  = "readmodel-payments"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the readmodel's migrations (NNN_name.up.sql at the root).
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embedded directory always exists
+	}
+	return sub
+}
+
+// Config holds the readmodel's own options. It has none yet.
+type Config struct{}
+
+// Spec returns the readmodel service for the runtime.
+func Spec(cfg Config) service.Spec {
+	return service.Spec{
+		Name:       Name,
+		Schema:     Schema,
+		Migrations: Migrations(),
+		New: func(rt *service.Runtime) (service.Participant, error) {
+			return newReadModel(rt, cfg)
+		},
+	}
+}
+
+// watchPoll is how often a watch stream reads its order's view.
+const watchPoll = 200 * time.Millisecond
+
+// readModel is the readmodel participant: the projecting handler, the query
+// API and the in-memory lag statistics.
+type readModel struct {
+	store *store
+	js    jetstream.JetStream // for /stats "behind"; may be nil
+	log   *zap.Logger
+	now   func() time.Time
+
+	lags       lagRing
+	lagSeconds prometheus.Histogram
+	projected  atomic.Int64 // events this process recorded for the first time
+	duplicates atomic.Int64 // events it had recorded already
+
+	watchPoll      time.Duration
+	watchHeartbeat time.Duration
+}
+
+func newReadModel(rt *service.Runtime, _ Config) (*readModel, error) {
+	if rt == nil || rt.Pool == nil {
+		return nil, errors.New("readmodel: runtime with a pool is required")
+	}
+	rm := &readModel{
+		store: &store{pool: rt.Pool},
+		js:    rt.JS,
+		log:   rt.Log,
+		now:   rt.Now,
+		lagSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "jetsaga_readmodel_lag_seconds",
+			Help:    "Time from an event's occurrence to its projection into the read model.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16), // 1ms to ~33s
+		}),
+		watchPoll:      watchPoll,
+		watchHeartbeat: 15 * time.Second,
+	}
+	if rm.log == nil {
+		rm.log = zap.NewNop()
+	}
+	if rm.now == nil {
+		rm.now = time.Now
+	}
+	if rt.Registry != nil {
+		if err := rt.Registry.Register(rm.lagSeconds); err != nil {
+			return nil, fmt.Errorf("readmodel: register metrics: %w", err)
+		}
+	}
+	return rm, nil
+}
+
+// consumerRef names one of the read model's consumers.
+type consumerRef struct{ stream, durable, subject string }
+
+var consumers = []consumerRef{
+	{stream.Orders, ConsumerOrders, "order.>"},
+	{stream.Inventory, ConsumerInventory, "inventory.>"},
+	{stream.Payments, ConsumerPayments, "payment.>"},
+}
+
+// Consumers returns the three consumers, all with the same handler.
+func (rm *readModel) Consumers() []service.Consumer {
+	out := make([]service.Consumer, 0, len(consumers))
+	for _, c := range consumers {
+		out = append(out, service.Consumer{
+			Stream: c.stream, Durable: c.durable, Subjects: []string{c.subject}, Handle: rm.handle,
+		})
+	}
+	return out
+}
+
+// Routes adds the query API.
+func (rm *readModel) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /orders", rm.listOrders)
+	mux.HandleFunc("GET /orders/{id}", rm.getOrder)
+	mux.HandleFunc("GET /orders/{id}/watch", rm.watchOrder)
+	mux.HandleFunc("GET /stats", rm.stats)
+}

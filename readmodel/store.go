@@ -1,0 +1,211 @@
+package readmodel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jetsaga/jetsaga/internal/event"
+)
+
+// errNotFound says no view exists for the order.
+var errNotFound = errors.New("order not found")
+
+// store is the readmodel's SQL.
+type store struct {
+	pool *pgxpool.Pool
+}
+
+// orderLockClass is the first key of the per-order advisory lock
+// pg_advisory_xact_lock(orderLockClass, hashtext(order_id)). The two-key form
+// keeps these locks apart from the one-key locks other code takes.
+const orderLockClass = int32(0x726d) // "rm"
+
+// lockOrder serializes the transactions projecting one order, until tx ends.
+func lockOrder(ctx context.Context, tx pgx.Tx, orderID string) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, orderLockClass, orderID); err != nil {
+		return fmt.Errorf("lock order %s: %w", orderID, err)
+	}
+	return nil
+}
+
+// recordEvent stores e, projected at projectedAt, and reports whether it was
+// new (false: the event id was recorded before, and nothing changed).
+func recordEvent(ctx context.Context, tx pgx.Tx, e event.Event, projectedAt time.Time) (bool, error) {
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO events (event_id, order_id, event_type, causation_id, occurred_at, projected_at, body)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (event_id) DO NOTHING`,
+		e.ID, e.OrderID, string(e.Type), e.CausationID, e.OccurredAt, projectedAt, e.Body)
+	if err != nil {
+		return false, fmt.Errorf("record event %s: %w", e.ID, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// orderEvents returns every recorded event of the order.
+func orderEvents(ctx context.Context, tx pgx.Tx, orderID string) ([]Recorded, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT event_id::text, order_id, event_type, causation_id, occurred_at, projected_at, body
+		FROM events WHERE order_id = $1`, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("load events of order %s: %w", orderID, err)
+	}
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Recorded, error) {
+		var r Recorded
+		var typ string
+		err := row.Scan(&r.EventID, &r.OrderID, &typ, &r.CausationID, &r.OccurredAt, &r.ProjectedAt, &r.Body)
+		r.Type = event.Type(typ)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load events of order %s: %w", orderID, err)
+	}
+	return recs, nil
+}
+
+// saveView writes v as the order's view, stamped updatedAt, unless the stored
+// view has the same timeline (then the view is the same, and the row, its
+// updated_at included, stays as it is). It reports whether the row changed.
+func saveView(ctx context.Context, tx pgx.Tx, v View, updatedAt time.Time) (bool, error) {
+	items, err := json.Marshal(v.Items)
+	if err != nil {
+		return false, fmt.Errorf("encode items of order %s: %w", v.OrderID, err)
+	}
+	timeline, err := json.Marshal(v.Timeline)
+	if err != nil {
+		return false, fmt.Errorf("encode timeline of order %s: %w", v.OrderID, err)
+	}
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO order_views AS v (order_id, customer_id, items, total_cents, status, reason, version,
+			timeline, last_occurred_at, updated_at, lag_ms)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (order_id) DO UPDATE SET
+			customer_id = EXCLUDED.customer_id,
+			items = EXCLUDED.items,
+			total_cents = EXCLUDED.total_cents,
+			status = EXCLUDED.status,
+			reason = EXCLUDED.reason,
+			version = EXCLUDED.version,
+			timeline = EXCLUDED.timeline,
+			last_occurred_at = EXCLUDED.last_occurred_at,
+			updated_at = EXCLUDED.updated_at,
+			lag_ms = EXCLUDED.lag_ms
+		WHERE v.timeline IS DISTINCT FROM EXCLUDED.timeline`,
+		v.OrderID, v.CustomerID, items, v.TotalCents, string(v.Status), v.Reason, v.Version,
+		timeline, v.LastOccurredAt, updatedAt, v.LagMS)
+	if err != nil {
+		return false, fmt.Errorf("save view of order %s: %w", v.OrderID, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// StoredView is a view as read back from order_views.
+type StoredView struct {
+	View
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// view returns the order's stored view, or errNotFound.
+func (s *store) view(ctx context.Context, orderID string) (StoredView, error) {
+	var sv StoredView
+	var status string
+	var items, timeline []byte
+	err := s.pool.QueryRow(ctx, `
+		SELECT order_id, customer_id, items, total_cents, status, reason, version, timeline,
+			last_occurred_at, updated_at, lag_ms
+		FROM order_views WHERE order_id = $1`, orderID).Scan(
+		&sv.OrderID, &sv.CustomerID, &items, &sv.TotalCents, &status, &sv.Reason, &sv.Version, &timeline,
+		&sv.LastOccurredAt, &sv.UpdatedAt, &sv.LagMS)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return StoredView{}, errNotFound
+	}
+	if err != nil {
+		return StoredView{}, fmt.Errorf("read view of order %s: %w", orderID, err)
+	}
+	sv.Status = Status(status)
+	if err := json.Unmarshal(items, &sv.Items); err != nil {
+		return StoredView{}, fmt.Errorf("decode items of order %s: %w", orderID, err)
+	}
+	if err := json.Unmarshal(timeline, &sv.Timeline); err != nil {
+		return StoredView{}, fmt.Errorf("decode timeline of order %s: %w", orderID, err)
+	}
+	sv.LastOccurredAt = sv.LastOccurredAt.UTC()
+	sv.UpdatedAt = sv.UpdatedAt.UTC()
+	return sv, nil
+}
+
+// Summary is one order of the list.
+type Summary struct {
+	OrderID    string    `json:"order_id"`
+	CustomerID string    `json:"customer_id"`
+	Status     Status    `json:"status"`
+	Reason     string    `json:"reason"`
+	TotalCents int64     `json:"total_cents"`
+	Version    int       `json:"version"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	LagMS      float64   `json:"lag_ms"`
+}
+
+// list returns up to limit views with order_id > after, by order_id, of the
+// given status ("" for any).
+func (s *store) list(ctx context.Context, status Status, after string, limit int) ([]Summary, error) {
+	const cols = `order_id, customer_id, status, reason, total_cents, version, updated_at, lag_ms`
+	var rows pgx.Rows
+	var err error
+	// Two statements rather than "$1 = '' OR status = $1", so that each has a
+	// plan that walks its index.
+	if status == "" {
+		rows, err = s.pool.Query(ctx, `SELECT `+cols+` FROM order_views
+			WHERE order_id > $1 ORDER BY order_id LIMIT $2`, after, limit)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT `+cols+` FROM order_views
+			WHERE status = $1 AND order_id > $2 ORDER BY order_id LIMIT $3`, string(status), after, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Summary, error) {
+		var o Summary
+		var st string
+		err := row.Scan(&o.OrderID, &o.CustomerID, &st, &o.Reason, &o.TotalCents, &o.Version, &o.UpdatedAt, &o.LagMS)
+		o.Status = Status(st)
+		o.UpdatedAt = o.UpdatedAt.UTC()
+		return o, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	return out, nil
+}
+
+// counts returns the number of views per status (every status present) and
+// the number of events recorded.
+func (s *store) counts(ctx context.Context) (map[Status]int64, int64, error) {
+	byStatus := map[Status]int64{}
+	for _, st := range Statuses() {
+		byStatus[st] = 0
+	}
+	rows, err := s.pool.Query(ctx, `SELECT status, count(*) FROM order_views GROUP BY status`)
+	if err != nil {
+		return nil, 0, fmt.Errorf("count orders: %w", err)
+	}
+	var st string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&st, &n}, func() error {
+		byStatus[Status(st)] = n
+		return nil
+	}); err != nil {
+		return nil, 0, fmt.Errorf("count orders: %w", err)
+	}
+	var events int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&events); err != nil {
+		return nil, 0, fmt.Errorf("count events: %w", err)
+	}
+	return byStatus, events, nil
+}
