@@ -1,0 +1,135 @@
+package order
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/service"
+	"github.com/jetsaga/jetsaga/internal/stream"
+)
+
+// Names the service runs under.
+const (
+	Name   = "order"  // service name: logs, dlq.order.<subject>
+	Schema = "orders" // Postgres schema
+)
+
+// Durable consumer names, also the inbox keys.
+const (
+	ConsumerInventory = "order-inventory"
+	ConsumerPayments  = "order-payments"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the service's migrations: NNN_name.up.sql at the root.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the directory is embedded: fs.Sub cannot fail on it
+	}
+	return sub
+}
+
+// Config holds the order service's own options. It has none yet.
+type Config struct{}
+
+// Spec returns the order service for service.Main.
+func Spec(cfg Config) service.Spec {
+	return service.Spec{
+		Name:       Name,
+		Schema:     Schema,
+		Migrations: Migrations(),
+		New: func(rt *service.Runtime) (service.Participant, error) {
+			return NewService(rt, cfg)
+		},
+	}
+}
+
+// Service is the order service's part in the saga: it takes orders over HTTP
+// and moves them along as inventory and payment events arrive.
+type Service struct {
+	pool   *pgxpool.Pool
+	log    *zap.Logger
+	notify func()
+	now    func() time.Time
+	newID  func() (string, error)
+	placed prometheus.Counter
+}
+
+// NewService builds the service on rt. rt.Pool is required; a nil Log, Notify or
+// Now take a no-op logger, a no-op and the UTC wall clock, and a nil
+// Registry leaves the metrics unregistered.
+func NewService(rt *service.Runtime, _ Config) (*Service, error) {
+	if rt == nil || rt.Pool == nil {
+		return nil, errors.New("order: runtime with a Postgres pool is required")
+	}
+	s := &Service{
+		pool:   rt.Pool,
+		log:    rt.Log,
+		notify: rt.Notify,
+		now:    rt.Now,
+		newID:  newOrderID,
+		placed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetsaga_orders_placed_total",
+			Help: "Orders accepted by POST /orders (idempotent replays not counted).",
+		}),
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.notify == nil {
+		s.notify = func() {}
+	}
+	if s.now == nil {
+		s.now = func() time.Time { return time.Now().UTC() }
+	}
+	if rt.Registry != nil {
+		if err := rt.Registry.Register(s.placed); err != nil {
+			return nil, fmt.Errorf("order: register metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Consumers returns the service's two durable consumers: inventory outcomes
+// and payment outcomes. Both run Handle.
+func (s *Service) Consumers() []service.Consumer {
+	return []service.Consumer{
+		{
+			Stream:  stream.Inventory,
+			Durable: ConsumerInventory,
+			Subjects: []string{
+				string(event.InventoryReserved) + ".>",
+				string(event.InventoryRejected) + ".>",
+				string(event.InventoryReleased) + ".>",
+			},
+			Handle: s.Handle,
+		},
+		{
+			Stream:  stream.Payments,
+			Durable: ConsumerPayments,
+			Subjects: []string{
+				string(event.PaymentCompleted) + ".>",
+				string(event.PaymentFailed) + ".>",
+			},
+			Handle: s.Handle,
+		},
+	}
+}
+
+// Routes adds POST /orders and GET /orders/{id}.
+func (s *Service) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /orders", s.handlePlace)
+	mux.HandleFunc("GET /orders/{id}", s.handleGet)
+}
