@@ -1,0 +1,56 @@
+// Package inventory is the inventory service of the jetsaga order saga
+// (DESIGN.md, "Saga"). It owns the stock of every SKU and one reservation
+// decision per order, in the PostgreSQL schema "inventory".
+//
+// # Consumes
+//
+//   - order.created (consumer inventory-orders on ORDERS): an all-or-nothing
+//     reservation. The order's lines are merged per SKU and held in SKU order
+//     with a conditional UPDATE (available >= qty) inside a savepoint. If every
+//     line is held the reservation is HELD and inventory.reserved is published
+//     (the order's items and total); if one is not, the savepoint is rolled
+//     back so nothing is held, the reservation is REJECTED with the reason
+//     (unknown_sku or out_of_stock) and inventory.rejected is published.
+//   - payment.failed (consumer inventory-payments on PAYMENTS): a HELD
+//     reservation becomes RELEASED, its stock goes back to available, and
+//     inventory.released is published (the compensation) with the
+//     reservation's merged lines; unit prices are not kept, so they are 0.
+//   - order.confirmed (consumer inventory-orders): a HELD reservation becomes
+//     COMMITTED, its stock moves from reserved to sold. Nothing is published.
+//
+// Every handler is idempotent per order, not only per event: the reservation
+// row, keyed by order id, is inserted with ON CONFLICT DO NOTHING, and every
+// later move is a conditional UPDATE from HELD. A duplicate order.created,
+// even re-emitted with a new event id, and a late, repeated or inapplicable
+// payment.failed or order.confirmed are no-ops.
+//
+// # Publishes
+//
+// inventory.reserved, inventory.rejected, inventory.released, through the
+// transactional outbox in the handler's transaction.
+//
+// # Tables
+//
+//   - stock (sku, available, reserved, sold, initial, updated_at): per SKU,
+//     initial = available + reserved + sold always (DESIGN.md invariant 2);
+//     initial counts everything ever put in, by --seed-stock and PUT.
+//   - reservations (order_id, status HELD|COMMITTED|RELEASED|REJECTED,
+//     reason, created_at, updated_at): one per order.
+//   - reservation_items (order_id, sku, qty): what a HELD, COMMITTED or
+//     RELEASED reservation holds or held, one row per SKU; none for REJECTED.
+//
+// # HTTP
+//
+//   - GET /stock: every SKU's {"sku", "available", "reserved", "sold",
+//     "initial"}, sorted by SKU.
+//   - GET /stock/{sku}: one SKU, or 404.
+//   - PUT /stock/{sku} with {"available": N}: creates the SKU or sets its
+//     available stock (0 to 1,000,000,000), moving initial by the difference;
+//     400 with {"error", "fields"} naming each bad field (unknown fields
+//     included), 413 over 64 KiB.
+//
+// # Start
+//
+// Config.SeedStock (the --seed-stock flag, parsed by ParseSeedStock) gives
+// SKUs without a stock row their initial stock; existing SKUs are left alone.
+package inventory

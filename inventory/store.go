@@ -1,0 +1,234 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The store: every SQL statement of the inventory service. Functions take a
+// db, which is the handler's transaction or the pool; all names are
+// unqualified because search_path is the service schema.
+
+// db is what the store needs of a pgx.Tx or a *pgxpool.Pool.
+type db interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// errNotFound is returned when a SKU has no stock row.
+var errNotFound = errors.New("not found")
+
+// insertReservation records the order's reservation decision as HELD. It
+// returns false when the order already has one (any status): the business
+// key, one decision per order.
+func insertReservation(ctx context.Context, q db, orderID string) (bool, error) {
+	tag, err := q.Exec(ctx, `
+		INSERT INTO reservations (order_id, status) VALUES ($1, $2)
+		ON CONFLICT (order_id) DO NOTHING`, orderID, string(Held))
+	if err != nil {
+		return false, fmt.Errorf("insert reservation %s: %w", orderID, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// holdLine moves l.Qty of l.SKU from available to reserved if that much is
+// available. It returns false, changing nothing, when the SKU is unknown or
+// short.
+func holdLine(ctx context.Context, q db, l Line) (bool, error) {
+	tag, err := q.Exec(ctx, `
+		UPDATE stock SET available = available - $2, reserved = reserved + $2, updated_at = now()
+		WHERE sku = $1 AND available >= $2`, l.SKU, l.Qty)
+	if err != nil {
+		return false, fmt.Errorf("hold %d of %s: %w", l.Qty, l.SKU, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// skuKnown reports whether sku has a stock row.
+func skuKnown(ctx context.Context, q db, sku string) (bool, error) {
+	var known bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stock WHERE sku = $1)`, sku).Scan(&known); err != nil {
+		return false, fmt.Errorf("look up sku %s: %w", sku, err)
+	}
+	return known, nil
+}
+
+// rejectReservation turns the order's just inserted HELD reservation into a
+// REJECTED one with reason.
+func rejectReservation(ctx context.Context, q db, orderID, reason string) error {
+	tag, err := q.Exec(ctx, `
+		UPDATE reservations SET status = $2, reason = $3, updated_at = now()
+		WHERE order_id = $1 AND status = $4`, orderID, string(Rejected), reason, string(Held))
+	if err != nil {
+		return fmt.Errorf("reject reservation %s: %w", orderID, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("reject reservation %s: not HELD in this transaction", orderID)
+	}
+	return nil
+}
+
+// insertLines records what the reservation holds.
+func insertLines(ctx context.Context, q db, orderID string, lines []Line) error {
+	skus := make([]string, len(lines))
+	qtys := make([]int32, len(lines))
+	for i, l := range lines {
+		skus[i], qtys[i] = l.SKU, int32(l.Qty)
+	}
+	_, err := q.Exec(ctx, `
+		INSERT INTO reservation_items (order_id, sku, qty)
+		SELECT $1, sku, qty FROM unnest($2::text[], $3::int[]) AS t(sku, qty)`, orderID, skus, qtys)
+	if err != nil {
+		return fmt.Errorf("insert reservation items of %s: %w", orderID, err)
+	}
+	return nil
+}
+
+// leaveHeld moves the order's reservation from HELD to status to. It returns
+// false, changing nothing, when the order has no HELD reservation: released,
+// committed, rejected or unknown.
+func leaveHeld(ctx context.Context, q db, orderID string, to Status) (bool, error) {
+	tag, err := q.Exec(ctx, `
+		UPDATE reservations SET status = $2, updated_at = now()
+		WHERE order_id = $1 AND status = $3`, orderID, string(to), string(Held))
+	if err != nil {
+		return false, fmt.Errorf("move reservation %s to %s: %w", orderID, to, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// reservationLines returns what the order's reservation holds, sorted by SKU.
+func reservationLines(ctx context.Context, q db, orderID string) ([]Line, error) {
+	rows, err := q.Query(ctx, `
+		SELECT sku, qty FROM reservation_items WHERE order_id = $1 ORDER BY sku`, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("read reservation items of %s: %w", orderID, err)
+	}
+	lines, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Line, error) {
+		var l Line
+		err := r.Scan(&l.SKU, &l.Qty)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read reservation items of %s: %w", orderID, err)
+	}
+	return lines, nil
+}
+
+// moveStock applies a transition's stock move for one line: Release gives
+// the held quantity back to available, Commit moves it from reserved to sold.
+func moveStock(ctx context.Context, q db, t Transition, l Line) error {
+	var sql string
+	switch t {
+	case Release:
+		sql = `UPDATE stock SET available = available + $2, reserved = reserved - $2, updated_at = now() WHERE sku = $1`
+	case Commit:
+		sql = `UPDATE stock SET reserved = reserved - $2, sold = sold + $2, updated_at = now() WHERE sku = $1`
+	default:
+		return fmt.Errorf("move stock of %s: transition %d moves no stock", l.SKU, t)
+	}
+	tag, err := q.Exec(ctx, sql, l.SKU, l.Qty)
+	if err != nil {
+		return fmt.Errorf("move %d of %s: %w", l.Qty, l.SKU, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("move %d of %s: %w", l.Qty, l.SKU, errNotFound)
+	}
+	return nil
+}
+
+// seedStock gives every SKU of seed that has no stock row yet its seeded
+// quantity; SKUs that have one keep it. It returns the SKUs it created.
+func seedStock(ctx context.Context, q db, seed map[string]int) ([]string, error) {
+	if len(seed) == 0 {
+		return nil, nil
+	}
+	skus := make([]string, 0, len(seed))
+	for sku := range seed {
+		skus = append(skus, sku)
+	}
+	slices.Sort(skus)
+	qtys := make([]int32, len(skus))
+	for i, sku := range skus {
+		qtys[i] = int32(seed[sku])
+	}
+	rows, err := q.Query(ctx, `
+		INSERT INTO stock (sku, available, initial)
+		SELECT sku, qty, qty FROM unnest($1::text[], $2::int[]) AS t(sku, qty)
+		ORDER BY sku
+		ON CONFLICT (sku) DO NOTHING
+		RETURNING sku`, skus, qtys)
+	if err != nil {
+		return nil, fmt.Errorf("seed stock: %w", err)
+	}
+	created, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("seed stock: %w", err)
+	}
+	slices.Sort(created)
+	return created, nil
+}
+
+const stockColumns = `sku, available, reserved, sold, initial`
+
+func scanStock(r pgx.CollectableRow) (Stock, error) {
+	var s Stock
+	err := r.Scan(&s.SKU, &s.Available, &s.Reserved, &s.Sold, &s.Initial)
+	return s, err
+}
+
+// listStock returns every SKU's stock, sorted by SKU.
+func listStock(ctx context.Context, q db) ([]Stock, error) {
+	rows, err := q.Query(ctx, `SELECT `+stockColumns+` FROM stock ORDER BY sku`)
+	if err != nil {
+		return nil, fmt.Errorf("list stock: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, scanStock)
+	if err != nil {
+		return nil, fmt.Errorf("list stock: %w", err)
+	}
+	return list, nil
+}
+
+// getStock returns one SKU's stock, or errNotFound.
+func getStock(ctx context.Context, q db, sku string) (Stock, error) {
+	rows, err := q.Query(ctx, `SELECT `+stockColumns+` FROM stock WHERE sku = $1`, sku)
+	if err != nil {
+		return Stock{}, fmt.Errorf("get stock %s: %w", sku, err)
+	}
+	s, err := pgx.CollectExactlyOneRow(rows, scanStock)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Stock{}, fmt.Errorf("stock %s: %w", sku, errNotFound)
+	}
+	if err != nil {
+		return Stock{}, fmt.Errorf("get stock %s: %w", sku, err)
+	}
+	return s, nil
+}
+
+// setAvailable creates the SKU with n available, or sets its available to n
+// and moves initial by the same difference ([Stock.SetAvailable]) in one
+// statement, so concurrent reservations and PUTs keep the invariant.
+func setAvailable(ctx context.Context, q db, sku string, n int) (Stock, error) {
+	rows, err := q.Query(ctx, `
+		INSERT INTO stock (sku, available, initial) VALUES ($1, $2, $2)
+		ON CONFLICT (sku) DO UPDATE
+		SET available = EXCLUDED.available,
+		    initial = stock.initial + (EXCLUDED.available - stock.available),
+		    updated_at = now()
+		RETURNING `+stockColumns, sku, n)
+	if err != nil {
+		return Stock{}, fmt.Errorf("set stock %s: %w", sku, err)
+	}
+	s, err := pgx.CollectExactlyOneRow(rows, scanStock)
+	if err != nil {
+		return Stock{}, fmt.Errorf("set stock %s: %w", sku, err)
+	}
+	return s, nil
+}

@@ -1,0 +1,71 @@
+package payment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The store: every SQL statement of the payment service. Table names are
+// unqualified because search_path is the service schema.
+
+// db is what the store needs of a pgx.Tx or a *pgxpool.Pool.
+type db interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// errNotFound is returned when an order has no payment.
+var errNotFound = errors.New("not found")
+
+// Payment is one order's payment, the row of the payments table and the body
+// of GET /payments/{order_id}.
+type Payment struct {
+	OrderID     string    `json:"order_id"`
+	PaymentID   string    `json:"payment_id"`
+	AmountCents int64     `json:"amount_cents"`
+	Status      Status    `json:"status"`
+	Reason      string    `json:"reason"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// insertPayment records p unless the order has a payment already (the
+// business key: one payment per order, ever). It returns whether it did.
+func insertPayment(ctx context.Context, q db, p Payment) (bool, error) {
+	tag, err := q.Exec(ctx, `
+		INSERT INTO payments (order_id, payment_id, amount_cents, status, reason)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (order_id) DO NOTHING`,
+		p.OrderID, p.PaymentID, p.AmountCents, string(p.Status), p.Reason)
+	if err != nil {
+		return false, fmt.Errorf("insert payment of order %s: %w", p.OrderID, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// getPayment returns the order's payment, or errNotFound.
+func getPayment(ctx context.Context, q db, orderID string) (Payment, error) {
+	rows, err := q.Query(ctx, `
+		SELECT order_id, payment_id, amount_cents, status, reason, created_at
+		FROM payments WHERE order_id = $1`, orderID)
+	if err != nil {
+		return Payment{}, fmt.Errorf("get payment of order %s: %w", orderID, err)
+	}
+	p, err := pgx.CollectExactlyOneRow(rows, func(r pgx.CollectableRow) (Payment, error) {
+		var p Payment
+		err := r.Scan(&p.OrderID, &p.PaymentID, &p.AmountCents, &p.Status, &p.Reason, &p.CreatedAt)
+		return p, err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Payment{}, fmt.Errorf("payment of order %s: %w", orderID, errNotFound)
+	}
+	if err != nil {
+		return Payment{}, fmt.Errorf("get payment of order %s: %w", orderID, err)
+	}
+	p.CreatedAt = p.CreatedAt.UTC()
+	return p, nil
+}
