@@ -18,6 +18,18 @@ build: ## build every binary into ./bin (services, jetsaga CLI, nats-server)
 	$(GO) build -o $(BIN)/ ./cmd/...
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
+.PHONY: demo
+demo: build ## the whole saga on a fresh throwaway stack: 240 orders, outcome table, invariant check, teardown
+	$(BIN)/jetsaga demo
+
+.PHONY: up
+up: build ## start the stack in .run/ and leave it running (NATS_PORT, PG_PORT, *_ADDR, *_FLAGS)
+	$(BIN)/jetsaga up
+
+.PHONY: down
+down: ## stop the stack started by make up (data stays in .run/)
+	@if [ -x $(BIN)/jetsaga ]; then $(BIN)/jetsaga down; else echo "nothing to stop: bin/jetsaga is not built"; fi
+
 .PHONY: test
 test: ## run every test (embedded NATS, throwaway Postgres; installs nothing)
 	$(GO) test $(TESTFLAGS) $(PKGS)

@@ -1,0 +1,95 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Proc is one process the supervisor keeps running.
+type Proc struct {
+	Name    string
+	Path    string
+	Args    []string
+	Env     []string // added to the supervisor's environment
+	LogFile string   // stdout and stderr, appended
+}
+
+// Supervise starts every proc and restarts it whenever it exits, as systemd
+// would (Restart=always): after a short backoff that doubles while the
+// process keeps dying young, up to 5s. When ctx is done it sends SIGTERM to
+// each, waits up to grace for them to drain, kills what is left, and returns.
+func Supervise(ctx context.Context, log *zap.Logger, procs []Proc, grace time.Duration) error {
+	if len(procs) == 0 {
+		return errors.New("supervise: no processes")
+	}
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() { keep(ctx, log.With(zap.String("service", p.Name)), p, grace) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func keep(ctx context.Context, log *zap.Logger, p Proc, grace time.Duration) {
+	backoff := 200 * time.Millisecond
+	for restarts := 0; ctx.Err() == nil; restarts++ {
+		started := time.Now()
+		code, err := runOnce(ctx, p, grace)
+		if ctx.Err() != nil {
+			log.Info("stopped", zap.Int("exit_code", code))
+			return
+		}
+		if time.Since(started) > 10*time.Second {
+			backoff = 200 * time.Millisecond
+		}
+		log.Warn("process exited; restarting", zap.Int("exit_code", code), zap.Error(err),
+			zap.Duration("uptime", time.Since(started)), zap.Duration("restart_in", backoff), zap.Int("restarts", restarts+1))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// runOnce runs p until it exits or ctx is done (then SIGTERM, and SIGKILL
+// after grace). It returns the exit code.
+func runOnce(ctx context.Context, p Proc, grace time.Duration) (int, error) {
+	out, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return -1, fmt.Errorf("open log: %w", err)
+	}
+	defer out.Close()
+	cmd := exec.Command(p.Path, p.Args...)
+	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return -1, fmt.Errorf("start %s: %w", p.Path, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return cmd.ProcessState.ExitCode(), err
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(grace):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		return cmd.ProcessState.ExitCode(), nil
+	}
+}
