@@ -1,0 +1,325 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/jetsaga/jetsaga/check"
+	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/service"
+	"github.com/jetsaga/jetsaga/internal/stream"
+	"github.com/jetsaga/jetsaga/internal/testenv"
+	"github.com/jetsaga/jetsaga/inventory"
+	"github.com/jetsaga/jetsaga/order"
+	"github.com/jetsaga/jetsaga/payment"
+	"github.com/jetsaga/jetsaga/readmodel"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// world is the saga in one test process: an embedded NATS server, one
+// database with the four service schemas, and the four services run by the
+// same runtime as their binaries.
+type world struct {
+	t     *testing.T
+	nats  *testenv.NATS
+	js    jetstream.JetStream
+	dbURL string
+	db    *pgxpool.Pool // no search_path: queries name the schemas
+	opts  worldOptions
+
+	mu   sync.Mutex
+	svcs map[string]*running
+}
+
+type worldOptions struct {
+	seedStock        map[string]int
+	declineOverCents int64
+	dupWindow        time.Duration
+}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+	addr   string
+}
+
+var serviceNames = []string{"order", "inventory", "payment", "readmodel"}
+
+func newWorld(t *testing.T, o worldOptions) *world {
+	t.Helper()
+	n := testenv.StartNATS(t)
+	w := &world{
+		t: t, nats: n, js: testenv.JetStream(t, n.Connect(t)),
+		dbURL: testenv.DatabaseURL(t), opts: o, svcs: map[string]*running{},
+	}
+	db, err := pgxpool.New(t.Context(), w.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	w.db = db
+	t.Cleanup(func() {
+		for _, name := range serviceNames {
+			w.stop(name)
+		}
+	})
+	for _, name := range serviceNames {
+		w.start(name)
+	}
+	return w
+}
+
+func (w *world) spec(name string) service.Spec {
+	switch name {
+	case "order":
+		return order.Spec(order.Config{})
+	case "inventory":
+		return inventory.Spec(inventory.Config{SeedStock: w.opts.seedStock})
+	case "payment":
+		return payment.Spec(payment.Config{DeclineOverCents: w.opts.declineOverCents, Seed: 1})
+	case "readmodel":
+		return readmodel.Spec(readmodel.Config{})
+	}
+	w.t.Fatalf("unknown service %s", name)
+	return service.Spec{}
+}
+
+// start runs a service and waits until it is ready.
+func (w *world) start(name string) {
+	w.t.Helper()
+	ready := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	cfg := service.Config{
+		Name: name, NATSURL: w.nats.URL(), DatabaseURL: w.dbURL, HTTPAddr: "127.0.0.1:0",
+		Workers: 2, DupWindow: w.opts.dupWindow,
+		Logger:  zaptest.NewLogger(w.t, zaptest.Level(zap.WarnLevel)),
+		OnReady: func(addr string) { ready <- addr },
+	}
+	go func() { r.done <- service.Run(ctx, cfg, w.spec(name)) }()
+	select {
+	case r.addr = <-ready:
+	case err := <-r.done:
+		w.t.Fatalf("%s stopped before it was ready: %v", name, err)
+	case <-time.After(60 * time.Second):
+		w.t.Fatalf("%s not ready after 60s", name)
+	}
+	w.mu.Lock()
+	w.svcs[name] = r
+	w.mu.Unlock()
+}
+
+// stop drains a service as SIGTERM would and waits for it.
+func (w *world) stop(name string) {
+	w.mu.Lock()
+	r := w.svcs[name]
+	delete(w.svcs, name)
+	w.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			w.t.Errorf("%s: %v", name, err)
+		}
+	case <-time.After(30 * time.Second):
+		w.t.Errorf("%s did not drain within 30s", name)
+	}
+}
+
+func (w *world) url(name string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return "http://" + w.svcs[name].addr
+}
+
+type item struct {
+	SKU            string `json:"sku"`
+	Qty            int    `json:"qty"`
+	UnitPriceCents int64  `json:"unit_price_cents"`
+}
+
+// place posts an order and returns its id.
+func (w *world) place(customer string, items ...item) string {
+	w.t.Helper()
+	body, _ := json.Marshal(map[string]any{"customer_id": customer, "items": items})
+	resp, err := http.Post(w.url("order")+"/orders", "application/json", bytes.NewReader(body))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		w.t.Fatalf("POST /orders: %s %s", resp.Status, raw)
+	}
+	var out struct {
+		OrderID string `json:"order_id"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		w.t.Fatal(err)
+	}
+	return out.OrderID
+}
+
+func (w *world) scalar(sql string, args ...any) string {
+	w.t.Helper()
+	var s string
+	if err := w.db.QueryRow(context.Background(), sql, args...).Scan(&s); err != nil {
+		w.t.Fatalf("%s: %v", strings.Join(strings.Fields(sql), " "), err)
+	}
+	return s
+}
+
+func (w *world) orderStatus(id string) string {
+	return w.scalar(`SELECT status || '/' || reason FROM orders.orders WHERE order_id = $1`, id)
+}
+
+// viewStatus is the read model's status/reason, or "" before it has the order.
+func (w *world) viewStatus(id string) string {
+	var s string
+	err := w.db.QueryRow(context.Background(), `SELECT status || '/' || reason FROM readmodel.order_views WHERE order_id = $1`, id).Scan(&s)
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
+// waitTerminal waits until the order service and the read model both hold a
+// terminal status for every id.
+func (w *world) waitTerminal(ids ...string) {
+	w.t.Helper()
+	testenv.WaitFor(w.t, 60*time.Second, fmt.Sprintf("%d orders terminal in the order service and the read model", len(ids)), func() bool {
+		var n int
+		err := w.db.QueryRow(context.Background(), `
+			SELECT count(*) FROM orders.orders o JOIN readmodel.order_views v USING (order_id)
+			WHERE o.order_id = ANY($1) AND o.status IN ('CONFIRMED','CANCELLED') AND v.status = o.status`, ids).Scan(&n)
+		return err == nil && n == len(ids)
+	})
+}
+
+// quiesce waits for empty outboxes and caught-up consumers, then asserts
+// DESIGN.md's invariants with jetsaga check.
+func (w *world) checkInvariants() {
+	w.t.Helper()
+	ctx := context.Background()
+	if err := check.Quiesce(ctx, w.db, w.js, 60*time.Second); err != nil {
+		w.t.Fatalf("not quiescent: %v", err)
+	}
+	rep, err := check.Run(ctx, w.db, w.js, check.Options{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if !rep.OK() {
+		var b strings.Builder
+		rep.Write(&b)
+		w.t.Fatalf("invariants violated:\n%s", b.String())
+	}
+}
+
+// events returns the order's events per stream, in stream order.
+func (w *world) events(orderID string) map[string][]event.Event {
+	w.t.Helper()
+	out := map[string][]event.Event{}
+	for _, name := range []string{stream.Orders, stream.Inventory, stream.Payments} {
+		for _, m := range w.streamMsgs(name) {
+			if !strings.HasSuffix(m.Subject, "."+orderID) {
+				continue
+			}
+			e, err := event.FromMsg(m.Subject, m.Header, m.Data)
+			if err != nil {
+				w.t.Fatalf("%s seq %d breaks the contract: %v", name, m.Sequence, err)
+			}
+			out[name] = append(out[name], e)
+		}
+	}
+	return out
+}
+
+func (w *world) streamMsgs(name string) []*jetstream.RawStreamMsg {
+	w.t.Helper()
+	ctx := context.Background()
+	s, err := w.js.Stream(ctx, name)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue // deleted
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func types(es []event.Event) []event.Type {
+	var ts []event.Type
+	for _, e := range es {
+		ts = append(ts, e.Type)
+	}
+	return ts
+}
+
+// wantSequence asserts the exact events per stream and that each event's
+// causation id names the event that caused it.
+func (w *world) wantSequence(orderID string, want map[string][]event.Type) {
+	w.t.Helper()
+	got := w.events(orderID)
+	for _, name := range []string{stream.Orders, stream.Inventory, stream.Payments} {
+		if !slices.Equal(types(got[name]), want[name]) {
+			w.t.Errorf("order %s: %s holds %v, want %v", orderID, name, types(got[name]), want[name])
+		}
+	}
+	byID := map[string]event.Event{}
+	for _, es := range got {
+		for _, e := range es {
+			byID[e.ID] = e
+		}
+	}
+	causes := map[event.Type][]event.Type{
+		event.InventoryReserved: {event.OrderCreated},
+		event.InventoryRejected: {event.OrderCreated},
+		event.PaymentCompleted:  {event.InventoryReserved},
+		event.PaymentFailed:     {event.InventoryReserved},
+		event.InventoryReleased: {event.PaymentFailed},
+		event.OrderConfirmed:    {event.PaymentCompleted},
+		event.OrderCancelled:    {event.InventoryRejected, event.InventoryReleased},
+	}
+	for _, e := range byID {
+		if e.Type == event.OrderCreated {
+			if e.CausationID != "" {
+				w.t.Errorf("order.created has causation id %q", e.CausationID)
+			}
+			continue
+		}
+		cause, ok := byID[e.CausationID]
+		if !ok || !slices.Contains(causes[e.Type], cause.Type) {
+			w.t.Errorf("%s %s: caused by %q (%s), want one of %v", e.Type, e.ID, e.CausationID, cause.Type, causes[e.Type])
+		}
+	}
+}
