@@ -1,0 +1,222 @@
+package check
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsaga/jetsaga/internal/stream"
+)
+
+// maxListed bounds how many violations a Result lists; Count has them all.
+const maxListed = 20
+
+// Options tune a check.
+type Options struct {
+	// Deadline: orders created longer ago than this must be settled; younger
+	// ones may be in flight. 0 (the default) checks every order, which is
+	// right after Quiesce.
+	Deadline time.Duration
+}
+
+// Result is the outcome of one invariant.
+type Result struct {
+	Invariant  int      // 1-5, as numbered in DESIGN.md
+	Name       string   // what the invariant says
+	OK         bool     // no violation found
+	Violations []string // the first violations found, at most 20, each naming its order, SKU, event or subject
+	Count      int      // how many violations were found in all
+}
+
+// add records one violation.
+func (r *Result) add(format string, args ...any) {
+	r.Count++
+	if len(r.Violations) < maxListed {
+		r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
+	}
+}
+
+// Report is the outcome of a check.
+type Report struct {
+	Results  []Result          // one per invariant, 1 to 5
+	Orders   map[string]int    // orders.orders: status -> count
+	Streams  map[string]uint64 // messages read per stream (ORDERS, INVENTORY, PAYMENTS, DLQ)
+	DLQ      uint64            // dead-lettered messages (the DLQ stream's message count)
+	Deadline time.Duration     // Options.Deadline the check ran with
+	Took     time.Duration     // how long the check took
+}
+
+// OK reports whether every invariant holds.
+func (r Report) OK() bool {
+	for _, res := range r.Results {
+		if !res.OK {
+			return false
+		}
+	}
+	return len(r.Results) > 0
+}
+
+// Failed returns the numbers of the invariants that do not hold.
+func (r Report) Failed() []int {
+	var failed []int
+	for _, res := range r.Results {
+		if !res.OK {
+			failed = append(failed, res.Invariant)
+		}
+	}
+	return failed
+}
+
+// statusOrder is the order in which Write lists order statuses.
+var statusOrder = []string{"PENDING", "RESERVED", "CONFIRMED", "CANCELLED"}
+
+// Write prints the report: what was looked at, then one line per invariant
+// ("1 PASS every order older than 0s is terminal ..."), each failed one
+// followed by its violations, indented, then a verdict.
+func (r Report) Write(w io.Writer) {
+	var b strings.Builder
+
+	statuses := make([]string, 0, len(r.Orders))
+	total := 0
+	for s, n := range r.Orders {
+		statuses = append(statuses, s)
+		total += n
+	}
+	slices.SortFunc(statuses, func(a, b string) int {
+		ia, ib := slices.Index(statusOrder, a), slices.Index(statusOrder, b)
+		if ia < 0 {
+			ia = len(statusOrder)
+		}
+		if ib < 0 {
+			ib = len(statusOrder)
+		}
+		return cmp.Or(cmp.Compare(ia, ib), cmp.Compare(a, b))
+	})
+	parts := make([]string, 0, len(statuses))
+	for _, s := range statuses {
+		parts = append(parts, fmt.Sprintf("%d %s", r.Orders[s], s))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "none")
+	}
+	fmt.Fprintf(&b, "orders: %d (%s)\n", total, strings.Join(parts, ", "))
+
+	names := append(eventStreams(), stream.DLQ)
+	parts = parts[:0]
+	for _, name := range names {
+		parts = append(parts, fmt.Sprintf("%s %d", name, r.Streams[name]))
+	}
+	fmt.Fprintf(&b, "messages: %s\n", strings.Join(parts, ", "))
+
+	for _, res := range r.Results {
+		verdict := "PASS"
+		if !res.OK {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(&b, "%d %s %s", res.Invariant, verdict, res.Name)
+		if res.Count > 0 {
+			fmt.Fprintf(&b, " (%d %s)", res.Count, plural(res.Count, "violation", "violations"))
+		}
+		b.WriteByte('\n')
+		for _, v := range res.Violations {
+			fmt.Fprintf(&b, "    %s\n", v)
+		}
+		if more := res.Count - len(res.Violations); more > 0 {
+			fmt.Fprintf(&b, "    ... and %d more\n", more)
+		}
+	}
+
+	if r.OK() {
+		fmt.Fprintf(&b, "OK: all %d invariants hold (checked in %v)\n", len(r.Results), r.Took.Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(&b, "FAILED: %d of %d invariants violated (checked in %v)\n", len(r.Failed()), len(r.Results), r.Took.Round(time.Millisecond))
+	}
+	_, _ = io.WriteString(w, b.String())
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// eventStreams are the streams that hold saga events.
+func eventStreams() []string { return []string{stream.Orders, stream.Inventory, stream.Payments} }
+
+// checker holds what every invariant's check needs.
+type checker struct {
+	pool *pgxpool.Pool
+	js   jetstream.JetStream
+	opt  Options
+	rep  *Report
+}
+
+// cutoff is the Deadline as a query parameter: microseconds, compared with
+// the database's own clock, so that the checker's clock does not matter.
+func (c *checker) cutoff() int64 { return c.opt.Deadline.Microseconds() }
+
+// Run checks invariants 1 to 5 of DESIGN.md. pool may have any search_path:
+// every table is named with its schema. It returns an error only when it
+// could not look (a query or a stream read failed); violations are in the
+// report.
+func Run(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, opt Options) (Report, error) {
+	began := time.Now()
+	rep := Report{
+		Orders:   map[string]int{},
+		Streams:  map[string]uint64{},
+		Deadline: opt.Deadline,
+	}
+	c := &checker{pool: pool, js: js, opt: opt, rep: &rep}
+	if err := c.countOrders(ctx); err != nil {
+		return Report{}, err
+	}
+	checks := []struct {
+		name string
+		run  func(context.Context, *Result) error
+	}{
+		{fmt.Sprintf("every order older than %v is terminal (order service and read model)", opt.Deadline), c.terminal},
+		{"stock adds up per SKU (initial = available + reserved + sold) and reservations match order outcomes", c.stock},
+		{"a CONFIRMED order has exactly one completed payment of its total; a CANCELLED order has no charge", c.payments},
+		{"outboxes are empty, every event id is in the streams once, at most one event of a type per order, DLQ empty", c.delivery},
+		{"the read model agrees with the order service (status, reason, total, customer)", c.readModel},
+	}
+	for i, chk := range checks {
+		res := Result{Invariant: i + 1, Name: chk.name}
+		if err := chk.run(ctx, &res); err != nil {
+			return Report{}, fmt.Errorf("check invariant %d: %w", i+1, err)
+		}
+		res.OK = res.Count == 0
+		rep.Results = append(rep.Results, res)
+	}
+	rep.Took = time.Since(began)
+	return rep, nil
+}
+
+// countOrders fills Report.Orders.
+func (c *checker) countOrders(ctx context.Context) error {
+	rows, err := c.pool.Query(ctx, `SELECT status, count(*) FROM orders.orders GROUP BY status`)
+	if err != nil {
+		return fmt.Errorf("count orders: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status string
+		var n int
+		if err := rows.Scan(&status, &n); err != nil {
+			return fmt.Errorf("count orders: %w", err)
+		}
+		c.rep.Orders[status] = n
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("count orders: %w", err)
+	}
+	return nil
+}

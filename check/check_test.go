@@ -1,0 +1,319 @@
+package check_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/jetsaga/jetsaga/check"
+	"github.com/jetsaga/jetsaga/internal/consume"
+	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/stream"
+	"github.com/jetsaga/jetsaga/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func run(t *testing.T, w *world, opt check.Options) check.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := check.Run(ctx, w.check, w.js, opt)
+	if err != nil {
+		t.Fatalf("check.Run: %v", err)
+	}
+	return rep
+}
+
+func written(rep check.Report) string {
+	var b bytes.Buffer
+	rep.Write(&b)
+	return b.String()
+}
+
+func TestConsistentWorldPasses(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	rep := run(t, w, check.Options{Deadline: deadline})
+	out := written(rep)
+	t.Logf("report:\n%s", out)
+	if !rep.OK() || len(rep.Failed()) != 0 {
+		t.Fatalf("a consistent world fails the check:\n%s", out)
+	}
+	if len(rep.Results) != 5 {
+		t.Fatalf("%d results, want 5", len(rep.Results))
+	}
+	for i, res := range rep.Results {
+		if res.Invariant != i+1 || res.Name == "" || !res.OK || res.Count != 0 || len(res.Violations) != 0 {
+			t.Errorf("result %d: %+v", i, res)
+		}
+	}
+
+	wantOrders := map[string]int{}
+	wantMsgs := map[string]uint64{}
+	for _, o := range orders {
+		wantOrders[o.status]++
+		for _, e := range w.events[o.id] {
+			wantMsgs[e.Type.Stream()]++
+		}
+	}
+	wantMsgs[stream.DLQ] = 0
+	if fmt.Sprint(rep.Orders) != fmt.Sprint(wantOrders) {
+		t.Errorf("Orders = %v, want %v", rep.Orders, wantOrders)
+	}
+	if fmt.Sprint(rep.Streams) != fmt.Sprint(wantMsgs) {
+		t.Errorf("Streams = %v, want %v", rep.Streams, wantMsgs)
+	}
+	if rep.DLQ != 0 || rep.Deadline != deadline {
+		t.Errorf("DLQ %d, Deadline %v", rep.DLQ, rep.Deadline)
+	}
+
+	for _, want := range []string{
+		"orders: 6 (1 RESERVED, 2 CONFIRMED, 3 CANCELLED)\n",
+		fmt.Sprintf("messages: ORDERS %d, INVENTORY %d, PAYMENTS %d, DLQ 0\n", wantMsgs[stream.Orders], wantMsgs[stream.Inventory], wantMsgs[stream.Payments]),
+		"\n1 PASS every order older than 1h0m0s is terminal (order service and read model)\n",
+		"\n2 PASS stock adds up per SKU",
+		"\n5 PASS the read model agrees with the order service",
+		"\nOK: all 5 invariants hold",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestDeadline: an order still in flight passes while younger than the
+// deadline, and fails invariant 1 (only) when every order must be settled.
+func TestDeadline(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	rep := run(t, w, check.Options{})
+	if got := rep.Failed(); !slices.Equal(got, []int{1}) {
+		t.Fatalf("failed invariants %v, want [1]:\n%s", got, written(rep))
+	}
+	res := rep.Results[0]
+	if res.Count != 1 || !strings.Contains(res.Violations[0], "o-young") ||
+		!strings.Contains(res.Violations[0], "RESERVED in the order service") ||
+		!strings.Contains(res.Violations[0], "RESERVED in the read model") {
+		t.Fatalf("invariant 1: %+v", res)
+	}
+	if !strings.Contains(written(rep), "1 FAIL every order older than 0s is terminal (order service and read model) (1 violation)\n    order o-young: ") {
+		t.Errorf("report:\n%s", written(rep))
+	}
+}
+
+// TestEachInvariantBroken breaks a consistent world in one place and expects
+// exactly the invariant that covers it to fail, naming the culprit.
+func TestEachInvariantBroken(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		invariant int
+		mention   []string // in one violation
+		breakIt   func(t *testing.T, w *world)
+	}{
+		{
+			name: "an old order still PENDING", invariant: 1, mention: []string{"o-stuck", "PENDING in the order service", "PENDING in the read model"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "orders", `INSERT INTO orders (order_id, customer_id, items, total_cents, status, created_at)
+					VALUES ('o-stuck', 'c9', '[]', 0, 'PENDING', now() - interval '3 hours')`)
+				w.exec(t, "readmodel", `INSERT INTO order_views (order_id, customer_id, total_cents, status)
+					VALUES ('o-stuck', 'c9', 0, 'PENDING')`)
+			},
+		},
+		{
+			name: "stock off by one", invariant: 2, mention: []string{"sku sku-a", "initial 10 != available 6 + reserved 3 + sold 3 (= 12)"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "inventory", `UPDATE stock SET available = available + 2 WHERE sku = 'sku-a'`)
+			},
+		},
+		{
+			name: "reserved does not match held reservations", invariant: 2, mention: []string{"sku sku-a", "reserved 4 != 3 held"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "inventory", `UPDATE stock SET reserved = reserved + 1, available = available - 1 WHERE sku = 'sku-a'`)
+			},
+		},
+		{
+			name: "a CANCELLED order still holds stock", invariant: 2, mention: []string{"o-declined", "CANCELLED", "HELD"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "inventory", `UPDATE reservations SET status = 'HELD' WHERE order_id = 'o-declined'`)
+				w.exec(t, "inventory", `UPDATE stock SET available = available - 1, reserved = reserved + 1 WHERE sku = 'sku-b'`)
+			},
+		},
+		{
+			name: "a CONFIRMED order whose reservation was released", invariant: 2, mention: []string{"o-confirmed:", "RELEASED, not COMMITTED"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "inventory", `UPDATE reservations SET status = 'RELEASED' WHERE order_id = 'o-confirmed'`)
+				w.exec(t, "inventory", `UPDATE stock SET available = available + 2, sold = sold - 2 WHERE sku = 'sku-a'`)
+			},
+		},
+		{
+			name: "a CONFIRMED order without payment", invariant: 3, mention: []string{"o-confirmed:", "without a completed payment"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "payment", `DELETE FROM payments WHERE order_id = 'o-confirmed'`)
+			},
+		},
+		{
+			name: "a payment of the wrong amount", invariant: 3, mention: []string{"o-confirmed-2", "total of 1500 cents", "charged 1499 cents"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "payment", `UPDATE payments SET amount_cents = amount_cents - 1 WHERE order_id = 'o-confirmed-2'`)
+			},
+		},
+		{
+			name: "a CANCELLED order charged", invariant: 3, mention: []string{"o-declined", "CANCELLED but charged 500 cents"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "payment", `UPDATE payments SET status = 'COMPLETED' WHERE order_id = 'o-declined'`)
+			},
+		},
+		{
+			name: "a payment for an unknown order", invariant: 3, mention: []string{"o-ghost", "pay-ghost"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "payment", `INSERT INTO payments (order_id, payment_id, amount_cents, status) VALUES ('o-ghost', 'pay-ghost', 100, 'COMPLETED')`)
+			},
+		},
+		{
+			name: "an event left in an outbox", invariant: 4, mention: []string{"o-confirmed", "payment.outbox", "payment.completed"},
+			breakIt: func(t *testing.T, w *world) {
+				e := newEvent(t, event.PaymentCompletedPayload{OrderID: "o-confirmed", PaymentID: "pay-2", AmountCents: 2000},
+					"o-confirmed", w.event(t, "o-confirmed", event.InventoryReserved).ID, time.Now())
+				w.exec(t, "payment", `INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body)
+					VALUES ($1, $2, $3, $4, $5, $6)`, e.ID, string(e.Type), e.OrderID, e.CausationID, e.OccurredAt, e.Body)
+			},
+		},
+		{
+			name: "an event id twice in a stream", invariant: 4,
+			breakIt: func(t *testing.T, w *world) {
+				e := w.event(t, "o-oos", event.InventoryRejected)
+				// Past the 100ms duplicate window the stream takes it again.
+				testenv.WaitFor(t, 10*time.Second, "the stream to store a copy", func() bool {
+					return !w.publish(t, e).Duplicate
+				})
+			},
+		},
+		{
+			name: "two events of one type for one order", invariant: 4, mention: []string{"order o-confirmed: payment.completed twice"},
+			breakIt: func(t *testing.T, w *world) {
+				w.publish(t, newEvent(t, event.PaymentCompletedPayload{OrderID: "o-confirmed", PaymentID: "pay-2", AmountCents: 2000},
+					"o-confirmed", w.event(t, "o-confirmed", event.InventoryReserved).ID, time.Now()))
+			},
+		},
+		{
+			name: "a dead letter", invariant: 4, mention: []string{"dlq.inventory.order.created.o-oos", "inventory-orders", "event: items[0].qty: must be 1-1000"},
+			breakIt: func(t *testing.T, w *world) {
+				e := w.event(t, "o-oos", event.OrderCreated)
+				msg := nats.NewMsg(consume.DLQSubject("inventory", e.Subject()))
+				msg.Header = e.Header()
+				msg.Header.Set(consume.HeaderOriginalMsgID, e.ID)
+				msg.Header.Set(event.HeaderMsgID, "inventory-orders-ORDERS-7")
+				msg.Header.Set(consume.HeaderDLQError, "event: items[0].qty: must be 1-1000")
+				msg.Header.Set(consume.HeaderDLQConsumer, "inventory-orders")
+				msg.Data = e.Body
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			name: "the read model disagrees on the status", invariant: 5,
+			mention: []string{"o-confirmed:", "status CONFIRMED in the order service, CANCELLED in the read model", `reason "" in the order service, "payment_failed" in the read model`},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "readmodel", `UPDATE order_views SET status = 'CANCELLED', reason = 'payment_failed' WHERE order_id = 'o-confirmed'`)
+			},
+		},
+		{
+			name: "the read model disagrees on total and customer", invariant: 5,
+			mention: []string{"o-oos:", "total_cents 500 in the order service, 400 in the read model", `customer_id "c3" in the order service, "c4" in the read model`},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "readmodel", `UPDATE order_views SET total_cents = 400, customer_id = 'c4' WHERE order_id = 'o-oos'`)
+			},
+		},
+		{
+			name: "a view of an unknown order", invariant: 5, mention: []string{"o-ghost", "does not have"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "readmodel", `INSERT INTO order_views (order_id, customer_id, total_cents, status) VALUES ('o-ghost', 'c1', 0, 'CONFIRMED')`)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			tt.breakIt(t, w)
+			if tt.mention == nil { // the duplicated event, known only now
+				e := w.event(t, "o-oos", event.InventoryRejected)
+				tt.mention = []string{"event " + e.ID + " is in the streams twice: INVENTORY #", "(inventory.rejected.o-oos)"}
+			}
+			rep := run(t, w, check.Options{Deadline: deadline})
+			out := written(rep)
+			t.Logf("report:\n%s", out)
+			if got := rep.Failed(); !slices.Equal(got, []int{tt.invariant}) {
+				t.Fatalf("failed invariants %v, want [%d]:\n%s", got, tt.invariant, out)
+			}
+			res := rep.Results[tt.invariant-1]
+			if res.OK || res.Count != len(res.Violations) || res.Count == 0 {
+				t.Errorf("result %+v", res)
+			}
+			if !slices.ContainsFunc(res.Violations, func(v string) bool { return containsAll(v, tt.mention) }) {
+				t.Errorf("no violation of invariant %d mentions %q:\n%s", tt.invariant, tt.mention, out)
+			}
+			if !strings.Contains(out, fmt.Sprintf("\n%d FAIL ", tt.invariant)) || !strings.Contains(out, "\nFAILED: 1 of 5 invariants violated") {
+				t.Errorf("report:\n%s", out)
+			}
+		})
+	}
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestManyViolations: the report counts dead letters, and lists at most 20
+// violations while counting them all.
+func TestManyViolations(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 25
+	for i := range n {
+		msg := nats.NewMsg(fmt.Sprintf("dlq.payment.inventory.reserved.o-%d", i))
+		msg.Header.Set(consume.HeaderDLQError, "boom")
+		if _, err := w.js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := run(t, w, check.Options{Deadline: deadline})
+	res := rep.Results[3]
+	if rep.DLQ != n || rep.Streams[stream.DLQ] != n || res.Count != n || len(res.Violations) != 20 {
+		t.Fatalf("DLQ %d, result count %d with %d listed; want %d, %d, 20", rep.DLQ, res.Count, len(res.Violations), n, n)
+	}
+	if out := written(rep); !strings.Contains(out, "(25 violations)\n") || !strings.Contains(out, "\n    ... and 5 more\n") {
+		t.Errorf("report:\n%s", out)
+	}
+}
+
+// TestMissingTables: a database without the services' tables is an error,
+// not a passing check.
+func TestMissingTables(t *testing.T) {
+	t.Parallel()
+	pool := testenv.PoolOn(t, testenv.DatabaseURL(t), "public", nil)
+	js := testenv.JetStream(t, testenv.StartNATS(t).Connect(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := check.Run(ctx, pool, js, check.Options{}); err == nil || !strings.Contains(err.Error(), "orders.orders") {
+		t.Fatalf("Run on an empty database: %v, want an error about orders.orders", err)
+	}
+}

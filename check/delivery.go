@@ -1,0 +1,223 @@
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsaga/jetsaga/internal/consume"
+	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/stream"
+)
+
+// schemas are the four service schemas, each with its outbox.
+var schemas = []string{"orders", "inventory", "payment", "readmodel"}
+
+// delivery checks invariant 4: every outbox is empty; each event id is in
+// the event streams once; an order has at most one event of each type; the
+// DLQ is empty.
+func (c *checker) delivery(ctx context.Context, r *Result) error {
+	for _, schema := range schemas {
+		if err := c.outbox(ctx, schema, r); err != nil {
+			return err
+		}
+	}
+	if err := c.streams(ctx, r); err != nil {
+		return err
+	}
+	return c.deadLetters(ctx, r)
+}
+
+// outbox reports the events left in schema's outbox.
+func (c *checker) outbox(ctx context.Context, schema string, r *Result) error {
+	table := pgx.Identifier{schema, "outbox"}.Sanitize()
+	var n int
+	if err := c.pool.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		return fmt.Errorf("count %s.outbox: %w", schema, err)
+	}
+	if n == 0 {
+		return nil
+	}
+	rows, err := c.pool.Query(ctx,
+		"SELECT event_type, order_id, event_id::text FROM "+table+" ORDER BY seq LIMIT $1", maxListed)
+	if err != nil {
+		return fmt.Errorf("read %s.outbox: %w", schema, err)
+	}
+	var typ, orderID, eventID string
+	listed := 0
+	_, err = pgx.ForEachRow(rows, []any{&typ, &orderID, &eventID}, func() error {
+		listed++
+		r.add("order %s: %s.outbox still holds %s (event %s)", orderID, schema, typ, eventID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read %s.outbox: %w", schema, err)
+	}
+	if more := n - listed; more > 0 {
+		r.add("%s.outbox: %d more unpublished events", schema, more)
+		r.Count += more - 1
+	}
+	return nil
+}
+
+// where a message is: its stream (an index into eventStreams) and sequence.
+type where struct {
+	stream int
+	seq    uint64
+}
+
+// firstSeqs holds, for one order, the stream sequence of its first event of
+// each type, indexed as event.Types(); 0 for none yet.
+type firstSeqs [8]uint64
+
+// streams reads every message of the event streams (headers only) and
+// reports event ids seen twice and orders with two events of one type.
+func (c *checker) streams(ctx context.Context, r *Result) error {
+	names := eventStreams()
+	types := event.Types()
+	byID := map[uuid.UUID]where{}
+	if len(types) > len(firstSeqs{}) {
+		return fmt.Errorf("check: %d event types, room for %d", len(types), len(firstSeqs{}))
+	}
+	byOrder := map[string]*firstSeqs{}
+
+	for si, name := range names {
+		n, err := scan(ctx, c.js, name, func(msg jetstream.Msg, seq uint64) {
+			subject := msg.Subject()
+			at := fmt.Sprintf("%s #%d %s", name, seq, subject) // where, for a violation about one message
+			rawID := msg.Headers().Get(event.HeaderMsgID)
+			id, err := uuid.Parse(rawID)
+			switch {
+			case rawID == "":
+				r.add("%s: no %s header", at, event.HeaderMsgID)
+			case err != nil:
+				r.add("%s: %s %q is not a UUID", at, event.HeaderMsgID, rawID)
+			default:
+				if first, seen := byID[id]; seen {
+					r.add("event %s is in the streams twice: %s #%d and %s #%d (%s)", rawID, names[first.stream], first.seq, name, seq, subject)
+				} else {
+					byID[id] = where{stream: si, seq: seq}
+				}
+			}
+
+			typ, orderID, ok := splitSubject(subject)
+			ti := slices.Index(types, typ)
+			if !ok || ti < 0 || typ.Stream() != name {
+				r.add("%s: subject is not <event type>.<order id> of a %s event", at, name)
+				return
+			}
+			seqs := byOrder[orderID]
+			if seqs == nil {
+				seqs = new(firstSeqs)
+				byOrder[orderID] = seqs
+			}
+			if first := seqs[ti]; first != 0 {
+				r.add("order %s: %s twice, %s #%d and #%d", orderID, typ, name, first, seq)
+				return
+			}
+			seqs[ti] = seq
+		})
+		c.rep.Streams[name] = n
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitSubject splits "<type>.<order id>" ("order.created.<id>").
+func splitSubject(subject string) (event.Type, string, bool) {
+	tokens := strings.Split(subject, ".")
+	if len(tokens) != 3 || tokens[2] == "" {
+		return "", "", false
+	}
+	return event.Type(tokens[0] + "." + tokens[1]), tokens[2], true
+}
+
+// maxErrorLen bounds the dead-letter error quoted in a violation.
+const maxErrorLen = 200
+
+// deadLetters reports every message of the DLQ stream.
+func (c *checker) deadLetters(ctx context.Context, r *Result) error {
+	n, err := scan(ctx, c.js, stream.DLQ, func(msg jetstream.Msg, seq uint64) {
+		h := msg.Headers()
+		cause := h.Get(consume.HeaderDLQError)
+		if len(cause) > maxErrorLen {
+			cause = cause[:maxErrorLen] + "..."
+		}
+		r.add("dead letter %s #%d %s (consumer %s, event %s): %s", stream.DLQ, seq, msg.Subject(),
+			cmpOr(h.Get(consume.HeaderDLQConsumer), "?"), cmpOr(h.Get(consume.HeaderOriginalMsgID), "?"), cmpOr(cause, "no error given"))
+	})
+	c.rep.Streams[stream.DLQ] = n
+	c.rep.DLQ = n
+	return err
+}
+
+// scan calls fn with every message of the named stream, headers only, from
+// the first to the last one it held when scan began, and returns how many it
+// read. A stream that does not exist holds nothing.
+func scan(ctx context.Context, js jetstream.JetStream, name string, fn func(msg jetstream.Msg, seq uint64)) (uint64, error) {
+	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", name, err)
+	}
+	state := s.CachedInfo().State
+	if state.Msgs == 0 {
+		return 0, nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		HeadersOnly:       true,
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read stream %s: %w", name, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
+	if err != nil {
+		return 0, fmt.Errorf("read stream %s: %w", name, err)
+	}
+	defer func() {
+		it.Stop()
+		deleteOrdered(ctx, js, name, cons)
+	}()
+	var n uint64
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return n, fmt.Errorf("read stream %s after %d messages: %w", name, n, err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return n, fmt.Errorf("read stream %s: %w", name, err)
+		}
+		n++
+		fn(msg, md.Sequence.Stream)
+		// NumPending counts what the stream held after this message when
+		// it was delivered: 0 is the end, as is the last message scan saw.
+		if md.NumPending == 0 || md.Sequence.Stream >= state.LastSeq {
+			return n, nil
+		}
+	}
+}
+
+// deleteOrdered removes the ordered consumer's current server-side consumer
+// now rather than when its inactivity threshold passes.
+func deleteOrdered(ctx context.Context, js jetstream.JetStream, streamName string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = js.DeleteConsumer(ctx, streamName, info.Name) // best effort: the threshold removes it anyway
+}

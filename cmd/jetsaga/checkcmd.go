@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/jetsaga/jetsaga/check"
+	"github.com/jetsaga/jetsaga/trace"
+)
+
+func checkCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	var ep endpoints
+	ep.flags(fs)
+	deadline := fs.Duration("deadline", 0, "orders younger than this may still be in flight")
+	quiesce := fs.Duration("quiesce", 0, "first wait up to this long for outboxes and consumers to drain")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	pool, err := openDB(ctx, ep.databaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	nc, js, err := connectNATS(ep.natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if *quiesce > 0 {
+		if err := check.Quiesce(ctx, pool, js, *quiesce); err != nil {
+			fmt.Fprintf(os.Stderr, "not quiescent: %v\n", err)
+		}
+	}
+	rep, err := check.Run(ctx, pool, js, check.Options{Deadline: *deadline})
+	if err != nil {
+		return err
+	}
+	rep.Write(os.Stdout)
+	if !rep.OK() {
+		return exitError{code: 1}
+	}
+	return nil
+}
+
+func traceCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+	var ep endpoints
+	ep.flags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("usage: jetsaga trace ORDER_ID")
+	}
+	nc, js, err := connectNATS(ep.natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	hops, err := trace.Load(ctx, js, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if len(hops) == 0 {
+		return fmt.Errorf("no events for order %s in ORDERS, INVENTORY or PAYMENTS", fs.Arg(0))
+	}
+	trace.Write(os.Stdout, hops)
+	return nil
+}

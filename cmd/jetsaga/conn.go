@@ -1,0 +1,89 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/jetsaga/jetsaga/internal/service"
+	"github.com/jetsaga/jetsaga/stack"
+)
+
+// endpoints are where the CLI finds the stack; defaults are make up's.
+type endpoints struct {
+	natsURL, databaseURL, orderURL, readmodelURL string
+}
+
+func (e *endpoints) flags(fs *flag.FlagSet) {
+	c := localStack("")
+	fs.StringVar(&e.natsURL, "nats-url", c.NATSURL(), "NATS server")
+	fs.StringVar(&e.databaseURL, "database-url", c.DatabaseURL(), "PostgreSQL database of the services")
+	fs.StringVar(&e.orderURL, "order-url", c.URL("order"), "order service HTTP API")
+	fs.StringVar(&e.readmodelURL, "readmodel-url", c.URL("readmodel"), "readmodel service HTTP API")
+}
+
+// localStack is the configuration of the stack in the current checkout.
+func localStack(runDir string) stack.Config {
+	root, _ := os.Getwd()
+	c, err := stack.FromEnv(root, runDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jetsaga:", err)
+		os.Exit(2)
+	}
+	return c
+}
+
+func parse(fs *flag.FlagSet, args []string) error { return service.Parse(fs, args) }
+
+func connectNATS(url string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, nats.Name("jetsaga-cli"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+func openDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", url, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("database %s: %w", url, err)
+	}
+	return pool, nil
+}
+
+func cliLogger() *zap.Logger {
+	log, err := service.NewLogger(cmp.Or(os.Getenv("LOG_LEVEL"), "info"), "console")
+	if err != nil {
+		return zap.NewNop()
+	}
+	return log
+}
+
+func absRunDir(d string) string {
+	if d == "" {
+		return ""
+	}
+	a, err := filepath.Abs(d)
+	if err != nil {
+		return d
+	}
+	return a
+}

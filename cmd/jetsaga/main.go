@@ -1,0 +1,80 @@
+// Command jetsaga is the user's CLI for the saga: place orders, check the
+// invariants, trace one order's events, and run the local stack.
+//
+//	jetsaga place --customer c1 --item sku-1:2:1999 [--item ...] [--wait]
+//	jetsaga check                 check DESIGN.md's invariants 1-5
+//	jetsaga trace <order-id>      the causal chain of one order's events
+//	jetsaga up | down | demo      the local stack (what make up/down/demo run)
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `jetsaga — a choreography saga on NATS JetStream and PostgreSQL
+
+usage:
+  jetsaga place --customer ID --item SKU:QTY:PRICE_CENTS [--item ...] [--wait]
+  jetsaga check [--deadline 0s]
+  jetsaga trace ORDER_ID
+  jetsaga up        start the local stack in .run/ (make up)
+  jetsaga down      stop it (make down)
+  jetsaga demo      run the scripted demo on a fresh stack (make demo)
+  jetsaga supervise --run-dir DIR   (used by up) run and restart the services
+
+Every command takes -h. Connection flags default to the local stack and read
+NATS_URL, DATABASE_URL, ORDER_URL and READMODEL_URL from the environment.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cmds := map[string]func(context.Context, []string) error{
+		"place":     place,
+		"check":     checkCmd,
+		"trace":     traceCmd,
+		"up":        up,
+		"down":      down,
+		"demo":      demo,
+		"supervise": supervise,
+	}
+	name, args := os.Args[1], os.Args[2:]
+	if name == "-h" || name == "--help" || name == "help" {
+		fmt.Print(usage)
+		return
+	}
+	run, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "jetsaga: unknown command %q\n\n%s", name, usage)
+		os.Exit(2)
+	}
+	if err := run(ctx, args); err != nil {
+		var ex exitError
+		if asExit(err, &ex) {
+			os.Exit(ex.code)
+		}
+		fmt.Fprintf(os.Stderr, "jetsaga %s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+// exitError ends the command with a code after it printed its own report.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func asExit(err error, target *exitError) bool {
+	e, ok := err.(exitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}
