@@ -75,12 +75,20 @@ func TestNATSRestartKeepsStream(t *testing.T) {
 		t.Fatalf("publish after restart: sequence %d, want 4", ack.Sequence)
 	}
 
-	// Restart of a running server works too.
+	// Restart of a running server works too. The client may not have
+	// noticed the restart yet when Restart returns, so wait for its
+	// reconnect count to move, and ask until the stream answers.
+	reconnects := nc.Reconnects
 	n.Restart(t)
-	testenv.WaitFor(t, 5*time.Second, "the client to reconnect", nc.IsConnected)
-	if info, err := stream.Info(ctx); err != nil || info.State.Msgs != 4 {
-		t.Fatalf("after a second restart: info %+v, err %v; want 4 messages", info, err)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the client to reconnect", func() bool {
+		return nc.Stats().Reconnects > reconnects && nc.IsConnected()
+	})
+	testenv.WaitFor(t, 10*time.Second, "the stream to answer with 4 messages after a second restart", func() bool {
+		ictx, icancel := context.WithTimeout(ctx, time.Second)
+		defer icancel()
+		info, err := stream.Info(ictx)
+		return err == nil && info.State.Msgs == 4
+	})
 }
 
 func TestNATSSyncAlways(t *testing.T) {
