@@ -94,8 +94,12 @@ func (c Config) URL(service string) string { return "http://" + c.Addrs[service]
 func (c Config) bin(name string) string  { return filepath.Join(c.Root, "bin", name) }
 func (c Config) logs() string            { return filepath.Join(c.RunDir, "logs") }
 func (c Config) pidFile(n string) string { return filepath.Join(c.RunDir, "pids", n+".pid") }
-func (c Config) pgDir() string           { return filepath.Join(c.RunDir, "pg") }
-func (c Config) natsDir() string         { return filepath.Join(c.RunDir, "nats") }
+
+// PidFile holds the pid of one process of the stack: a service, "nats" or
+// "supervisor".
+func (c Config) PidFile(name string) string { return c.pidFile(name) }
+func (c Config) pgDir() string              { return filepath.Join(c.RunDir, "pg") }
+func (c Config) natsDir() string            { return filepath.Join(c.RunDir, "nats") }
 
 // LogFile is the log of one process of the stack (a service, nats,
 // postgres or supervisor).
@@ -130,6 +134,7 @@ func (c Config) Procs() []Proc {
 				"LOG_FORMAT=json",
 			},
 			LogFile: c.LogFile(s),
+			PidFile: c.PidFile(s),
 		})
 	}
 	return ps

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -20,11 +21,12 @@ type Proc struct {
 	Args    []string
 	Env     []string // added to the supervisor's environment
 	LogFile string   // stdout and stderr, appended
+	PidFile string   // holds the running process's pid (for chaos kills); optional
 }
 
 // Supervise starts every proc and restarts it whenever it exits, as systemd
-// would (Restart=always): after a short backoff that doubles while the
-// process keeps dying young, up to 5s. When ctx is done it sends SIGTERM to
+// would (Restart=always): after a short backoff (100ms) that doubles while
+// the process keeps dying within 2s of its start, up to 2s. When ctx is done it sends SIGTERM to
 // each, waits up to grace for them to drain, kills what is left, and returns.
 func Supervise(ctx context.Context, log *zap.Logger, procs []Proc, grace time.Duration) error {
 	if len(procs) == 0 {
@@ -39,7 +41,8 @@ func Supervise(ctx context.Context, log *zap.Logger, procs []Proc, grace time.Du
 }
 
 func keep(ctx context.Context, log *zap.Logger, p Proc, grace time.Duration) {
-	backoff := 200 * time.Millisecond
+	const first = 100 * time.Millisecond
+	backoff := first
 	for restarts := 0; ctx.Err() == nil; restarts++ {
 		started := time.Now()
 		code, err := runOnce(ctx, p, grace)
@@ -47,8 +50,8 @@ func keep(ctx context.Context, log *zap.Logger, p Proc, grace time.Duration) {
 			log.Info("stopped", zap.Int("exit_code", code))
 			return
 		}
-		if time.Since(started) > 10*time.Second {
-			backoff = 200 * time.Millisecond
+		if time.Since(started) > 2*time.Second {
+			backoff = first
 		}
 		log.Warn("process exited; restarting", zap.Int("exit_code", code), zap.Error(err),
 			zap.Duration("uptime", time.Since(started)), zap.Duration("restart_in", backoff), zap.Int("restarts", restarts+1))
@@ -59,7 +62,7 @@ func keep(ctx context.Context, log *zap.Logger, p Proc, grace time.Duration) {
 			return
 		case <-t.C:
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 
@@ -76,6 +79,9 @@ func runOnce(ctx context.Context, p Proc, grace time.Duration) (int, error) {
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return -1, fmt.Errorf("start %s: %w", p.Path, err)
+	}
+	if p.PidFile != "" {
+		_ = os.WriteFile(p.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

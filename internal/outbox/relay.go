@@ -34,6 +34,9 @@ type RelayConfig struct {
 	// again), as a crash at that moment would. It exists for fault injection
 	// and crash-window tests.
 	BeforeDelete func(ctx context.Context, published []event.Event) error
+	// Duplicate, when it returns true for an event, makes the relay publish
+	// that event a second time (same id): fault injection.
+	Duplicate func(e event.Event) bool
 	// OnPublished is called after rows were deleted (for metrics).
 	OnPublished func(published []event.Event)
 }
@@ -139,6 +142,7 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	}
 
 	futures := make([]jetstream.PubAckFuture, len(events))
+	var extra []jetstream.PubAckFuture // duplicates: waited for, outcome ignored
 	for i, e := range events {
 		f, err := r.pub.PublishMsgAsync(e.Msg(), jetstream.WithExpectStream(e.Type.Stream()))
 		if err != nil {
@@ -150,6 +154,11 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 			break
 		}
 		futures[i] = f
+		if r.cfg.Duplicate != nil && r.cfg.Duplicate(e) {
+			if d, err := r.pub.PublishMsgAsync(e.Msg(), jetstream.WithExpectStream(e.Type.Stream())); err == nil {
+				extra = append(extra, d)
+			}
+		}
 	}
 
 	timeout := time.NewTimer(r.cfg.AckTimeout)
@@ -172,6 +181,14 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("relay: no ack within %s for %d events", r.cfg.AckTimeout, len(futures)-i)
 		case <-ctx.Done():
 			return 0, ctx.Err()
+		}
+	}
+	for _, f := range extra {
+		select {
+		case <-f.Ok():
+		case <-f.Err():
+		case <-timeout.C:
+		case <-ctx.Done():
 		}
 	}
 	if len(okSeqs) == 0 {

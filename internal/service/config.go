@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/jetsaga/jetsaga/internal/fault"
 )
 
 // Config holds the flags every service binary takes (DESIGN.md, "Processes
@@ -24,6 +26,12 @@ type Config struct {
 	Workers     int           // concurrent fetch-and-handle loops per consumer
 	MaxAge      time.Duration // stream history kept (0: forever)
 	DupWindow   time.Duration // stream duplicate window on Nats-Msg-Id
+
+	AckWait    time.Duration // consumers' AckWait
+	MaxDeliver int           // consumers' MaxDeliver
+	Faults     fault.Config  // failure injection (--inject-*)
+	// Exit ends the process on an injected crash; default os.Exit.
+	Exit func(code int)
 
 	// Logger, when set, is used instead of one built from LogLevel and
 	// LogFormat (tests pass zaptest's).
@@ -44,6 +52,16 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas when this service creates the streams (3 in a cluster)")
 	fs.IntVar(&cfg.Workers, "workers", 2, "concurrent handlers per consumer")
 	fs.DurationVar(&cfg.MaxAge, "stream-max-age", 0, "history the streams keep when this service creates them (0: forever; keep the inbox at least as long)")
+	fs.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "consumers' AckWait: an unacked message is redelivered after this")
+	fs.IntVar(&cfg.MaxDeliver, "max-deliver", 10, "deliveries of a failing message before it is dead-lettered")
+	fs.Float64Var(&cfg.Faults.CrashAfterCommit, "inject-crash-after-commit", 0, "probability of exiting (code 3) right after a handler's commit, before the ack; in the relay, after JetStream acked a publish, before the outbox rows are deleted")
+	fs.Float64Var(&cfg.Faults.CrashBeforeCommit, "inject-crash-before-commit", 0, "probability of exiting (code 3) right before a handler's commit")
+	fs.Float64Var(&cfg.Faults.DuplicatePublish, "inject-duplicate-publish", 0, "probability that the relay publishes an event a second time (same event id)")
+	fs.Float64Var(&cfg.Faults.Redeliver, "inject-redeliver", 0, "probability of Nak instead of ack after a commit, so JetStream redelivers a handled message")
+	fs.Float64Var(&cfg.Faults.HandlerError, "inject-handler-error", 0, "probability that a handler fails with a transient error (retried with backoff)")
+	fs.DurationVar(&cfg.Faults.Delay, "inject-delay", 0, "each message waits this long before it is handled")
+	fs.Int64Var(&cfg.Faults.Seed, "inject-seed", 1, "seed of the fault dice: the same seed repeats a run")
+	fs.IntVar(&cfg.Faults.Limit, "inject-limit", 0, "each fault fires at most this often per process (0: no limit); 1 makes a window happen exactly once")
 	fs.DurationVar(&cfg.DupWindow, "duplicate-window", 2*time.Minute, "the streams' duplicate window on Nats-Msg-Id")
 }
 

@@ -29,6 +29,7 @@ import (
 
 	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/fault"
 	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/pg"
 	"github.com/jetsaga/jetsaga/internal/stream"
@@ -196,8 +197,20 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		return err
 	}
 
+	exit := cfg.Exit
+	if exit == nil {
+		exit = os.Exit
+	}
+	inj, err := fault.New(cfg.Faults, log, reg, exit)
+	if err != nil {
+		return err
+	}
 	relayMetrics := newRelayMetrics(reg, pool)
-	relay, err := outbox.NewRelay(pool, js, outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published})
+	rc := outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published}
+	if inj != nil {
+		rc.BeforeDelete, rc.Duplicate = relayFaults(inj)
+	}
+	relay, err := outbox.NewRelay(pool, js, rc)
 	if err != nil {
 		return err
 	}
@@ -214,15 +227,19 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		cons, err := retry(ctx, log, "provision consumer "+c.Durable, func() (jetstream.Consumer, error) {
 			return stream.EnsureConsumer(ctx, js, stream.ConsumerConfig{
 				Stream: c.Stream, Durable: c.Durable, FilterSubjects: c.Subjects,
-				Description: cfg.Name + " service",
+				Description: cfg.Name + " service", AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
 			})
 		})
 		if err != nil {
 			return err
 		}
-		l, err := consume.New(ctx, pool, js, cons, c.Handle, consume.Config{
+		lc := consume.Config{
 			Service: cfg.Name, Workers: cfg.Workers, Logger: log, Metrics: cm, AfterCommit: relay.Notify,
-		})
+		}
+		if inj != nil {
+			lc.Faults = consumeFaults(inj)
+		}
+		l, err := consume.New(ctx, pool, js, cons, c.Handle, lc)
 		if err != nil {
 			return err
 		}
