@@ -20,6 +20,7 @@ import (
 
 	"github.com/jetsaga/jetsaga/check"
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/fault"
 	"github.com/jetsaga/jetsaga/internal/service"
 	"github.com/jetsaga/jetsaga/internal/stream"
 	"github.com/jetsaga/jetsaga/internal/testenv"
@@ -29,7 +30,7 @@ import (
 	"github.com/jetsaga/jetsaga/readmodel"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) { testenv.Main(m, removeBinaries) }
 
 // world is the saga in one test process: an embedded NATS server, one
 // database with the four service schemas, and the four services run by the
@@ -42,14 +43,18 @@ type world struct {
 	db    *pgxpool.Pool // no search_path: queries name the schemas
 	opts  worldOptions
 
-	mu   sync.Mutex
-	svcs map[string]*running
+	mu    sync.Mutex
+	svcs  map[string]*running
+	urlOf func(service string) string // set when the services are processes
 }
 
 type worldOptions struct {
 	seedStock        map[string]int
 	declineOverCents int64
 	dupWindow        time.Duration
+	ackWait          time.Duration
+	faults           fault.Config // on every service
+	dbURL            string       // default: a fresh database on the shared cluster
 }
 
 type running struct {
@@ -65,7 +70,10 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	n := testenv.StartNATS(t)
 	w := &world{
 		t: t, nats: n, js: testenv.JetStream(t, n.Connect(t)),
-		dbURL: testenv.DatabaseURL(t), opts: o, svcs: map[string]*running{},
+		dbURL: o.dbURL, opts: o, svcs: map[string]*running{},
+	}
+	if w.dbURL == "" {
+		w.dbURL = testenv.DatabaseURL(t)
 	}
 	db, err := pgxpool.New(t.Context(), w.dbURL)
 	if err != nil {
@@ -107,7 +115,8 @@ func (w *world) start(name string) {
 	r := &running{cancel: cancel, done: make(chan error, 1)}
 	cfg := service.Config{
 		Name: name, NATSURL: w.nats.URL(), DatabaseURL: w.dbURL, HTTPAddr: "127.0.0.1:0",
-		Workers: 2, DupWindow: w.opts.dupWindow,
+		Workers: 2, DupWindow: w.opts.dupWindow, AckWait: w.opts.ackWait, Faults: w.opts.faults,
+		Exit:    func(code int) { w.t.Errorf("%s: injected crash (exit %d) in an in-process world", name, code) },
 		Logger:  zaptest.NewLogger(w.t, zaptest.Level(zap.WarnLevel)),
 		OnReady: func(addr string) { ready <- addr },
 	}
@@ -145,6 +154,9 @@ func (w *world) stop(name string) {
 }
 
 func (w *world) url(name string) string {
+	if w.urlOf != nil {
+		return w.urlOf(name)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return "http://" + w.svcs[name].addr
@@ -159,23 +171,52 @@ type item struct {
 // place posts an order and returns its id.
 func (w *world) place(customer string, items ...item) string {
 	w.t.Helper()
-	body, _ := json.Marshal(map[string]any{"customer_id": customer, "items": items})
-	resp, err := http.Post(w.url("order")+"/orders", "application/json", bytes.NewReader(body))
+	id, err := w.post("", customer, items)
 	if err != nil {
 		w.t.Fatal(err)
+	}
+	return id
+}
+
+// placeRetrying posts with an Idempotency-Key until the order service
+// accepts it (it may be reconnecting), so the order is placed once.
+func (w *world) placeRetrying(key, customer string, items ...item) string {
+	w.t.Helper()
+	var id string
+	testenv.WaitFor(w.t, 30*time.Second, "the order service to accept "+key, func() bool {
+		var err error
+		id, err = w.post(key, customer, items)
+		return err == nil
+	})
+	return id
+}
+
+func (w *world) post(key, customer string, items []item) (string, error) {
+	body, _ := json.Marshal(map[string]any{"customer_id": customer, "items": items})
+	req, err := http.NewRequest(http.MethodPost, w.url("order")+"/orders", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusAccepted {
-		w.t.Fatalf("POST /orders: %s %s", resp.Status, raw)
+		return "", fmt.Errorf("POST /orders: %s %s", resp.Status, raw)
 	}
 	var out struct {
 		OrderID string `json:"order_id"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
-		w.t.Fatal(err)
+		return "", err
 	}
-	return out.OrderID
+	return out.OrderID, nil
 }
 
 func (w *world) scalar(sql string, args ...any) string {

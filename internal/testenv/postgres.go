@@ -41,15 +41,18 @@ var shared struct {
 }
 
 // Main runs the tests, then destroys the throwaway cluster they shared (if
-// one was started), and exits. Call it from TestMain:
+// one was started), runs cleanups, and exits. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M, cleanups ...func()) {
 	shared.mu.Lock()
 	shared.managed = true
 	shared.mu.Unlock()
 
 	code := m.Run()
+	for _, c := range cleanups {
+		c()
+	}
 
 	shared.mu.Lock()
 	destroy := shared.destroy
