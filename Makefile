@@ -44,6 +44,11 @@ tools: ## install the nats CLI into ./bin
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN) $(GO) install $(NATSCLI)
 
+.PHONY: bench
+bench: ## Go benchmarks of the outbox relay and the consumer loop (figures in BENCHMARKS.md)
+	$(GO) test ./internal/outbox -run '^$$' -bench Relay -benchtime 5000x
+	$(GO) test ./internal/consume -run '^$$' -bench Loop -benchtime 3000x
+
 .PHONY: fuzz
 fuzz: ## fuzz the event decoder for 30s
 	$(GO) test ./internal/event -run '^$$' -fuzz FuzzFromMsg -fuzztime 30s
