@@ -8,9 +8,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/fault"
 	"github.com/jetsaga/jetsaga/internal/stream"
@@ -292,4 +296,49 @@ func TestPostgresRestartMidSaga(t *testing.T) {
 	}
 	w.waitTerminal(ids...)
 	w.checkInvariants()
+}
+
+// A handler that keeps failing is retried with backoff and dead-lettered by
+// the service after --max-deliver deliveries; JetStream itself has no limit
+// (MaxDeliver -1), so it never drops a message silently, e.g. one whose
+// deliveries were burned by crashes.
+func TestKeepsFailingIsDeadLetteredAfterMaxDeliver(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOptions{
+		seedStock:  map[string]int{"sku-a": 10},
+		faultsFor:  map[string]fault.Config{"inventory": {HandlerError: 1}},
+		maxDeliver: 3,
+	})
+	id := w.place("c1", item{"sku-a", 1, 100})
+	var letter *jetstream.RawStreamMsg
+	testenv.WaitFor(t, 30*time.Second, "order.created dead-lettered by inventory", func() bool {
+		for _, m := range w.streamMsgs(stream.DLQ) {
+			if m.Subject == "dlq.inventory.order.created."+id {
+				letter = m
+				return true
+			}
+		}
+		return false
+	})
+	if got := letter.Header.Get(consume.HeaderDLQDeliveries); got != "3" {
+		t.Fatalf("dead-lettered after %s deliveries, want 3", got)
+	}
+	if !strings.Contains(letter.Header.Get(consume.HeaderDLQError), fault.ErrInjected.Error()) {
+		t.Fatalf("dead letter error = %q", letter.Header.Get(consume.HeaderDLQError))
+	}
+	info, err := w.js.Consumer(t.Context(), stream.Orders, "inventory-orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci := info.CachedInfo()
+	if ci.Config.MaxDeliver != -1 {
+		t.Fatalf("inventory-orders MaxDeliver = %d, want -1 (the service dead-letters)", ci.Config.MaxDeliver)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the dead-lettered message terminated", func() bool {
+		ci, err := info.Info(t.Context())
+		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
+	})
+	if got := w.scalar(`SELECT count(*)::text FROM inventory.reservations WHERE order_id = $1`, id); got != "0" {
+		t.Fatalf("reservations = %s, want none", got)
+	}
 }

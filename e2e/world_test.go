@@ -53,8 +53,10 @@ type worldOptions struct {
 	declineOverCents int64
 	dupWindow        time.Duration
 	ackWait          time.Duration
-	faults           fault.Config // on every service
-	dbURL            string       // default: a fresh database on the shared cluster
+	faults           fault.Config            // on every service
+	faultsFor        map[string]fault.Config // per service, instead of faults
+	maxDeliver       int
+	dbURL            string // default: a fresh database on the shared cluster
 }
 
 type running struct {
@@ -113,9 +115,13 @@ func (w *world) start(name string) {
 	ready := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, done: make(chan error, 1)}
+	faults := w.opts.faults
+	if f, ok := w.opts.faultsFor[name]; ok {
+		faults = f
+	}
 	cfg := service.Config{
 		Name: name, NATSURL: w.nats.URL(), DatabaseURL: w.dbURL, HTTPAddr: "127.0.0.1:0",
-		Workers: 2, DupWindow: w.opts.dupWindow, AckWait: w.opts.ackWait, Faults: w.opts.faults,
+		Workers: 2, DupWindow: w.opts.dupWindow, AckWait: w.opts.ackWait, Faults: faults, MaxDeliver: w.opts.maxDeliver,
 		Exit:    func(code int) { w.t.Errorf("%s: injected crash (exit %d) in an in-process world", name, code) },
 		Logger:  zaptest.NewLogger(w.t, zaptest.Level(zap.WarnLevel)),
 		OnReady: func(addr string) { ready <- addr },

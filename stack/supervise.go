@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/jetsaga/jetsaga/internal/fault"
 )
 
 // Proc is one process the supervisor keeps running.
@@ -25,8 +27,10 @@ type Proc struct {
 }
 
 // Supervise starts every proc and restarts it whenever it exits, as systemd
-// would (Restart=always): after a short backoff (100ms) that doubles while
-// the process keeps dying within 2s of its start, up to 2s. When ctx is done it sends SIGTERM to
+// would (Restart=always, RestartSec=100ms): a crash (exit code 3, the
+// injected one, or a kill) is restarted after 100ms every time; after any
+// other exit the delay doubles while the process keeps dying within 2s of
+// its start, up to 2s. When ctx is done it sends SIGTERM to
 // each, waits up to grace for them to drain, kills what is left, and returns.
 func Supervise(ctx context.Context, log *zap.Logger, procs []Proc, grace time.Duration) error {
 	if len(procs) == 0 {
@@ -50,7 +54,11 @@ func keep(ctx context.Context, log *zap.Logger, p Proc, grace time.Duration) {
 			log.Info("stopped", zap.Int("exit_code", code))
 			return
 		}
-		if time.Since(started) > 2*time.Second {
+		// A crash — the injected one (exit 3) or a kill by signal (-1) —
+		// restarts after the short delay every time, as systemd's
+		// RestartSec does; any other exit is likely a start-up error, so
+		// the delay doubles while the process keeps dying young.
+		if time.Since(started) > 2*time.Second || code == fault.CrashExitCode || code == -1 {
 			backoff = first
 		}
 		log.Warn("process exited; restarting", zap.Int("exit_code", code), zap.Error(err),
@@ -62,7 +70,9 @@ func keep(ctx context.Context, log *zap.Logger, p Proc, grace time.Duration) {
 			return
 		case <-t.C:
 		}
-		backoff = min(backoff*2, 2*time.Second)
+		if code != fault.CrashExitCode && code != -1 {
+			backoff = min(backoff*2, 2*time.Second)
+		}
 	}
 }
 

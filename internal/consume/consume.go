@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -348,11 +349,15 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 		zap.String("event_type", msg.Headers().Get(event.HeaderType)))
 	dl := nats.NewMsg(DLQSubject(l.cfg.Service, msg.Subject()))
 	for k, vs := range msg.Headers() {
-		if k == event.HeaderMsgID {
+		switch {
+		case k == event.HeaderMsgID:
 			dl.Header[HeaderOriginalMsgID] = vs
-			continue
+		case strings.HasPrefix(k, "Nats-"):
+			// JetStream's own publish headers (Nats-Expected-Stream and
+			// the like) would steer or refuse the dead letter's publish.
+		default:
+			dl.Header[k] = vs
 		}
-		dl.Header[k] = vs
 	}
 	// One dead letter per (consumer, stream message), however often the
 	// message is dead-lettered: the DLQ stream dedups on this id.

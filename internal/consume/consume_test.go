@@ -258,7 +258,11 @@ func TestPoisonMessagesGoToDLQAndDoNotBlock(t *testing.T) {
 	// Valid headers, body that breaks the contract (no items).
 	bad := created(t, "o-bad")
 	bad.Body = []byte(`{"order_id":"o-bad","customer_id":"c1","items":[],"total_cents":0}`)
-	publish(t, b.js, bad)
+	// As the relay publishes: with an expected stream, a header that must
+	// not follow the message into DLQ.
+	if _, err := b.js.PublishMsg(t.Context(), bad.Msg(), jetstream.WithExpectStream(stream.Orders)); err != nil {
+		t.Fatal(err)
+	}
 	good := created(t, "o-good")
 	publish(t, b.js, good)
 

@@ -53,7 +53,7 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.IntVar(&cfg.Workers, "workers", 2, "concurrent handlers per consumer")
 	fs.DurationVar(&cfg.MaxAge, "stream-max-age", 0, "history the streams keep when this service creates them (0: forever; keep the inbox at least as long)")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "consumers' AckWait: an unacked message is redelivered after this")
-	fs.IntVar(&cfg.MaxDeliver, "max-deliver", 10, "deliveries of a failing message before it is dead-lettered")
+	fs.IntVar(&cfg.MaxDeliver, "max-deliver", 10, "deliveries of a failing message before it is dead-lettered to DLQ (JetStream itself redelivers without limit, so nothing is dropped silently)")
 	fs.Float64Var(&cfg.Faults.CrashAfterCommit, "inject-crash-after-commit", 0, "probability of exiting (code 3) right after a handler's commit, before the ack; in the relay, after JetStream acked a publish, before the outbox rows are deleted")
 	fs.Float64Var(&cfg.Faults.CrashBeforeCommit, "inject-crash-before-commit", 0, "probability of exiting (code 3) right before a handler's commit")
 	fs.Float64Var(&cfg.Faults.DuplicatePublish, "inject-duplicate-publish", 0, "probability that the relay publishes an event a second time (same event id)")

@@ -6,6 +6,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -227,14 +228,19 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		cons, err := retry(ctx, log, "provision consumer "+c.Durable, func() (jetstream.Consumer, error) {
 			return stream.EnsureConsumer(ctx, js, stream.ConsumerConfig{
 				Stream: c.Stream, Durable: c.Durable, FilterSubjects: c.Subjects,
-				Description: cfg.Name + " service", AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
+				Description: cfg.Name + " service", AckWait: cfg.AckWait,
+				// JetStream itself never gives up on a message: past its
+				// MaxDeliver it would stop delivering without a trace (and
+				// crashes burn deliveries too). The loop dead-letters a
+				// failing message after cfg.MaxDeliver deliveries instead.
+				MaxDeliver: -1,
 			})
 		})
 		if err != nil {
 			return err
 		}
 		lc := consume.Config{
-			Service: cfg.Name, Workers: cfg.Workers, Logger: log, Metrics: cm, AfterCommit: relay.Notify,
+			Service: cfg.Name, Workers: cfg.Workers, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: cm, AfterCommit: relay.Notify,
 		}
 		if inj != nil {
 			lc.Faults = consumeFaults(inj)

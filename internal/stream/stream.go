@@ -90,7 +90,7 @@ type ConsumerConfig struct {
 	Durable        string          // durable name, e.g. "inventory-orders"
 	FilterSubjects []string        // e.g. "order.created.>"
 	AckWait        time.Duration   // default 30s; overridden by BackOff[0] when BackOff is set
-	MaxDeliver     int             // default 10
+	MaxDeliver     int             // default 10; -1: no limit (the consumer loop dead-letters instead)
 	BackOff        []time.Duration // redelivery delays after ack timeouts; optional
 	MaxAckPending  int             // default 1000
 	Description    string
