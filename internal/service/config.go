@@ -114,5 +114,6 @@ func NewLogger(level, format string) (*zap.Logger, error) {
 	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
 	zc.Sampling = nil
+	zc.DisableStacktrace = true // fields say where; stack traces bury them
 	return zc.Build()
 }
