@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -111,7 +112,13 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, exit func(int))
 		zap.Duration("delay", cfg.Delay), zap.Int64("seed", cfg.Seed), zap.Int("limit", cfg.Limit))
 	return &Injector{
 		cfg: cfg, log: log, count: count, exit: exit,
-		rng:   rand.New(rand.NewPCG(uint64(cfg.Seed), 0x6a657473616761)),
+		// The dice also take the process id: a service the supervisor
+		// restarts after an injected crash must not roll its predecessor's
+		// dice again, or it crashes at the same roll every time (e.g. in its
+		// first relay round, before it deletes what it republished: a crash
+		// loop that never makes progress). Within a process, the same seed
+		// gives the same dice.
+		rng:   rand.New(rand.NewPCG(uint64(cfg.Seed), 0x6a657473616761^uint64(os.Getpid()))),
 		fired: map[string]int{},
 	}, nil
 }
