@@ -9,7 +9,9 @@
 //     with Permanent: published to dlq.<service>.<subject> with the original
 //     headers and the error, then terminated;
 //   - any other handler error: NakWithDelay with exponential backoff, and
-//     dead-lettered the same way once MaxDeliver deliveries are used up.
+//     dead-lettered the same way once MaxDeliver deliveries are used up;
+//   - the database cannot be reached (the transaction cannot begin):
+//     NakWithDelay with backoff until it is back, never dead-lettered.
 package consume
 
 import (
@@ -282,7 +284,7 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 		log.Debug("event handled", zap.Duration("took", time.Since(start)))
 	case IsPermanent(err):
 		l.deadLetter(ctx, msg, md, e.Type, err)
-	case l.cfg.MaxDeliver > 0 && int(md.NumDelivered) >= l.cfg.MaxDeliver:
+	case l.cfg.MaxDeliver > 0 && int(md.NumDelivered) >= l.cfg.MaxDeliver && !errors.Is(err, errNoDatabase):
 		l.deadLetter(ctx, msg, md, e.Type, fmt.Errorf("gave up after %d deliveries: %w", md.NumDelivered, err))
 	default:
 		delay := l.backoff(md.NumDelivered)
@@ -294,6 +296,14 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
+// errNoDatabase marks a failure to begin the transaction: the service's
+// database cannot be reached. That is never the message's fault, so it does
+// not use up MaxDeliver: the message is retried with backoff until the
+// database is back, however many deliveries it has had (crashes and kills
+// of the consumer use up deliveries too). Otherwise a Postgres outage would
+// dead-letter every message that arrives during it.
+var errNoDatabase = errors.New("database unavailable")
+
 // apply runs the inbox insert and the handler in one transaction. dup is true
 // when the inbox already held the event.
 func (l *Loop) apply(ctx context.Context, e event.Event) (dup bool, err error) {
@@ -304,7 +314,7 @@ func (l *Loop) apply(ctx context.Context, e event.Event) (dup bool, err error) {
 	}
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
-		return false, fmt.Errorf("begin: %w", err)
+		return false, fmt.Errorf("begin: %w: %w", errNoDatabase, err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	tag, err := tx.Exec(ctx, `

@@ -358,6 +358,44 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 	}
 }
 
+// While the database cannot be reached, a message is retried past
+// MaxDeliver instead of being dead-lettered, and handled once it is back.
+func TestDatabaseDownIsNotDeadLettered(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{maxDeliver: -1}) // as the services run: JetStream never gives up, the loop does
+	var down atomic.Bool
+	down.Store(true)
+	cfg := b.pool.Config() // a second pool on the same schema, whose connections fail while down
+	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error {
+		if down.Load() {
+			return errors.New("connection refused (the test's database is down)")
+		}
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	b.pool = pool
+	run(t, b, countEffect, consume.Config{MaxDeliver: 2})
+	e := created(t, "o-db-down")
+	publish(t, b.js, e)
+	testenv.WaitFor(t, 20*time.Second, "delivered twice MaxDeliver times", func() bool {
+		info, err := b.cons.Info(t.Context())
+		return err == nil && info.Delivered.Consumer >= 4
+	})
+	if n := len(dlq(t, b.js)); n != 0 {
+		t.Fatalf("DLQ holds %d while the database was down, want 0", n)
+	}
+	down.Store(false)
+	testenv.WaitFor(t, 20*time.Second, "handled once the database is back", func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+	waitSettled(t, b)
+	if n := len(dlq(t, b.js)); n != 0 {
+		t.Fatalf("DLQ holds %d, want 0", n)
+	}
+}
+
 // A handler slower than AckWait keeps its message with InProgress: one call.
 func TestSlowHandlerKeepsItsMessage(t *testing.T) {
 	t.Parallel()
