@@ -166,7 +166,7 @@ func Up(ctx context.Context, c Config, log *zap.Logger) error {
 				return fmt.Errorf("%s: %s is already in use (another stack? make down, or set %s_ADDR)", s, c.Addrs[s], strings.ToUpper(s))
 			}
 		}
-		args := []string{"supervise", "--run-dir", c.RunDir}
+		args := []string{"supervise", "--run-dir", c.RunDir, "--root", c.Root}
 		if err := startDetached(c.bin("jetsaga"), args, c.Env(), c.LogFile("supervisor"), c.pidFile("supervisor")); err != nil {
 			return fmt.Errorf("start supervisor: %w", err)
 		}

@@ -49,10 +49,14 @@ func down(ctx context.Context, args []string) error {
 func supervise(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("supervise", flag.ContinueOnError)
 	runDir := fs.String("run-dir", "", "run folder (default .run)")
+	root := fs.String("root", "", "the checkout holding bin/ (default: the working directory)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	c := localStack(absRunDir(*runDir))
+	if *root != "" {
+		c.Root = *root
+	}
 	log := cliLogger().Named("supervisor")
 	log.Info("supervising", zap.String("run_dir", c.RunDir), zap.Strings("services", stack.Services))
 	return stack.Supervise(ctx, log, c.Procs(), 20*time.Second)

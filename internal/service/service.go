@@ -245,7 +245,9 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		if inj != nil {
 			lc.Faults = consumeFaults(inj)
 		}
-		l, err := consume.New(ctx, pool, js, cons, c.Handle, lc)
+		l, err := retry(ctx, log, "start consumer "+c.Durable, func() (*consume.Loop, error) {
+			return consume.New(ctx, pool, js, cons, c.Handle, lc)
+		})
 		if err != nil {
 			return err
 		}
