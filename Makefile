@@ -22,6 +22,10 @@ build: ## build every binary into ./bin (services, jetsaga CLI, nats-server)
 demo: build ## the whole saga on a fresh throwaway stack: 240 orders, outcome table, invariant check, teardown
 	$(BIN)/jetsaga demo
 
+.PHONY: chaos
+chaos: build ## the saga under fire: 2,000 orders, injected crashes/duplicates/redeliveries, kill -9s, a NATS and a Postgres crash, then the invariants (CHAOS_FLAGS="--seed 7")
+	$(BIN)/jetsaga chaos $(CHAOS_FLAGS)
+
 .PHONY: up
 up: build ## start the stack in .run/ and leave it running (NATS_PORT, PG_PORT, *_ADDR, *_FLAGS)
 	$(BIN)/jetsaga up

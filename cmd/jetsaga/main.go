@@ -5,6 +5,7 @@
 //	jetsaga check                 check DESIGN.md's invariants 1-5
 //	jetsaga trace <order-id>      the causal chain of one order's events
 //	jetsaga up | down | demo      the local stack (what make up/down/demo run)
+//	jetsaga chaos                 the saga under fire, then the invariants (make chaos)
 package main
 
 import (
@@ -24,6 +25,11 @@ usage:
   jetsaga up        start the local stack in .run/ (make up)
   jetsaga down      stop it (make down)
   jetsaga demo      run the scripted demo on a fresh stack (make demo)
+  jetsaga chaos [--orders 2000] [--rate 25] [--seed 1] [--crash 0.05] [--duplicate 0.05]
+                [--redeliver 0.05] [--kill-every 4s] [--no-nats-kill] [--no-pg-restart] [--keep]
+                    the saga under fire on a fresh stack in .run/chaos: injected crashes,
+                    duplicates and redeliveries, kill -9s of services and nats-server,
+                    a Postgres crash; then every invariant (make chaos)
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
 Every command takes -h. Connection flags default to the local stack and read
@@ -44,6 +50,7 @@ func main() {
 		"up":        up,
 		"down":      down,
 		"demo":      demo,
+		"chaos":     chaosCmd,
 		"supervise": supervise,
 	}
 	name, args := os.Args[1], os.Args[2:]

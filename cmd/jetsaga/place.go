@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,18 +12,16 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/jetsaga/jetsaga/client"
 )
 
-type item struct {
-	SKU            string `json:"sku"`
-	Qty            int    `json:"qty"`
-	UnitPriceCents int64  `json:"unit_price_cents"`
-}
-
-type orderRequest struct {
-	CustomerID string `json:"customer_id"`
-	Items      []item `json:"items"`
-}
+// The CLI's names for the client's types.
+type (
+	item         = client.Item
+	orderRequest = client.Order
+	view         = client.View
+)
 
 // itemsFlag collects --item SKU:QTY:PRICE_CENTS.
 type itemsFlag []item
@@ -66,8 +62,8 @@ func place(ctx context.Context, args []string) error {
 	if *customer == "" || len(items) == 0 {
 		return errors.New("--customer and at least one --item are required")
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	id, err := placeOrder(ctx, client, ep.orderURL, orderRequest{CustomerID: *customer, Items: items}, *key)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	id, err := placeOrder(ctx, hc, ep.orderURL, orderRequest{CustomerID: *customer, Items: items}, *key)
 	if err != nil {
 		return err
 	}
@@ -75,7 +71,7 @@ func place(ctx context.Context, args []string) error {
 	if !*wait {
 		return nil
 	}
-	v, err := waitTerminal(ctx, client, ep.readmodelURL, id, *timeout)
+	v, err := waitTerminal(ctx, hc, ep.readmodelURL, id, *timeout)
 	if err != nil {
 		return err
 	}
@@ -83,104 +79,17 @@ func place(ctx context.Context, args []string) error {
 	return nil
 }
 
-func placeOrder(ctx context.Context, client *http.Client, orderURL string, req orderRequest, idemKey string) (string, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return "", err
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, orderURL+"/orders", bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	if idemKey != "" {
-		hr.Header.Set("Idempotency-Key", idemKey)
-	}
-	resp, err := client.Do(hr)
-	if err != nil {
-		return "", fmt.Errorf("place order: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode != http.StatusAccepted {
-		return "", fmt.Errorf("place order: %s: %s", resp.Status, strings.TrimSpace(string(raw)))
-	}
-	var out struct {
-		OrderID string `json:"order_id"`
-	}
-	if err := json.Unmarshal(raw, &out); err != nil || out.OrderID == "" {
-		return "", fmt.Errorf("place order: unexpected answer %q", raw)
-	}
-	return out.OrderID, nil
-}
-
-type timelineEntry struct {
-	EventID     string    `json:"event_id"`
-	EventType   string    `json:"event_type"`
-	OccurredAt  time.Time `json:"occurred_at"`
-	ProjectedAt time.Time `json:"projected_at"`
-	LagMS       float64   `json:"lag_ms"`
-}
-
-type view struct {
-	OrderID    string          `json:"order_id"`
-	CustomerID string          `json:"customer_id"`
-	Status     string          `json:"status"`
-	Reason     string          `json:"reason"`
-	TotalCents int64           `json:"total_cents"`
-	Version    int             `json:"version"`
-	LagMS      float64         `json:"lag_ms"`
-	Timeline   []timelineEntry `json:"timeline"`
-}
-
-func (v view) terminal() bool { return v.Status == "CONFIRMED" || v.Status == "CANCELLED" }
-
-// getView reads one order from the read model; found is false on 404 (not
-// projected yet).
-func getView(ctx context.Context, client *http.Client, readmodelURL, id string) (v view, found bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, readmodelURL+"/orders/"+id, nil)
-	if err != nil {
-		return v, false, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return v, false, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return v, false, nil
-	}
-	if resp.StatusCode != http.StatusOK {
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return v, false, fmt.Errorf("read model: %s: %s", resp.Status, strings.TrimSpace(string(raw)))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return v, false, fmt.Errorf("read model: %w", err)
-	}
-	return v, true, nil
+func placeOrder(ctx context.Context, hc *http.Client, orderURL string, req orderRequest, idemKey string) (string, error) {
+	c := &client.Client{HTTP: hc, OrderURL: orderURL}
+	placed, err := c.Place(ctx, req, idemKey)
+	return placed.OrderID, err
 }
 
 // waitTerminal polls the read model with backoff until the order is
 // CONFIRMED or CANCELLED.
-func waitTerminal(ctx context.Context, client *http.Client, readmodelURL, id string, timeout time.Duration) (view, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	wait := 20 * time.Millisecond
-	for {
-		v, found, err := getView(ctx, client, readmodelURL, id)
-		if err == nil && found && v.terminal() {
-			return v, nil
-		}
-		select {
-		case <-ctx.Done():
-			if err != nil {
-				return v, fmt.Errorf("order %s not terminal after %s: %w", id, timeout, err)
-			}
-			return v, fmt.Errorf("order %s not terminal after %s (status %q)", id, timeout, v.Status)
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, time.Second)
-	}
+func waitTerminal(ctx context.Context, hc *http.Client, readmodelURL, id string, timeout time.Duration) (view, error) {
+	c := &client.Client{HTTP: hc, ReadmodelURL: readmodelURL}
+	return c.WaitTerminal(ctx, id, timeout)
 }
 
 func printView(w io.Writer, v view) {
