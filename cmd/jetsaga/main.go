@@ -9,6 +9,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"context"
 	"fmt"
 	"os"
@@ -64,6 +66,9 @@ func main() {
 		os.Exit(2)
 	}
 	if err := run(ctx, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		var ex exitError
 		if asExit(err, &ex) {
 			os.Exit(ex.code)
