@@ -9,9 +9,9 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
-	"context"
 	"fmt"
 	"os"
 	"os/signal"
