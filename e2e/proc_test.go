@@ -156,6 +156,19 @@ func (w *procWorld) start(name string, flags ...string) {
 	})
 }
 
+// startAll starts the four services, faulty with flags and the others
+// without.
+func (w *procWorld) startAll(faulty string, flags ...string) {
+	w.t.Helper()
+	for _, name := range serviceNames {
+		if name == faulty {
+			w.start(name, flags...)
+		} else {
+			w.start(name)
+		}
+	}
+}
+
 // waitExit waits for a process to exit on its own and returns its code.
 func (w *procWorld) waitExit(name string, timeout time.Duration) int {
 	w.t.Helper()

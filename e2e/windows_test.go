@@ -5,8 +5,10 @@ package e2e_test
 // off — and asserts DESIGN.md's invariants 1-5 afterwards with jetsaga check.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -59,13 +61,7 @@ func TestCrashAfterCommitBeforeAck(t *testing.T) {
 				pw.start("order", "--inject-crash-after-commit=1", "--inject-limit=1")
 				pw.start("inventory")
 			} else {
-				for _, name := range serviceNames {
-					if name == tc.service {
-						pw.start(name, "--inject-crash-after-commit=1", "--inject-limit=1")
-					} else {
-						pw.start(name)
-					}
-				}
+				pw.startAll(tc.service, "--inject-crash-after-commit=1", "--inject-limit=1")
 				id = w.place("c1", item{"sku-a", 1, 700})
 			}
 
@@ -94,13 +90,7 @@ func TestCrashAfterCommitBeforeAck(t *testing.T) {
 func TestCrashBeforeCommit(t *testing.T) {
 	t.Parallel()
 	pw := newProcWorld(t)
-	for _, name := range serviceNames {
-		if name == "inventory" {
-			pw.start(name, "--inject-crash-before-commit=1", "--inject-limit=1")
-		} else {
-			pw.start(name)
-		}
-	}
+	pw.startAll("inventory", "--inject-crash-before-commit=1", "--inject-limit=1")
 	w := pw.asWorld()
 	id := w.place("c1", item{"sku-a", 3, 100})
 	if code := pw.waitExit("inventory", 30*time.Second); code != fault.CrashExitCode {
@@ -126,15 +116,9 @@ func TestCrashBeforeCommit(t *testing.T) {
 func TestRelayCrashAfterPublishBeforeDelete(t *testing.T) {
 	t.Parallel()
 	pw := newProcWorld(t)
-	for _, name := range serviceNames {
-		if name == "order" {
-			// The order service's first window is its relay publishing
-			// order.created: no consumer of it has a message yet.
-			pw.start(name, "--inject-crash-after-commit=1", "--inject-limit=1")
-		} else {
-			pw.start(name)
-		}
-	}
+	// The order service's first window is its relay publishing
+	// order.created: no consumer of it has a message yet.
+	pw.startAll("order", "--inject-crash-after-commit=1", "--inject-limit=1")
 	w := pw.asWorld()
 	id := w.place("c1", item{"sku-a", 2, 300})
 	if code := pw.waitExit("order", 30*time.Second); code != fault.CrashExitCode {
@@ -208,13 +192,17 @@ func TestRedeliveryOfEveryEventType(t *testing.T) {
 	w.checkInvariants()
 	duplicates := map[string]float64{}
 	for _, name := range serviceNames {
+		resp, err := http.Get(w.url(name) + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, typ := range event.Types() {
-			resp, err := http.Get(w.url(name) + "/metrics")
-			if err != nil {
-				t.Fatal(err)
-			}
-			duplicates[string(typ)] += sumCounter(t, resp.Body, "jetsaga_messages_total", `outcome="duplicate"`, `event_type="`+string(typ)+`"`)
-			resp.Body.Close()
+			duplicates[string(typ)] += sumCounter(t, bytes.NewReader(metrics), "jetsaga_messages_total", `outcome="duplicate"`, `event_type="`+string(typ)+`"`)
 		}
 	}
 	for _, typ := range event.Types() {

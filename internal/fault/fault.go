@@ -40,7 +40,7 @@ type Config struct {
 	Redeliver         float64
 	HandlerError      float64
 	Delay             time.Duration // every message waits this long before it is handled
-	Seed              int64         // seeds the dice; the same seed repeats a run
+	Seed              int64         // seeds the dice (with the process id; see New)
 	Limit             int           // each fault fires at most this often per process; 0: no limit
 }
 

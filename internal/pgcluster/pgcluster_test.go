@@ -348,7 +348,7 @@ func TestFreePort(t *testing.T) {
 // remove its directory.
 func TestDestroyOnExitAfterKill(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcessStartsCluster$", "-test.v")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "PGCLUSTER_HELPER=1")
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
@@ -402,24 +402,36 @@ func TestDestroyOnExitAfterKill(t *testing.T) {
 	}
 }
 
-func TestHelperProcessStartsCluster(t *testing.T) {
-	if os.Getenv("PGCLUSTER_HELPER") != "1" {
-		t.Skip("helper for TestDestroyOnExitAfterKill")
+// TestMain turns the test binary into the helper process of
+// TestDestroyOnExitAfterKill when PGCLUSTER_HELPER=1: it starts a cluster
+// with DestroyOnExit, prints where, and waits to be killed.
+func TestMain(m *testing.M) {
+	if os.Getenv("PGCLUSTER_HELPER") == "1" {
+		helperStartsCluster()
+		return
 	}
+	os.Exit(m.Run())
+}
+
+func helperStartsCluster() {
 	ctx := context.Background()
+	fail := func(err error) {
+		fmt.Println("HELPER ERROR", err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "jetsaga-pg-*")
 	if err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 	c, err := Init(ctx, dir, Options{Fast: true})
 	if err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 	if _, err := c.DestroyOnExit(dir); err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
+		fail(err)
 	}
 	fmt.Printf("CLUSTER %s %d\n", c.Dir, c.Port)
 	time.Sleep(time.Hour) // until killed

@@ -60,7 +60,7 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.Float64Var(&cfg.Faults.Redeliver, "inject-redeliver", 0, "probability of Nak instead of ack after a commit, so JetStream redelivers a handled message")
 	fs.Float64Var(&cfg.Faults.HandlerError, "inject-handler-error", 0, "probability that a handler fails with a transient error (retried with backoff)")
 	fs.DurationVar(&cfg.Faults.Delay, "inject-delay", 0, "each message waits this long before it is handled")
-	fs.Int64Var(&cfg.Faults.Seed, "inject-seed", 1, "seed of the fault dice: the same seed repeats a run")
+	fs.Int64Var(&cfg.Faults.Seed, "inject-seed", 1, "seed of the fault dice (mixed with the process id, so a restarted process does not replay its predecessor's dice)")
 	fs.IntVar(&cfg.Faults.Limit, "inject-limit", 0, "each fault fires at most this often per process (0: no limit); 1 makes a window happen exactly once")
 	fs.DurationVar(&cfg.DupWindow, "duplicate-window", 2*time.Minute, "the streams' duplicate window on Nats-Msg-Id")
 }
