@@ -1,17 +1,21 @@
-// Package consume runs the idempotent consumer loop every service uses: fetch
-// from a durable pull consumer, and for each message run one Postgres
-// transaction that first records (consumer, event id) in the inbox and then
-// calls the handler; ack only after the commit.
+// Package consume runs the idempotent consumer loop every service uses: a
+// pull subscription on a durable consumer feeds workers that handle what has
+// arrived in batches, one Postgres transaction per batch. Inside it each
+// message gets a savepoint, records (consumer, event id) in the inbox and
+// calls the handler; the batch commits once, and only then are its messages
+// acked.
 //
 // Outcomes per message:
 //   - inbox conflict: handled before; ack, no effect;
 //   - undecodable or contract-violating message, or a handler error wrapped
-//     with Permanent: published to dlq.<service>.<subject> with the original
+//     with Permanent: published to the dead-letter stream with the original
 //     headers and the error, then terminated;
-//   - any other handler error: NakWithDelay with exponential backoff, and
-//     dead-lettered the same way once MaxDeliver deliveries are used up;
-//   - the database cannot be reached (the transaction cannot begin):
-//     NakWithDelay with backoff until it is back, never dead-lettered.
+//   - any other handler error: rolled back to its savepoint (the rest of the
+//     batch commits), NakWithDelay with exponential backoff, and
+//     dead-lettered the same way once MaxDeliver failures that are the
+//     message's own are used up;
+//   - the database cannot be reached, the connection breaks, a deadlock:
+//     NakWithDelay with backoff until it works, never dead-lettered.
 package consume
 
 import (
@@ -21,7 +25,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,6 +39,8 @@ import (
 // Handler applies one event inside tx. It returns nil when the event was
 // applied (or was a no-op), Permanent(err) when the event can never be
 // applied, and any other error for a transient failure worth retrying.
+// tx is shared by the batch: the handler runs behind the message's own
+// savepoint and must neither commit nor roll back tx.
 type Handler func(ctx context.Context, tx pgx.Tx, e event.Event) error
 
 // Permanent marks err as one retrying cannot fix: the message goes to the
@@ -83,15 +88,22 @@ type JetStream interface {
 type Config struct {
 	Service    string        // service name, the <service> of dlq.<service>.<subject>
 	Consumer   string        // inbox key; default: the durable consumer's name
-	Workers    int           // concurrent fetch-and-handle loops; default 1
-	Batch      int           // messages per fetch; default 16
-	FetchWait  time.Duration // longest a fetch waits for messages; default 5s
-	MaxDeliver int           // deliveries before dead-lettering; default: the consumer's
+	Workers    int           // batches handled at once, each in its own transaction; default 1
+	Batch      int           // most messages per batch (and transaction); default 64
+	Prefetch   int           // messages requested from JetStream ahead of handling; default 2×Batch×Workers
+	FetchWait  time.Duration // how long one pull request waits for messages (at least 1s); default 5s
+	MaxDeliver int           // failures (the message's own) before dead-lettering; default: the consumer's MaxDeliver
 	AckWait    time.Duration // the consumer's AckWait; default: the consumer's
 	RetryBase  time.Duration // first Nak delay after a transient error; default 250ms
 	RetryMax   time.Duration // cap on the Nak delay; default 30s
 	Logger     *zap.Logger
 	Metrics    *Metrics // nil records nothing
+
+	// Prepare, when set, runs first in each batch's transaction with the
+	// batch's events (sorted by order id): e.g. lock, in a fixed order,
+	// rows that several orders share, so that concurrent batches cannot
+	// deadlock. An error fails the batch, to be retried.
+	Prepare func(ctx context.Context, tx pgx.Tx, events []event.Event) error
 
 	// AfterCommit runs after a transaction that applied an event committed
 	// (not for duplicates): e.g. wake the outbox relay.
@@ -131,6 +143,8 @@ type Loop struct {
 	h    Handler
 	cfg  Config
 	log  *zap.Logger
+
+	failures failureCounts
 }
 
 // New returns a loop over cons. It reads the consumer's info once to learn
@@ -148,7 +162,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, js JetStream, cons jetstream.C
 	}
 	cfg.Consumer = cmp.Or(cfg.Consumer, info.Config.Durable, info.Name)
 	cfg.Workers = cmp.Or(cfg.Workers, 1)
-	cfg.Batch = cmp.Or(cfg.Batch, 16)
+	cfg.Batch = cmp.Or(cfg.Batch, 64)
+	cfg.Prefetch = cmp.Or(cfg.Prefetch, 2*cfg.Batch*cfg.Workers)
 	cfg.FetchWait = cmp.Or(cfg.FetchWait, 5*time.Second)
 	cfg.MaxDeliver = cmp.Or(cfg.MaxDeliver, info.Config.MaxDeliver)
 	cfg.AckWait = cmp.Or(cfg.AckWait, info.Config.AckWait, 30*time.Second)
@@ -163,68 +178,6 @@ func New(ctx context.Context, pool *pgxpool.Pool, js JetStream, cons jetstream.C
 	}, nil
 }
 
-// Run fetches and handles messages until ctx is done. On cancellation it
-// stops fetching, finishes the messages it holds, and returns nil.
-func (l *Loop) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for range l.cfg.Workers {
-		wg.Go(func() { l.work(ctx) })
-	}
-	wg.Wait()
-	return nil
-}
-
-func (l *Loop) work(ctx context.Context) {
-	var failures int
-	for ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(ctx, l.cfg.FetchWait)
-		batch, err := l.cons.Fetch(l.cfg.Batch, jetstream.FetchContext(fctx))
-		if err != nil {
-			cancel()
-			if ctx.Err() != nil {
-				return
-			}
-			failures++
-			wait := min(time.Duration(1<<min(failures, 8))*50*time.Millisecond, 5*time.Second)
-			l.log.Warn("fetch failed", zap.Error(err), zap.Duration("retry_in", wait))
-			sleep(ctx, wait)
-			continue
-		}
-		failures = 0
-		// Messages are handled as they arrive; in-flight ones are finished
-		// even when ctx is cancelled meanwhile.
-		for msg := range batch.Messages() {
-			l.handle(context.WithoutCancel(ctx), msg)
-		}
-		cancel()
-		if err := batch.Error(); err != nil && ctx.Err() == nil &&
-			!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			l.log.Debug("fetch ended", zap.Error(err))
-		}
-	}
-}
-
-// keepInProgress tells JetStream every interval that msg is still being
-// worked on, so a slow handler keeps its message past AckWait. The returned
-// func stops it and waits for it.
-func keepInProgress(msg jetstream.Msg, every time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	})
-	return func() { close(done); wg.Wait() }
-}
-
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -232,113 +185,6 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-}
-
-// handle runs one message to an ack, a Nak or a Term. ctx is not cancelled
-// by shutdown: a message in hand is finished.
-func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
-	start := time.Now()
-	md, err := msg.Metadata()
-	if err != nil {
-		// Not a JetStream message: nothing to ack.
-		l.log.Error("message without JetStream metadata", zap.String("subject", msg.Subject()), zap.Error(err))
-		return
-	}
-	e, err := event.FromMsg(msg.Subject(), msg.Headers(), msg.Data())
-	if err != nil {
-		l.deadLetter(ctx, msg, md, "", fmt.Errorf("decode %s: %w", msg.Subject(), err))
-		return
-	}
-	log := l.log.With(zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
-		zap.String("event_type", string(e.Type)), zap.Uint64("delivery", md.NumDelivered))
-
-	stopKeep := keepInProgress(msg, max(l.cfg.AckWait/3, 100*time.Millisecond))
-	dup, err := l.apply(ctx, e)
-	stopKeep()
-
-	switch {
-	case err == nil:
-		action := Ack
-		if l.cfg.Faults.AfterCommit != nil && !dup {
-			action = l.cfg.Faults.AfterCommit(ctx, e)
-		}
-		switch action {
-		case NoAck:
-		case Redeliver:
-			_ = msg.Nak()
-		default:
-			if err := msg.Ack(); err != nil {
-				// The commit stands; a redelivery will hit the inbox.
-				log.Warn("ack failed after commit", zap.Error(err))
-			}
-		}
-		if dup {
-			l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcomeDuplicate, time.Since(start))
-			log.Debug("duplicate event skipped")
-			return
-		}
-		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcomeHandled, time.Since(start))
-		if l.cfg.AfterCommit != nil {
-			l.cfg.AfterCommit()
-		}
-		log.Debug("event handled", zap.Duration("took", time.Since(start)))
-	case IsPermanent(err):
-		l.deadLetter(ctx, msg, md, e.Type, err)
-	case l.cfg.MaxDeliver > 0 && int(md.NumDelivered) >= l.cfg.MaxDeliver && !errors.Is(err, errNoDatabase):
-		l.deadLetter(ctx, msg, md, e.Type, fmt.Errorf("gave up after %d deliveries: %w", md.NumDelivered, err))
-	default:
-		delay := l.backoff(md.NumDelivered)
-		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcomeRetried, time.Since(start))
-		log.Warn("handler failed; retrying", zap.Error(err), zap.Duration("retry_in", delay))
-		if err := msg.NakWithDelay(delay); err != nil {
-			log.Warn("nak failed; the message is redelivered after AckWait", zap.Error(err))
-		}
-	}
-}
-
-// errNoDatabase marks a failure to begin the transaction: the service's
-// database cannot be reached. That is never the message's fault, so it does
-// not use up MaxDeliver: the message is retried with backoff until the
-// database is back, however many deliveries it has had (crashes and kills
-// of the consumer use up deliveries too). Otherwise a Postgres outage would
-// dead-letter every message that arrives during it.
-var errNoDatabase = errors.New("database unavailable")
-
-// apply runs the inbox insert and the handler in one transaction. dup is true
-// when the inbox already held the event.
-func (l *Loop) apply(ctx context.Context, e event.Event) (dup bool, err error) {
-	if l.cfg.Faults.BeforeHandle != nil {
-		if err := l.cfg.Faults.BeforeHandle(ctx, e); err != nil {
-			return false, fmt.Errorf("before handle %s %s: %w", e.Type, e.ID, err)
-		}
-	}
-	tx, err := l.pool.Begin(ctx)
-	if err != nil {
-		return false, fmt.Errorf("begin: %w: %w", errNoDatabase, err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	tag, err := tx.Exec(ctx, `
-		INSERT INTO inbox (consumer, event_id, event_type, order_id)
-		VALUES ($1, $2, $3, $4)
-		ON CONFLICT DO NOTHING`, l.cfg.Consumer, e.ID, string(e.Type), e.OrderID)
-	if err != nil {
-		return false, fmt.Errorf("inbox insert: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return true, nil
-	}
-	if err := l.h(ctx, tx, e); err != nil {
-		return false, fmt.Errorf("handle %s %s: %w", e.Type, e.ID, err)
-	}
-	if l.cfg.Faults.BeforeCommit != nil {
-		if err := l.cfg.Faults.BeforeCommit(ctx, e); err != nil {
-			return false, fmt.Errorf("before commit %s %s: %w", e.Type, e.ID, err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("commit %s %s: %w", e.Type, e.ID, err)
-	}
-	return false, nil
 }
 
 func (l *Loop) backoff(delivered uint64) time.Duration {

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/jetsaga/jetsaga/internal/consume"
@@ -507,5 +508,136 @@ func TestServerRestartLosesNothing(t *testing.T) {
 	}
 	if info.State.Msgs != 90 {
 		t.Fatalf("ORDERS holds %d messages, want 90 (one per event)", info.State.Msgs)
+	}
+}
+
+// Messages waiting together are handled in one transaction, a savepoint
+// each: one that fails is rolled back alone (its partial write too) and
+// retried, while the others commit once.
+func TestBatchRollsBackAFailingMessageAlone(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{maxDeliver: 5})
+	var events []event.Event
+	for i := range 20 {
+		e := created(t, fmt.Sprintf("o-batch-%02d", i))
+		events = append(events, e)
+		publish(t, b.js, e) // all waiting before the loop starts: they arrive together
+	}
+	bad := events[7].OrderID
+	var badCalls, calls atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		calls.Add(1)
+		if err := countEffect(ctx, tx, e); err != nil {
+			return err
+		}
+		if e.OrderID == bad && badCalls.Add(1) == 1 {
+			return errors.New("refused once, after writing")
+		}
+		return nil
+	}
+	metrics := consume.NewMetrics(prometheus.NewRegistry())
+	run(t, b, h, consume.Config{Batch: 64, Metrics: metrics})
+	for _, e := range events {
+		testenv.WaitFor(t, 10*time.Second, "effect of "+e.OrderID, func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+	}
+	waitSettled(t, b)
+	for _, e := range events {
+		if n := effects(t, b.pool, e.OrderID); n != 1 {
+			t.Errorf("%s has %d effects, want 1", e.OrderID, n)
+		}
+	}
+	if got := calls.Load(); got != 21 {
+		t.Fatalf("handler ran %d times, want 21 (each once, the failing one twice)", got)
+	}
+	if got := badCalls.Load(); got != 2 {
+		t.Fatalf("failing message handled %d times, want 2", got)
+	}
+	if n := len(dlq(t, b.js)); n != 0 {
+		t.Fatalf("DLQ holds %d, want 0", n)
+	}
+	if n := batchesOver(t, metrics, 1); n == 0 {
+		t.Fatal("no batch held more than one message")
+	}
+}
+
+// batchesOver counts the batches that held more than n messages.
+func batchesOver(t *testing.T, m *consume.Metrics, n int) uint64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "jetsaga_batch_messages" {
+			continue
+		}
+		var total uint64
+		for _, metric := range f.GetMetric() {
+			h := metric.GetHistogram()
+			var upToN uint64
+			for _, bk := range h.GetBucket() {
+				if bk.GetUpperBound() <= float64(n) {
+					upToN = bk.GetCumulativeCount()
+				}
+			}
+			total += h.GetSampleCount() - upToN
+		}
+		return total
+	}
+	return 0
+}
+
+// The connection dies under a transaction that was already open (the
+// backend is killed mid-handler, and the database stays unreachable a
+// while): far more failed deliveries than MaxDeliver, yet nothing is
+// dead-lettered, because none of them was the message's fault; once the
+// database is back the message is handled once.
+func TestConnectionLostMidTransactionIsNotCounted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{maxDeliver: -1})
+	var down atomic.Bool
+	cfg := b.pool.Config()
+	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error {
+		if down.Load() {
+			return errors.New("connection refused (the test's database is down)")
+		}
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	b.pool = pool
+	var kills atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		if kills.Load() < 6 {
+			kills.Add(1)
+			// Other connections of the pool stay unusable too, as in an
+			// outage: the next Begin fails until the test lets it.
+			down.Store(true)
+			_, err := tx.Exec(ctx, `SELECT pg_terminate_backend(pg_backend_pid())`)
+			return err
+		}
+		return countEffect(ctx, tx, e)
+	}
+	run(t, b, h, consume.Config{MaxDeliver: 2})
+	e := created(t, "o-conn-lost")
+	publish(t, b.js, e)
+	for k := int32(1); k <= 6; k++ {
+		testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("backend killed %d times", k), func() bool {
+			if kills.Load() >= k {
+				down.Store(false) // back up: the next delivery gets a connection again
+				return true
+			}
+			return false
+		})
+	}
+	testenv.WaitFor(t, 20*time.Second, "handled once the database is back", func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+	waitSettled(t, b)
+	if n := len(dlq(t, b.js)); n != 0 {
+		t.Fatalf("DLQ holds %d after an outage mid-transaction, want 0", n)
 	}
 }

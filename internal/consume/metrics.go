@@ -20,6 +20,8 @@ const (
 type Metrics struct {
 	messages *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	batches  *prometheus.HistogramVec
+	batchDur *prometheus.HistogramVec
 }
 
 // NewMetrics registers the consumer metrics with reg.
@@ -35,7 +37,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"consumer", "event_type"}),
 	}
-	reg.MustRegister(m.messages, m.latency)
+	m.batches = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "jetsaga_batch_messages",
+		Help:    "Messages handled per batch (one transaction), by consumer.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+	}, []string{"consumer"})
+	m.batchDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "jetsaga_batch_seconds",
+		Help:    "Time from the start of a batch to its commit, by consumer.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"consumer"})
+	reg.MustRegister(m.messages, m.latency, m.batches, m.batchDur)
 	return m
 }
 
@@ -51,4 +63,29 @@ func (m *Metrics) observe(consumer string, t event.Type, outcome string, took ti
 	if outcome == outcomeHandled {
 		m.latency.WithLabelValues(consumer, typ).Observe(took.Seconds())
 	}
+}
+
+func (m *Metrics) observeBatch(consumer string, n int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.batches.WithLabelValues(consumer).Observe(float64(n))
+	m.batchDur.WithLabelValues(consumer).Observe(took.Seconds())
+}
+
+// Describe and Collect make Metrics a prometheus.Collector of its own, so it
+// can be gathered apart from the registry it was made for.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.messages.Describe(ch)
+	m.latency.Describe(ch)
+	m.batches.Describe(ch)
+	m.batchDur.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.messages.Collect(ch)
+	m.latency.Collect(ch)
+	m.batches.Collect(ch)
+	m.batchDur.Collect(ch)
 }

@@ -23,7 +23,9 @@ type Config struct {
 	LogLevel    string
 	LogFormat   string
 	Replicas    int           // stream replicas: 1 on one machine, 3 in a cluster
-	Workers     int           // concurrent fetch-and-handle loops per consumer
+	Workers     int           // batches handled at once per consumer
+	Batch       int           // most messages per batch, one transaction each
+	DBMaxConns  int           // Postgres pool size
 	MaxAge      time.Duration // stream history kept (0: forever)
 	DupWindow   time.Duration // stream duplicate window on Nats-Msg-Id
 
@@ -50,7 +52,9 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "json or console")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas when this service creates the streams (3 in a cluster)")
-	fs.IntVar(&cfg.Workers, "workers", 2, "concurrent handlers per consumer")
+	fs.IntVar(&cfg.Workers, "workers", 2, "batches handled at once per consumer, each in its own transaction")
+	fs.IntVar(&cfg.Batch, "batch", 64, "most messages handled in one transaction (a savepoint each); what has arrived is taken, up to this many")
+	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", 16, "Postgres connections in the service's pool")
 	fs.DurationVar(&cfg.MaxAge, "stream-max-age", 0, "history the streams keep when this service creates them (0: forever; keep the inbox at least as long)")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "consumers' AckWait: an unacked message is redelivered after this")
 	fs.IntVar(&cfg.MaxDeliver, "max-deliver", 10, "deliveries of a failing message before it is dead-lettered to DLQ (JetStream itself redelivers without limit, so nothing is dropped silently)")

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,6 +55,9 @@ type Consumer struct {
 	Durable  string   // durable name, also the inbox key
 	Subjects []string // filter subjects
 	Handle   consume.Handler
+	// Prepare, when set, runs first in each batch's transaction
+	// (consume.Config.Prepare).
+	Prepare func(ctx context.Context, tx pgx.Tx, events []event.Event) error
 }
 
 // Participant is a service's part: its consumers and its HTTP routes.
@@ -181,7 +185,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 
 	pool, err := retry(ctx, log, "connect to Postgres", func() (*pgxpool.Pool, error) {
-		return pg.Open(ctx, pg.Config{URL: cfg.DatabaseURL, Schema: spec.Schema})
+		return pg.Open(ctx, pg.Config{URL: cfg.DatabaseURL, Schema: spec.Schema, MaxConns: int32(cfg.DBMaxConns)})
 	})
 	if err != nil {
 		return err
@@ -240,7 +244,8 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 			return err
 		}
 		lc := consume.Config{
-			Service: cfg.Name, Workers: cfg.Workers, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: cm, AfterCommit: relay.Notify,
+			Service: cfg.Name, Workers: cfg.Workers, Batch: cfg.Batch, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: cm, AfterCommit: relay.Notify,
+			Prepare: c.Prepare,
 		}
 		if inj != nil {
 			lc.Faults = consumeFaults(inj)

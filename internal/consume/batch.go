@@ -1,0 +1,404 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/jetsaga/jetsaga/internal/event"
+)
+
+// Run consumes until ctx is done. One goroutine receives messages from
+// JetStream (a pull subscription that keeps up to Prefetch messages
+// requested ahead); Workers goroutines take what has arrived, up to Batch
+// messages at a time, and handle each such batch in one transaction. On
+// cancellation it stops receiving, finishes every message it holds, and
+// returns nil.
+func (l *Loop) Run(ctx context.Context) error {
+	msgs := make(chan jetstream.Msg, l.cfg.Batch*l.cfg.Workers)
+	var wg sync.WaitGroup
+	for range l.cfg.Workers {
+		// Messages in hand are finished even after ctx is cancelled.
+		wg.Go(func() { l.work(context.WithoutCancel(ctx), msgs) })
+	}
+	l.receive(ctx, msgs)
+	close(msgs)
+	wg.Wait()
+	return nil
+}
+
+// receive hands every message JetStream delivers to msgs until ctx is done,
+// restarting the subscription if it ends (the consumer was deleted and
+// recreated, say). It blocks while msgs is full, so the workers set the pace.
+func (l *Loop) receive(ctx context.Context, msgs chan<- jetstream.Msg) {
+	var failures int
+	for ctx.Err() == nil {
+		cc, err := l.cons.Consume(func(m jetstream.Msg) { msgs <- m },
+			jetstream.PullMaxMessages(l.cfg.Prefetch),
+			jetstream.PullExpiry(max(l.cfg.FetchWait, time.Second)),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				l.log.Debug("consume", zap.Error(err))
+			}))
+		if err != nil {
+			failures++
+			wait := min(time.Duration(1<<min(failures, 8))*50*time.Millisecond, 5*time.Second)
+			l.log.Warn("consume failed", zap.Error(err), zap.Duration("retry_in", wait))
+			sleep(ctx, wait)
+			continue
+		}
+		failures = 0
+		select {
+		case <-ctx.Done():
+			// Drain hands what was already received to msgs; then we stop.
+			cc.Drain()
+			select {
+			case <-cc.Closed():
+			case <-time.After(l.cfg.AckWait):
+				cc.Stop()
+			}
+			return
+		case <-cc.Closed():
+			l.log.Warn("consuming stopped; starting again")
+			sleep(ctx, 250*time.Millisecond)
+		}
+	}
+}
+
+// work takes whatever has arrived, up to Batch messages, and handles it as
+// one batch; it never waits to fill a batch, so a lone message goes at once.
+func (l *Loop) work(ctx context.Context, msgs <-chan jetstream.Msg) {
+	batch := make([]jetstream.Msg, 0, l.cfg.Batch)
+	for m := range msgs {
+		batch = append(batch[:0], m)
+	fill:
+		for len(batch) < l.cfg.Batch {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, m)
+			default:
+				break fill
+			}
+		}
+		l.handleBatch(ctx, batch)
+	}
+}
+
+// delivery is one message of a batch and what became of it.
+type delivery struct {
+	msg jetstream.Msg
+	md  *jetstream.MsgMetadata
+	e   event.Event
+	dup bool  // the inbox held the event already: done before
+	err error // nil: applied (or dup) and committed
+}
+
+// handleBatch decodes every message, applies the decodable ones in one
+// transaction (a savepoint each, so that a failing message is rolled back
+// alone), commits, and only then acks what committed; failed messages are
+// retried with backoff or dead-lettered one by one.
+func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
+	start := time.Now()
+	ds := make([]*delivery, 0, len(msgs))
+	for _, msg := range msgs {
+		md, err := msg.Metadata()
+		if err != nil {
+			// Not a JetStream message: nothing to ack.
+			l.log.Error("message without JetStream metadata", zap.String("subject", msg.Subject()), zap.Error(err))
+			continue
+		}
+		e, err := event.FromMsg(msg.Subject(), msg.Headers(), msg.Data())
+		if err != nil {
+			l.deadLetter(ctx, msg, md, "", fmt.Errorf("decode %s: %w", msg.Subject(), err))
+			continue
+		}
+		d := &delivery{msg: msg, md: md, e: e}
+		if l.cfg.Faults.BeforeHandle != nil {
+			if err := l.cfg.Faults.BeforeHandle(ctx, e); err != nil {
+				d.err = fmt.Errorf("before handle %s %s: %w", e.Type, e.ID, err)
+			}
+		}
+		ds = append(ds, d)
+	}
+	if len(ds) == 0 {
+		return
+	}
+	// Handlers lock per order (a row, an advisory lock): taking those locks
+	// in one order across every batch of every consumer of the service
+	// means two batches never wait for each other in a cycle. The sort is
+	// stable, so one order's events keep the order they arrived in.
+	slices.SortStableFunc(ds, func(a, b *delivery) int { return strings.Compare(a.e.OrderID, b.e.OrderID) })
+
+	stopKeep := keepInProgress(ds, max(l.cfg.AckWait/3, 100*time.Millisecond))
+	if err := l.apply(ctx, ds); err != nil {
+		err = fmt.Errorf("%w: %w", errBatch, err)
+		// Nothing of the batch committed: whatever was applied (or seen as
+		// a duplicate of an event applied earlier in this very
+		// transaction) is retried.
+		for _, d := range ds {
+			if d.err == nil {
+				d.err, d.dup = err, false
+			}
+		}
+	}
+	stopKeep()
+	l.cfg.Metrics.observeBatch(l.cfg.Consumer, len(ds), time.Since(start))
+
+	applied := false
+	for _, d := range ds {
+		l.settle(ctx, d, time.Since(start))
+		applied = applied || (d.err == nil && !d.dup)
+	}
+	if applied && l.cfg.AfterCommit != nil {
+		l.cfg.AfterCommit()
+	}
+}
+
+// keepInProgress tells JetStream every interval that the batch's messages
+// are still being worked on, so a slow batch keeps its messages past
+// AckWait. The returned func stops it and waits for it.
+func keepInProgress(ds []*delivery, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, d := range ds {
+					_ = d.msg.InProgress()
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+var (
+	// errNoDatabase marks a failure to begin the transaction: the
+	// service's database cannot be reached.
+	errNoDatabase = errors.New("database unavailable")
+	// errBatch marks a failure of the batch's transaction as a whole (a
+	// broken transaction, a failed commit).
+	errBatch = errors.New("batch transaction failed")
+)
+
+// apply runs the batch in one transaction: for each delivery not failed
+// already, a savepoint and the inbox insert (sent together, one round trip),
+// then the handler. A delivery whose handler fails is rolled back to its
+// savepoint and keeps its error; the others commit together. The returned
+// error says the transaction as a whole failed (begin, a broken
+// transaction, commit).
+func (l *Loop) apply(ctx context.Context, ds []*delivery) error {
+	tx, err := l.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w: %w", errNoDatabase, err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if l.cfg.Prepare != nil {
+		events := make([]event.Event, 0, len(ds))
+		for _, d := range ds {
+			if d.err == nil {
+				events = append(events, d.e)
+			}
+		}
+		if err := l.cfg.Prepare(ctx, tx, events); err != nil {
+			return fmt.Errorf("prepare batch: %w", err)
+		}
+	}
+	pending := 0
+	for _, d := range ds {
+		if d.err != nil {
+			continue
+		}
+		d.dup, d.err = l.applyOne(ctx, tx, d.e)
+		if d.err == nil {
+			pending++
+			continue
+		}
+		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT message`); err != nil {
+			return fmt.Errorf("roll back %s %s: %w", d.e.Type, d.e.ID, err)
+		}
+	}
+	if pending == 0 {
+		return nil // nothing to commit; the deferred rollback ends it
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit %d events: %w", pending, err)
+	}
+	return nil
+}
+
+// applyOne handles one event inside tx, behind a savepoint named message.
+// dup is true when the inbox already held the event.
+func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, e event.Event) (dup bool, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`SAVEPOINT message`)
+	b.Queue(`
+		INSERT INTO inbox (consumer, event_id, event_type, order_id)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT DO NOTHING`, l.cfg.Consumer, e.ID, string(e.Type), e.OrderID)
+	br := tx.SendBatch(ctx, b)
+	_, err = br.Exec()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("inbox insert %s %s: %w", e.Type, e.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return true, nil
+	}
+	if err := l.h(ctx, tx, e); err != nil {
+		return false, fmt.Errorf("handle %s %s: %w", e.Type, e.ID, err)
+	}
+	if l.cfg.Faults.BeforeCommit != nil {
+		if err := l.cfg.Faults.BeforeCommit(ctx, e); err != nil {
+			return false, fmt.Errorf("before commit %s %s: %w", e.Type, e.ID, err)
+		}
+	}
+	return false, nil
+}
+
+// settle acks, retries or dead-letters one delivery after its batch ended.
+func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
+	msg, md, e := d.msg, d.md, d.e
+	switch {
+	case d.err == nil:
+		l.failures.forget(md.Sequence.Stream)
+		action := Ack
+		if l.cfg.Faults.AfterCommit != nil && !d.dup {
+			action = l.cfg.Faults.AfterCommit(ctx, e)
+		}
+		switch action {
+		case NoAck:
+		case Redeliver:
+			_ = msg.Nak()
+		default:
+			if err := msg.Ack(); err != nil {
+				// The commit stands; a redelivery will hit the inbox.
+				l.eventLog(e).Warn("ack failed after commit", zap.Error(err))
+			}
+		}
+		outcome := outcomeHandled
+		if d.dup {
+			outcome = outcomeDuplicate
+		}
+		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcome, took)
+		if ce := l.log.Check(zap.DebugLevel, "event "+outcome); ce != nil {
+			ce.Write(zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
+				zap.String("event_type", string(e.Type)), zap.Duration("took", took))
+		}
+	case IsPermanent(d.err):
+		l.failures.forget(md.Sequence.Stream)
+		l.deadLetter(ctx, msg, md, e.Type, d.err)
+	default:
+		failures := l.failures.count(md.Sequence.Stream, messageFault(d.err))
+		if l.cfg.MaxDeliver > 0 && failures >= l.cfg.MaxDeliver {
+			l.failures.forget(md.Sequence.Stream)
+			l.deadLetter(ctx, msg, md, e.Type, fmt.Errorf("gave up after %d failures in %d deliveries: %w",
+				failures, md.NumDelivered, d.err))
+			return
+		}
+		delay := l.backoff(md.NumDelivered)
+		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcomeRetried, took)
+		log := l.eventLog(e).With(zap.Uint64("delivery", md.NumDelivered))
+		log.Warn("handling failed; retrying", zap.Error(d.err), zap.Int("failures", failures),
+			zap.Duration("retry_in", delay))
+		if err := msg.NakWithDelay(delay); err != nil {
+			log.Warn("nak failed; the message is redelivered after AckWait", zap.Error(err))
+		}
+	}
+}
+
+func (l *Loop) eventLog(e event.Event) *zap.Logger {
+	return l.log.With(zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
+		zap.String("event_type", string(e.Type)))
+}
+
+// messageFault reports whether a failure to handle a message is the
+// message's own doing (its handler refused it, a constraint it violates,
+// an injected handler fault) rather than the infrastructure's (the database
+// unreachable, the connection lost, a deadlock or serialization conflict
+// with another transaction, a timeout). Only the former count towards
+// MaxDeliver: however long Postgres is away, a good message is never
+// dead-lettered for it.
+func messageFault(err error) bool {
+	if errors.Is(err, errNoDatabase) || errors.Is(err, errBatch) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return false
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", // connection exception
+			"40", // transaction rollback: serialization failure, deadlock
+			"53", // insufficient resources
+			"57", // operator intervention: shutdown, cannot connect now
+			"58": // system error
+			return false
+		}
+		return true
+	}
+	var connErr *pgconn.ConnectError
+	return !errors.As(err, &connErr)
+}
+
+// failureCounts counts, per stream sequence, the failures of messages that
+// are still being retried, so that only the message's own failures (see
+// messageFault) count towards MaxDeliver. The counts live in memory: a
+// restart starts them again (a message is then retried a little longer,
+// never dead-lettered early).
+type failureCounts struct {
+	mu sync.Mutex
+	n  map[uint64]int
+}
+
+// maxTracked bounds the map: entries of messages that went to another
+// instance are never forgotten one by one.
+const maxTracked = 100_000
+
+// count records a failure of the message at seq (one that counts when
+// counted is true) and returns how many of its failures counted so far.
+func (f *failureCounts) count(seq uint64, counted bool) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == nil || len(f.n) >= maxTracked {
+		f.n = make(map[uint64]int)
+	}
+	if counted {
+		f.n[seq]++
+	}
+	return f.n[seq]
+}
+
+func (f *failureCounts) forget(seq uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.n, seq)
+}
