@@ -29,6 +29,36 @@ func (s *Service) handle(ctx context.Context, tx pgx.Tx, e event.Event) error {
 	return nil
 }
 
+// prepare locks, in SKU order, every stock row the batch's events may move:
+// the SKUs of each order.created, and those held for each order.confirmed or
+// payment.failed. Stock rows are shared by many orders; locking them up front
+// in one order means two batches (of this or the other consumer) wait for
+// each other at worst, never in a cycle.
+func (s *Service) prepare(ctx context.Context, tx pgx.Tx, events []event.Event) error {
+	var skus, orders []string
+	for _, e := range events {
+		switch e.Type {
+		case event.OrderCreated:
+			p, err := event.Decode[event.OrderCreatedPayload](e)
+			if err != nil {
+				continue // the handler dead-letters it
+			}
+			for _, it := range p.Items {
+				skus = append(skus, it.SKU)
+			}
+		case event.OrderConfirmed, event.PaymentFailed:
+			orders = append(orders, e.OrderID)
+		}
+	}
+	if len(skus) == 0 && len(orders) == 0 {
+		return nil
+	}
+	if err := lockStock(ctx, tx, skus, orders); err != nil {
+		return fmt.Errorf("lock stock of %d events: %w", len(events), err)
+	}
+	return nil
+}
+
 // reserve decides the order's reservation, all or nothing: every line held,
 // HELD and inventory.reserved; or nothing held, REJECTED and
 // inventory.rejected. An order that has a decision already (a duplicate
@@ -86,36 +116,19 @@ func (s *Service) reserve(ctx context.Context, tx pgx.Tx, e event.Event) error {
 	return nil
 }
 
-// holdAll holds every line, in the given (SKU) order, inside a savepoint. If
-// one cannot be held it rolls the savepoint back, so nothing stays held, and
-// returns that line's SKU and the reason.
+// holdAll holds every line or none, in one statement. If one cannot be held
+// it returns the first such line's SKU (in the given, SKU order) and the
+// reason, and nothing is held.
 func holdAll(ctx context.Context, tx pgx.Tx, lines []Line) (sku, reason string, err error) {
-	sp, err := tx.Begin(ctx) // a savepoint
+	held, err := holdLines(ctx, tx, lines)
+	if err != nil || held {
+		return "", "", err
+	}
+	sku, known, err := firstShort(ctx, tx, lines)
 	if err != nil {
-		return "", "", fmt.Errorf("savepoint: %w", err)
+		return "", "", err
 	}
-	defer func() { _ = sp.Rollback(ctx) }() // no-op after Commit
-	for _, l := range lines {
-		held, err := holdLine(ctx, sp, l)
-		if err != nil {
-			return "", "", err
-		}
-		if held {
-			continue
-		}
-		known, err := skuKnown(ctx, sp, l.SKU)
-		if err != nil {
-			return "", "", err
-		}
-		if err := sp.Rollback(ctx); err != nil {
-			return "", "", fmt.Errorf("roll back to savepoint: %w", err)
-		}
-		return l.SKU, RejectReason(known), nil
-	}
-	if err := sp.Commit(ctx); err != nil {
-		return "", "", fmt.Errorf("release savepoint: %w", err)
-	}
-	return "", "", nil
+	return sku, RejectReason(known), nil
 }
 
 // release gives a HELD reservation's stock back after payment.failed and

@@ -119,12 +119,14 @@ func (s *Service) Consumers() []service.Consumer {
 			Durable:  ConsumerOrders,
 			Subjects: []string{event.Subject(event.OrderCreated, ">"), event.Subject(event.OrderConfirmed, ">")},
 			Handle:   s.handle,
+			Prepare:  s.prepare,
 		},
 		{
 			Stream:   stream.Payments,
 			Durable:  ConsumerPayments,
 			Subjects: []string{event.Subject(event.PaymentFailed, ">")},
 			Handle:   s.handle,
+			Prepare:  s.prepare,
 		},
 	}
 }

@@ -37,17 +37,83 @@ func insertReservation(ctx context.Context, q db, orderID string) (bool, error) 
 	return tag.RowsAffected() == 1, nil
 }
 
-// holdLine moves l.Qty of l.SKU from available to reserved if that much is
-// available. It returns false, changing nothing, when the SKU is unknown or
-// short.
-func holdLine(ctx context.Context, q db, l Line) (bool, error) {
-	tag, err := q.Exec(ctx, `
-		UPDATE stock SET available = available - $2, reserved = reserved + $2, updated_at = now()
-		WHERE sku = $1 AND available >= $2`, l.SKU, l.Qty)
-	if err != nil {
-		return false, fmt.Errorf("hold %d of %s: %w", l.Qty, l.SKU, err)
+// holdLines moves each line's quantity of its SKU from available to
+// reserved if every line's SKU exists and has that much available; otherwise
+// it changes nothing and returns false. Lines name distinct SKUs. It locks
+// the rows in SKU order, then checks and moves in one statement whose
+// snapshot is taken after the locks: both statements go in one round trip.
+func holdLines(ctx context.Context, tx pgx.Tx, lines []Line) (bool, error) {
+	skus, qtys := lineArrays(lines)
+	b := &pgx.Batch{}
+	b.Queue(`SELECT 1 FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE`, skus)
+	b.Queue(`
+		UPDATE stock s
+		SET available = s.available - w.qty, reserved = s.reserved + w.qty, updated_at = now()
+		FROM unnest($1::text[], $2::int[]) AS w(sku, qty)
+		WHERE s.sku = w.sku
+		  AND (SELECT count(*) FROM unnest($1::text[], $2::int[]) AS v(sku, qty)
+		       JOIN stock t ON t.sku = v.sku AND t.available >= v.qty) = cardinality($1::text[])`,
+		skus, qtys)
+	br := tx.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
 	}
-	return tag.RowsAffected() == 1, nil
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("hold %d lines: %w", len(lines), err)
+	}
+	switch n := tag.RowsAffected(); {
+	case n == int64(len(lines)):
+		return true, nil
+	case n == 0:
+		return false, nil
+	default:
+		return false, fmt.Errorf("hold %d lines: %d held (duplicate SKUs?)", len(lines), n)
+	}
+}
+
+// firstShort returns the first line (in the given order) that cannot be
+// held, and whether its SKU exists at all.
+func firstShort(ctx context.Context, q db, lines []Line) (sku string, known bool, err error) {
+	skus, qtys := lineArrays(lines)
+	err = q.QueryRow(ctx, `
+		SELECT w.sku, s.sku IS NOT NULL
+		FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS w(sku, qty, n)
+		LEFT JOIN stock s ON s.sku = w.sku
+		WHERE s.sku IS NULL OR s.available < w.qty
+		ORDER BY w.n
+		LIMIT 1`, skus, qtys).Scan(&sku, &known)
+	if err != nil {
+		return "", false, fmt.Errorf("find the short line of %d: %w", len(lines), err)
+	}
+	return sku, known, nil
+}
+
+func lineArrays(lines []Line) ([]string, []int32) {
+	skus := make([]string, len(lines))
+	qtys := make([]int32, len(lines))
+	for i, l := range lines {
+		skus[i], qtys[i] = l.SKU, int32(l.Qty)
+	}
+	return skus, qtys
+}
+
+// lockStock locks, in SKU order, the stock rows of skus and of the SKUs the
+// given orders' reservations hold.
+func lockStock(ctx context.Context, q db, skus, orders []string) error {
+	_, err := q.Exec(ctx, `
+		SELECT 1 FROM stock
+		WHERE sku = ANY($1) OR sku IN (SELECT sku FROM reservation_items WHERE order_id = ANY($2))
+		ORDER BY sku
+		FOR UPDATE`, skus, orders)
+	if err != nil {
+		return fmt.Errorf("lock stock: %w", err)
+	}
+	return nil
 }
 
 // skuKnown reports whether sku has a stock row.
@@ -76,11 +142,7 @@ func rejectReservation(ctx context.Context, q db, orderID, reason string) error 
 
 // insertLines records what the reservation holds.
 func insertLines(ctx context.Context, q db, orderID string, lines []Line) error {
-	skus := make([]string, len(lines))
-	qtys := make([]int32, len(lines))
-	for i, l := range lines {
-		skus[i], qtys[i] = l.SKU, int32(l.Qty)
-	}
+	skus, qtys := lineArrays(lines)
 	_, err := q.Exec(ctx, `
 		INSERT INTO reservation_items (order_id, sku, qty)
 		SELECT $1, sku, qty FROM unnest($2::text[], $3::int[]) AS t(sku, qty)`, orderID, skus, qtys)
