@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,6 +26,7 @@ type Publisher interface {
 // RelayConfig tunes a Relay. Zero values take the defaults.
 type RelayConfig struct {
 	Batch        int           // rows locked and published per round; default 256
+	Window       int           // rounds in flight at once (each waiting for its acks); default 4
 	PollInterval time.Duration // fallback poll for rows nobody woke us for; default 1s
 	AckTimeout   time.Duration // how long to wait for the stream's acks; default 10s
 	RetryMax     time.Duration // cap on the wait after a failed round; default 5s
@@ -50,6 +53,9 @@ type Relay struct {
 	cfg  RelayConfig
 	log  *zap.Logger
 	wake chan struct{}
+
+	mu       sync.Mutex
+	inFlight map[int64]struct{} // seqs locked by this relay's rounds
 }
 
 // NewRelay returns a relay over pool's outbox publishing through pub.
@@ -58,13 +64,15 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error
 		return nil, errors.New("outbox: relay needs a pool and a publisher")
 	}
 	cfg.Batch = cmp.Or(cfg.Batch, 256)
+	cfg.Window = cmp.Or(cfg.Window, 4)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
 	cfg.AckTimeout = cmp.Or(cfg.AckTimeout, 10*time.Second)
 	cfg.RetryMax = cmp.Or(cfg.RetryMax, 5*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Relay{pool: pool, pub: pub, cfg: cfg, log: cfg.Logger.Named("relay"), wake: make(chan struct{}, 1)}, nil
+	return &Relay{pool: pool, pub: pub, cfg: cfg, log: cfg.Logger.Named("relay"), wake: make(chan struct{}, 1),
+		inFlight: make(map[int64]struct{})}, nil
 }
 
 // Notify wakes the relay; call it after committing a transaction that added
@@ -77,26 +85,48 @@ func (r *Relay) Notify() {
 }
 
 // Run publishes until ctx is done, then makes a last attempt to flush the
-// outbox (bounded by AckTimeout) and returns nil.
+// outbox (bounded by AckTimeout) and returns nil. Up to Window rounds are in
+// flight at once: while one waits for the stream's acks, the next already
+// locks and publishes the rows committed since, so one slow ack does not
+// stall the rest.
 func (r *Relay) Run(ctx context.Context) error {
 	poll := time.NewTicker(r.cfg.PollInterval)
 	defer poll.Stop()
-	var failures int
-	for {
-		if _, err := r.Flush(ctx); err != nil && ctx.Err() == nil {
-			failures++
-			wait := min(time.Duration(1<<min(failures, 10))*50*time.Millisecond, r.cfg.RetryMax)
-			r.log.Warn("outbox relay round failed", zap.Error(err), zap.Duration("retry_in", wait))
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-				continue
-			}
-		} else {
-			failures = 0
+	slots := make(chan struct{}, r.cfg.Window)
+	var (
+		wg       sync.WaitGroup
+		failures atomic.Int64
+		missed   atomic.Bool // a wake came while every slot was busy
+	)
+	start := func() {
+		select {
+		case slots <- struct{}{}:
+		default:
+			missed.Store(true)
+			return
 		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			n, err := r.round(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				f := failures.Add(1)
+				wait := min(time.Duration(1<<min(f, 10))*50*time.Millisecond, r.cfg.RetryMax)
+				r.log.Warn("outbox relay round failed", zap.Error(err), zap.Duration("retry_in", wait))
+				sleep(ctx, wait) // holding the slot: a failing relay slows down
+				r.Notify()
+			case err == nil:
+				failures.Store(0)
+				if n > 0 || missed.Swap(false) {
+					r.Notify() // there may be more
+				}
+			}
+		})
+	}
+	for {
 		select {
 		case <-ctx.Done():
+			wg.Wait()
 			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.AckTimeout)
 			defer cancel()
 			if n, err := r.Flush(final); err != nil {
@@ -108,6 +138,16 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-r.wake:
 		case <-poll.C:
 		}
+		start()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
@@ -128,8 +168,13 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 }
 
 // round locks up to Batch rows, publishes them, waits for every ack, and
-// deletes the acked rows in the same transaction.
+// deletes the acked rows in the same transaction. It first looks, outside
+// any transaction, whether there is a row that no round of this relay holds,
+// and opens none when there is not.
 func (r *Relay) round(ctx context.Context) (int, error) {
+	if ok, err := r.anyToPublish(ctx); err != nil || !ok {
+		return 0, err
+	}
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("relay begin: %w", err)
@@ -140,6 +185,8 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	if err != nil || len(events) == 0 {
 		return 0, err
 	}
+	r.hold(seqs)
+	defer r.unhold(seqs)
 
 	futures := make([]jetstream.PubAckFuture, len(events))
 	var extra []jetstream.PubAckFuture // duplicates: waited for, outcome ignored
@@ -213,6 +260,38 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	}
 	// Report a full batch only when every row went, so Flush loops on.
 	return len(events), nil
+}
+
+// anyToPublish reports whether the outbox holds a row that no round of this
+// relay has locked.
+func (r *Relay) anyToPublish(ctx context.Context) (bool, error) {
+	r.mu.Lock()
+	held := make([]int64, 0, len(r.inFlight))
+	for seq := range r.inFlight {
+		held = append(held, seq)
+	}
+	r.mu.Unlock()
+	var ok bool
+	if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE seq <> ALL($1))`, held).Scan(&ok); err != nil {
+		return false, fmt.Errorf("relay look: %w", err)
+	}
+	return ok, nil
+}
+
+func (r *Relay) hold(seqs []int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range seqs {
+		r.inFlight[s] = struct{}{}
+	}
+}
+
+func (r *Relay) unhold(seqs []int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range seqs {
+		delete(r.inFlight, s)
+	}
 }
 
 func lockBatch(ctx context.Context, tx pgx.Tx, limit int) ([]event.Event, []int64, error) {
