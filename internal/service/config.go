@@ -26,6 +26,8 @@ type Config struct {
 	Workers     int           // batches handled at once per consumer
 	Batch       int           // most messages per batch, one transaction each
 	DBMaxConns  int           // Postgres pool size
+	RelayBatch  int           // outbox rows per relay round
+	RelayWindow int           // relay rounds in flight at once
 	MaxAge      time.Duration // stream history kept (0: forever)
 	DupWindow   time.Duration // stream duplicate window on Nats-Msg-Id
 
@@ -55,6 +57,8 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.IntVar(&cfg.Workers, "workers", 2, "batches handled at once per consumer, each in its own transaction")
 	fs.IntVar(&cfg.Batch, "batch", 64, "most messages handled in one transaction (a savepoint each); what has arrived is taken, up to this many")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", 16, "Postgres connections in the service's pool")
+	fs.IntVar(&cfg.RelayBatch, "relay-batch", 256, "outbox rows the relay locks, publishes and deletes per round")
+	fs.IntVar(&cfg.RelayWindow, "relay-window", 4, "relay rounds in flight at once, each waiting for its acks")
 	fs.DurationVar(&cfg.MaxAge, "stream-max-age", 0, "history the streams keep when this service creates them (0: forever; keep the inbox at least as long)")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "consumers' AckWait: an unacked message is redelivered after this")
 	fs.IntVar(&cfg.MaxDeliver, "max-deliver", 10, "deliveries of a failing message before it is dead-lettered to DLQ (JetStream itself redelivers without limit, so nothing is dropped silently)")

@@ -211,7 +211,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		return err
 	}
 	relayMetrics := newRelayMetrics(reg, pool)
-	rc := outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published}
+	rc := outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published, Batch: cfg.RelayBatch, Window: cfg.RelayWindow}
 	if inj != nil {
 		rc.BeforeDelete, rc.Duplicate = relayFaults(inj)
 	}
