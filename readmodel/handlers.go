@@ -21,21 +21,14 @@ func (rm *readModel) handle(ctx context.Context, tx pgx.Tx, e event.Event) error
 	if err := e.Validate(); err != nil {
 		return consume.Permanent(fmt.Errorf("project %s %s: %w", e.Type, e.ID, err))
 	}
-	if err := lockOrder(ctx, tx, e.OrderID); err != nil {
-		return err
-	}
 	now := rm.now().UTC()
-	isNew, err := recordEvent(ctx, tx, e, now)
+	isNew, recs, err := recordAndLoad(ctx, tx, e, now)
 	if err != nil {
 		return err
 	}
 	if !isNew {
 		rm.duplicates.Add(1)
 		return nil
-	}
-	recs, err := orderEvents(ctx, tx, e.OrderID)
-	if err != nil {
-		return err
 	}
 	v := Project(recs)
 	changed, err := saveView(ctx, tx, v, now)

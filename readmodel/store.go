@@ -21,52 +21,63 @@ type store struct {
 	pool *pgxpool.Pool
 }
 
-// orderLockClass is the first key of the per-order advisory lock
+// orderLockClass is the first key of the per-order advisory lock that
+// serializes the transactions projecting one order:
 // pg_advisory_xact_lock(orderLockClass, hashtext(order_id)). The two-key form
 // keeps these locks apart from the one-key locks other code takes.
 const orderLockClass = int32(0x726d) // "rm"
 
-// lockOrder serializes the transactions projecting one order, until tx ends.
-func lockOrder(ctx context.Context, tx pgx.Tx, orderID string) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, orderLockClass, orderID); err != nil {
-		return fmt.Errorf("lock order %s: %w", orderID, err)
+// recordAndLoad locks the order, records e (projected at projectedAt) and
+// reads back every recorded event of the order, all in one round trip. isNew
+// is false when the event id was recorded before (and nothing changed); recs
+// then is nil.
+func recordAndLoad(ctx context.Context, tx pgx.Tx, e event.Event, projectedAt time.Time) (isNew bool, recs []Recorded, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, orderLockClass, e.OrderID)
+	b.Queue(insertEventSQL, e.ID, e.OrderID, string(e.Type), e.CausationID, e.OccurredAt, projectedAt, e.Body)
+	b.Queue(orderEventsSQL, e.OrderID)
+	br := tx.SendBatch(ctx, b)
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("project %s %s: %w", e.Type, e.ID, cerr)
+		}
+	}()
+	if _, err := br.Exec(); err != nil {
+		return false, nil, fmt.Errorf("lock order %s: %w", e.OrderID, err)
 	}
-	return nil
+	tag, err := br.Exec()
+	if err != nil {
+		return false, nil, fmt.Errorf("record event %s: %w", e.ID, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return false, nil, fmt.Errorf("load events of order %s: %w", e.OrderID, err)
+	}
+	recs, err = pgx.CollectRows(rows, scanRecorded)
+	if err != nil {
+		return false, nil, fmt.Errorf("load events of order %s: %w", e.OrderID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil, nil
+	}
+	return true, recs, nil
 }
 
-// recordEvent stores e, projected at projectedAt, and reports whether it was
-// new (false: the event id was recorded before, and nothing changed).
-func recordEvent(ctx context.Context, tx pgx.Tx, e event.Event, projectedAt time.Time) (bool, error) {
-	tag, err := tx.Exec(ctx, `
+const insertEventSQL = `
 		INSERT INTO events (event_id, order_id, event_type, causation_id, occurred_at, projected_at, body)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (event_id) DO NOTHING`,
-		e.ID, e.OrderID, string(e.Type), e.CausationID, e.OccurredAt, projectedAt, e.Body)
-	if err != nil {
-		return false, fmt.Errorf("record event %s: %w", e.ID, err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
+		ON CONFLICT (event_id) DO NOTHING`
 
-// orderEvents returns every recorded event of the order.
-func orderEvents(ctx context.Context, tx pgx.Tx, orderID string) ([]Recorded, error) {
-	rows, err := tx.Query(ctx, `
+const orderEventsSQL = `
 		SELECT event_id::text, order_id, event_type, causation_id, occurred_at, projected_at, body
-		FROM events WHERE order_id = $1`, orderID)
-	if err != nil {
-		return nil, fmt.Errorf("load events of order %s: %w", orderID, err)
-	}
-	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Recorded, error) {
-		var r Recorded
-		var typ string
-		err := row.Scan(&r.EventID, &r.OrderID, &typ, &r.CausationID, &r.OccurredAt, &r.ProjectedAt, &r.Body)
-		r.Type = event.Type(typ)
-		return r, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load events of order %s: %w", orderID, err)
-	}
-	return recs, nil
+		FROM events WHERE order_id = $1`
+
+func scanRecorded(row pgx.CollectableRow) (Recorded, error) {
+	var r Recorded
+	var typ string
+	err := row.Scan(&r.EventID, &r.OrderID, &typ, &r.CausationID, &r.OccurredAt, &r.ProjectedAt, &r.Body)
+	r.Type = event.Type(typ)
+	return r, err
 }
 
 // saveView writes v as the order's view, stamped updatedAt, unless the stored
