@@ -122,6 +122,9 @@ func children(pid int) []int {
 // The load's own process is "load".
 func sampleCPU(runDir string) cpuSample {
 	s := cpuSample{}
+	if runDir == "" {
+		return s
+	}
 	procs, pgChildren := stackPids(runDir)
 	for name, pid := range procs {
 		self, reaped, _, err := procTimes(pid)
@@ -149,6 +152,9 @@ func sampleCPU(runDir string) cpuSample {
 // so a sum would count them many times).
 func peakRSSByProcess(runDir string) map[string]int64 {
 	out := map[string]int64{}
+	if runDir == "" {
+		return out
+	}
 	procs, pgChildren := stackPids(runDir)
 	for name, pid := range procs {
 		out[name] = peakRSS(pid)
