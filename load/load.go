@@ -322,8 +322,15 @@ func (r *run) done(n int, start time.Time) bool {
 }
 
 // closedLoop keeps Concurrency sagas in flight: each worker places an
-// order, waits until its saga ended, and places the next.
+// order, waits until its saga ended, and places the next. Once placing is
+// over (Orders sent or Duration passed) the workers stop waiting: the drain
+// waits for the last sagas.
 func (r *run) closedLoop(ctx context.Context, start time.Time) {
+	over := make(chan struct{})
+	if r.cfg.Duration > 0 {
+		t := time.AfterFunc(r.cfg.Duration-time.Since(start), func() { close(over) })
+		defer t.Stop()
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range r.cfg.Concurrency {
@@ -339,12 +346,14 @@ func (r *run) closedLoop(ctx context.Context, start time.Time) {
 					sleep(ctx, 10*time.Millisecond)
 					continue
 				}
+				if r.done(int(next.Load()), start) {
+					return
+				}
 				select {
 				case <-s.done:
+				case <-over:
+					return
 				case <-ctx.Done():
-				case <-time.After(r.cfg.Drain + time.Minute):
-					// A saga that never ends frees its slot; it is
-					// reported as not terminal.
 				}
 			}
 		})
