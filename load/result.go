@@ -119,6 +119,9 @@ func (r *run) result(ctx context.Context, start, placingEnd time.Time, cpuStart,
 	if res.PlacingS > 0 {
 		res.SentPerSec = round(float64(res.Sent)/res.PlacingS, 1)
 	}
+	if res.NotTerminal > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("latency covers the completed sagas only: %d accepted sagas had not ended %s after the last order (--drain)", res.NotTerminal, r.cfg.Drain))
+	}
 	if n := r.track.foreign(); n > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d terminal events of orders this run did not place (another client of the stack)", n))
 	}

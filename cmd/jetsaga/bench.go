@@ -20,7 +20,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	fs.Float64Var(&o.Rate, "rate", 500, "orders/s offered in the fixed-rate run (open loop)")
 	fs.DurationVar(&o.CeilingDuration, "ceiling-duration", 0, "length of each ceiling measurement (default 10s, or --duration when shorter)")
 	fs.IntVar(&o.TxClients, "tx-clients", 8, "connections of the Postgres transaction ceiling")
-	fs.DurationVar(&o.Drain, "drain", load.DefaultDrain, "after each load run, wait this long for sagas to end")
+	fs.DurationVar(&o.Drain, "drain", bench.DefaultDrain, "after each load run, wait up to this long for its sagas to end (so that the figures leave none out)")
 	fs.BoolVar(&o.Keep, "keep", false, "leave the stack running afterwards (stop it with: bin/jetsaga down --run-dir .run/bench)")
 	runDir := fs.String("run-dir", filepath.Join(".run", "bench"), "run folder of the fresh stack (emptied first)")
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of the table")
