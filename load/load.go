@@ -121,6 +121,7 @@ type run struct {
 	track  *tracker
 
 	placed, errs atomic.Int64
+	lastSend     atomic.Int64 // UnixNano of the latest POST sent
 	errMu        sync.Mutex
 	errSamples   map[string]int64 // error text (trimmed) → count
 
@@ -180,7 +181,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	} else {
 		r.closedLoop(ctx, start)
 	}
-	placingEnd := time.Now()
+	placingEnd := start
+	if ns := r.lastSend.Load(); ns > 0 {
+		placingEnd = time.Unix(0, ns)
+	}
 	r.drain(ctx)
 	cpuEnd := sampleCPU(cfg.RunDir)
 	stopProgress()
@@ -290,6 +294,7 @@ func (r *run) order(i int) (Class, client.Order) {
 func (r *run) place(ctx context.Context, i int, due time.Time) *saga {
 	class, o := r.order(i)
 	r.placed.Add(1)
+	r.lastSend.Store(time.Now().UnixNano())
 	p, err := r.client.Place(ctx, o, "")
 	if err != nil {
 		if ctx.Err() == nil {

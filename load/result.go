@@ -22,14 +22,14 @@ type Result struct {
 	RateOffered float64 `json:"rate_offered,omitempty"`
 	Mix         string  `json:"mix"`
 
-	PlacingS float64 `json:"placing_s"` // how long orders were sent
+	PlacingS float64 `json:"placing_s"` // from the first order sent to the last
 	ElapsedS float64 `json:"elapsed_s"` // from the first order to the last terminal event seen
 
 	Sent        int64   `json:"sent"`          // POST /orders sent
 	Accepted    int64   `json:"accepted"`      // answered 202
 	Completed   int64   `json:"completed"`     // accepted and seen terminal
 	SagasPerSec float64 `json:"sagas_per_sec"` // completed / elapsed_s
-	SentPerSec  float64 `json:"sent_per_sec"`  // sent / placing_s
+	SentPerSec  float64 `json:"sent_per_sec"`  // sent / placing_s: in the open loop, the rate achieved
 	NotTerminal int     `json:"not_terminal"`  // accepted, not seen terminal by the end of the drain
 	Errors      int64   `json:"errors"`        // orders not accepted (HTTP error or no answer)
 	// ErrorSamples counts the first kinds of error by their text.
