@@ -49,7 +49,11 @@ tools: ## install the nats CLI into ./bin
 	GOBIN=$(BIN) $(GO) install $(NATSCLI)
 
 .PHONY: bench
-bench: ## Go benchmarks of the outbox relay and the consumer loop (figures in BENCHMARKS.md)
+bench: build ## the saga's throughput on a fresh stack in .run/bench: ceilings, max sustained rate, 500/s offered; one table (BENCH_FLAGS="--duration 5s"; ports as for make up)
+	$(BIN)/jetsaga bench $(BENCH_FLAGS)
+
+.PHONY: bench-go
+bench-go: ## Go benchmarks of the outbox relay and the consumer loop (figures in BENCHMARKS.md)
 	$(GO) test ./internal/outbox -run '^$$' -bench Relay -benchtime 5000x
 	$(GO) test ./internal/consume -run '^$$' -bench Loop -benchtime 3000x
 

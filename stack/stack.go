@@ -40,6 +40,11 @@ var defaultAddrs = map[string]string{
 // Database is the database the stack's services share, one schema each.
 const Database = "jetsaga"
 
+// PaymentLimitCents is the payment service's --decline-over-cents in the
+// stack unless PAYMENT_FLAGS sets another: charges above it are declined,
+// which is how jetsaga load makes declined orders.
+const PaymentLimitCents = 1_000_000
+
 // Config says where the stack lives and how it is wired.
 type Config struct {
 	Root     string            // the project checkout: bin/ and deploy/ are here
@@ -123,10 +128,15 @@ func (c Config) Env() []string {
 func (c Config) Procs() []Proc {
 	var ps []Proc
 	for _, s := range Services {
+		var args []string
+		if s == "payment" {
+			// First, so that a --decline-over-cents in the flags wins.
+			args = append(args, "--decline-over-cents="+strconv.Itoa(PaymentLimitCents))
+		}
 		ps = append(ps, Proc{
 			Name: s,
 			Path: c.bin(s),
-			Args: strings.Fields(c.Flags[s]),
+			Args: append(args, strings.Fields(c.Flags[s])...),
 			Env: []string{
 				"NATS_URL=" + c.NATSURL(),
 				"DATABASE_URL=" + c.DatabaseURL(),

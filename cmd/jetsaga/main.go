@@ -6,6 +6,8 @@
 //	jetsaga trace <order-id>      the causal chain of one order's events
 //	jetsaga up | down | demo      the local stack (what make up/down/demo run)
 //	jetsaga chaos                 the saga under fire, then the invariants (make chaos)
+//	jetsaga load                  put a load on the stack and measure it
+//	jetsaga bench                 the benchmark of make bench on a fresh stack
 package main
 
 import (
@@ -32,10 +34,19 @@ usage:
                     the saga under fire on a fresh stack in .run/chaos: injected crashes,
                     duplicates and redeliveries, kill -9s of services and nats-server,
                     a Postgres crash; then every invariant (make chaos)
+  jetsaga load [--rate 0] [--concurrency 128] [--duration 30s] [--orders N]
+               [--mix confirm=80,decline=10,oos=10] [--drain 10s] [--json]
+                    place orders through the order API (open loop at --rate, or closed
+                    loop with --concurrency sagas in flight), follow every saga to its
+                    terminal event, report sagas/s, latency, read-model lag, CPU per saga
+  jetsaga bench [--duration 60s] [--rate 500] [--concurrency 128] [--keep]
+                    on a fresh stack in .run/bench: the machine's ceilings (JetStream
+                    publish, Postgres transactions), then the maximum sustained rate
+                    and a fixed offered rate; one table (make bench)
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
 Every command takes -h. Connection flags default to the local stack and read
-NATS_URL, DATABASE_URL, ORDER_URL and READMODEL_URL from the environment.
+NATS_URL, DATABASE_URL, ORDER_URL, INVENTORY_URL and READMODEL_URL from the environment.
 `
 
 func main() {
@@ -53,6 +64,8 @@ func main() {
 		"down":      down,
 		"demo":      demo,
 		"chaos":     chaosCmd,
+		"load":      loadCmd,
+		"bench":     benchCmd,
 		"supervise": supervise,
 	}
 	name, args := os.Args[1], os.Args[2:]

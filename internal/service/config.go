@@ -30,6 +30,7 @@ type Config struct {
 	RelayWindow int           // relay rounds in flight at once
 	MaxAge      time.Duration // stream history kept (0: forever)
 	DupWindow   time.Duration // stream duplicate window on Nats-Msg-Id
+	PProf       bool          // serve net/http/pprof under /debug/pprof/ on HTTPAddr
 
 	AckWait    time.Duration // consumers' AckWait
 	MaxDeliver int           // consumers' MaxDeliver
@@ -71,6 +72,7 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.Int64Var(&cfg.Faults.Seed, "inject-seed", 1, "seed of the fault dice (mixed with the process id, so a restarted process does not replay its predecessor's dice)")
 	fs.IntVar(&cfg.Faults.Limit, "inject-limit", 0, "each fault fires at most this often per process (0: no limit); 1 makes a window happen exactly once")
 	fs.DurationVar(&cfg.DupWindow, "duplicate-window", 2*time.Minute, "the streams' duplicate window on Nats-Msg-Id")
+	fs.BoolVar(&cfg.PProf, "pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the HTTP address")
 }
 
 // EnvName is the environment variable of a flag: --nats-url ↔ NATS_URL.

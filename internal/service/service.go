@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -124,6 +125,9 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.PProf {
+		mountPProf(mux)
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
@@ -290,6 +294,16 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	relayWG.Wait()
 	log.Info("drained")
 	return nil
+}
+
+// mountPProf serves Go's runtime profiles under /debug/pprof/, e.g.
+// go tool pprof http://127.0.0.1:8081/debug/pprof/profile?seconds=20.
+func mountPProf(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves heap, goroutine, block, mutex, allocs
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // retry calls fn until it succeeds or ctx is done, backing off up to 5s.

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jetsaga/jetsaga/bench"
+	"github.com/jetsaga/jetsaga/load"
+)
+
+func benchCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var o bench.Options
+	fs.DurationVar(&o.Duration, "duration", 60*time.Second, "length of each of the two load runs")
+	fs.IntVar(&o.Concurrency, "concurrency", 128, "sagas in flight in the maximum-rate run (closed loop)")
+	fs.Float64Var(&o.Rate, "rate", 500, "orders/s offered in the fixed-rate run (open loop)")
+	fs.DurationVar(&o.CeilingDuration, "ceiling-duration", 0, "length of each ceiling measurement (default 10s, or --duration when shorter)")
+	fs.IntVar(&o.TxClients, "tx-clients", 8, "connections of the Postgres transaction ceiling")
+	fs.DurationVar(&o.Drain, "drain", bench.DefaultDrain, "after each load run, wait up to this long for its sagas to end (so that the figures leave none out)")
+	fs.BoolVar(&o.Keep, "keep", false, "leave the stack running afterwards (stop it with: bin/jetsaga down --run-dir .run/bench)")
+	runDir := fs.String("run-dir", filepath.Join(".run", "bench"), "run folder of the fresh stack (emptied first)")
+	asJSON := fs.Bool("json", false, "print the report as JSON instead of the table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	o.Stack = localStack(absRunDir(*runDir))
+	o.Log = cliLogger()
+	o.Out = os.Stderr
+	o.Progress = func(string) func(load.Progress) { return progressReporter(os.Stderr) }
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	rep.Write(os.Stdout)
+	return nil
+}
