@@ -105,11 +105,15 @@ func lineArrays(lines []Line) ([]string, []int32) {
 // lockStock locks, in SKU order, the stock rows of skus and of the SKUs the
 // given orders' reservations hold.
 func lockStock(ctx context.Context, q db, skus, orders []string) error {
+	// A union of two index lookups, not one OR: with the OR the planner
+	// scans reservation_items whole.
 	_, err := q.Exec(ctx, `
 		SELECT 1 FROM stock
-		WHERE sku = ANY($1) OR sku IN (SELECT sku FROM reservation_items WHERE order_id = ANY($2))
+		WHERE sku IN (SELECT unnest($1::text[])
+		              UNION
+		              SELECT sku FROM reservation_items WHERE order_id = ANY($2))
 		ORDER BY sku
-		FOR UPDATE`, skus, orders)
+		FOR UPDATE OF stock`, skus, orders)
 	if err != nil {
 		return fmt.Errorf("lock stock: %w", err)
 	}

@@ -123,7 +123,8 @@ func (rm *readModel) Consumers() []service.Consumer {
 	out := make([]service.Consumer, 0, len(consumers))
 	for _, c := range consumers {
 		out = append(out, service.Consumer{
-			Stream: c.stream, Durable: c.durable, Subjects: []string{c.subject}, Handle: rm.handle,
+			Stream: c.stream, Durable: c.durable, Subjects: []string{c.subject},
+			Handle: rm.handle, HandleBatch: rm.handleBatch,
 		})
 	}
 	return out

@@ -80,6 +80,121 @@ func scanRecorded(row pgx.CollectableRow) (Recorded, error) {
 	return r, err
 }
 
+// recordAndLoadAll is recordAndLoad for several events in one round trip:
+// it locks their orders in order id order, records the events and reads
+// back every event of those orders, grouped by order. fresh holds the ids of
+// the events recorded now (the others were known).
+func recordAndLoadAll(ctx context.Context, tx pgx.Tx, events []event.Event, projectedAt time.Time) (fresh map[string]bool, byOrder map[string][]Recorded, err error) {
+	n := len(events)
+	var (
+		ids, orders, types, causes = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		occurred                   = make([]time.Time, n)
+		bodies                     = make([]string, n)
+	)
+	for i, e := range events {
+		ids[i], orders[i], types[i], causes[i] = e.ID, e.OrderID, string(e.Type), e.CausationID
+		occurred[i], bodies[i] = e.OccurredAt, string(e.Body)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`
+		SELECT pg_advisory_xact_lock($1, hashtext(o))
+		FROM (SELECT DISTINCT o FROM unnest($2::text[]) AS o ORDER BY o) AS sorted`, orderLockClass, orders)
+	b.Queue(`
+		INSERT INTO events (event_id, order_id, event_type, causation_id, occurred_at, projected_at, body)
+		SELECT t.id, t.ord, t.typ, t.cause, t.occ, $7, t.body
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
+			AS t(id, ord, typ, cause, occ, body)
+		ON CONFLICT (event_id) DO NOTHING
+		RETURNING event_id::text`, ids, orders, types, causes, occurred, bodies, projectedAt)
+	b.Queue(`
+		SELECT event_id::text, order_id, event_type, causation_id, occurred_at, projected_at, body
+		FROM events WHERE order_id = ANY($1)`, orders)
+	br := tx.SendBatch(ctx, b)
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("project %d events: %w", n, cerr)
+		}
+	}()
+	if _, err := br.Exec(); err != nil {
+		return nil, nil, fmt.Errorf("lock %d orders: %w", n, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, fmt.Errorf("record %d events: %w", n, err)
+	}
+	recorded, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, nil, fmt.Errorf("record %d events: %w", n, err)
+	}
+	fresh = make(map[string]bool, len(recorded))
+	for _, id := range recorded {
+		fresh[id] = true
+	}
+	if rows, err = br.Query(); err != nil {
+		return nil, nil, fmt.Errorf("load events of %d orders: %w", n, err)
+	}
+	recs, err := pgx.CollectRows(rows, scanRecorded)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load events of %d orders: %w", n, err)
+	}
+	byOrder = make(map[string][]Recorded)
+	for _, r := range recs {
+		byOrder[r.OrderID] = append(byOrder[r.OrderID], r)
+	}
+	return fresh, byOrder, nil
+}
+
+// saveViews is saveView for several views in one statement.
+func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time) error {
+	n := len(views)
+	var (
+		ids, customers, statuses, reasons = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		items, timelines                  = make([]string, n), make([]string, n)
+		totals                            = make([]int64, n)
+		versions                          = make([]int32, n)
+		last                              = make([]time.Time, n)
+		lags                              = make([]float64, n)
+	)
+	for i, v := range views {
+		it, err := json.Marshal(v.Items)
+		if err != nil {
+			return fmt.Errorf("encode items of order %s: %w", v.OrderID, err)
+		}
+		tl, err := json.Marshal(v.Timeline)
+		if err != nil {
+			return fmt.Errorf("encode timeline of order %s: %w", v.OrderID, err)
+		}
+		ids[i], customers[i], statuses[i], reasons[i] = v.OrderID, v.CustomerID, string(v.Status), v.Reason
+		items[i], timelines[i], totals[i], versions[i] = string(it), string(tl), v.TotalCents, int32(v.Version)
+		last[i], lags[i] = v.LastOccurredAt, v.LagMS
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO order_views AS v (order_id, customer_id, items, total_cents, status, reason, version,
+			timeline, last_occurred_at, updated_at, lag_ms)
+		SELECT t.id, t.cust, t.items, t.total, t.status, t.reason, t.version, t.timeline, t.last, $11, t.lag
+		FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::text[], $7::int[],
+			$8::jsonb[], $9::timestamptz[], $10::float8[])
+			AS t(id, cust, items, total, status, reason, version, timeline, last, lag)
+		ORDER BY t.id
+		ON CONFLICT (order_id) DO UPDATE SET
+			customer_id = EXCLUDED.customer_id,
+			items = EXCLUDED.items,
+			total_cents = EXCLUDED.total_cents,
+			status = EXCLUDED.status,
+			reason = EXCLUDED.reason,
+			version = EXCLUDED.version,
+			timeline = EXCLUDED.timeline,
+			last_occurred_at = EXCLUDED.last_occurred_at,
+			updated_at = EXCLUDED.updated_at,
+			lag_ms = EXCLUDED.lag_ms
+		WHERE v.timeline IS DISTINCT FROM EXCLUDED.timeline`,
+		ids, customers, items, totals, statuses, reasons, versions, timelines, last, lags, updatedAt)
+	if err != nil {
+		return fmt.Errorf("save %d views: %w", n, err)
+	}
+	return nil
+}
+
 // saveView writes v as the order's view, stamped updatedAt, unless the stored
 // view has the same timeline (then the view is the same, and the row, its
 // updated_at included, stays as it is). It reports whether the row changed.

@@ -222,6 +222,18 @@ func (l *Loop) apply(ctx context.Context, ds []*delivery) error {
 			return fmt.Errorf("prepare batch: %w", err)
 		}
 	}
+	if l.cfg.BatchHandler != nil {
+		applied, err := l.applyAll(ctx, tx, ds)
+		if err != nil {
+			return err
+		}
+		if applied {
+			if err := tx.Commit(ctx); err != nil {
+				return fmt.Errorf("commit %d events: %w", len(ds), err)
+			}
+			return nil
+		}
+	}
 	pending := 0
 	for _, d := range ds {
 		if d.err != nil {
@@ -243,6 +255,84 @@ func (l *Loop) apply(ctx context.Context, ds []*delivery) error {
 		return fmt.Errorf("commit %d events: %w", pending, err)
 	}
 	return nil
+}
+
+// applyAll tries the batch set-based, behind a savepoint named batch: one
+// inbox insert for every delivery not failed already, telling the new events
+// from the duplicates, then the BatchHandler on the new ones. It reports
+// whether that worked; if not, everything since the savepoint is rolled back
+// and the caller goes message by message. An error means the transaction
+// itself is broken.
+func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (applied bool, err error) {
+	var live []*delivery
+	for _, d := range ds {
+		if d.err == nil {
+			live = append(live, d)
+		}
+	}
+	if len(live) == 0 {
+		return false, nil
+	}
+	ids := make([]string, len(live))
+	types := make([]string, len(live))
+	orders := make([]string, len(live))
+	for i, d := range live {
+		ids[i], types[i], orders[i] = d.e.ID, string(d.e.Type), d.e.OrderID
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SAVEPOINT batch`)
+	b.Queue(`
+		INSERT INTO inbox (consumer, event_id, event_type, order_id)
+		SELECT $1, t.id, t.typ, t.ord FROM unnest($2::uuid[], $3::text[], $4::text[]) AS t(id, typ, ord)
+		ON CONFLICT DO NOTHING
+		RETURNING event_id::text`, l.cfg.Consumer, ids, types, orders)
+	br := tx.SendBatch(ctx, b)
+	_, err = br.Exec()
+	var fresh []string
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			fresh, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	isNew := make(map[string]bool, len(fresh))
+	for _, id := range fresh {
+		isNew[id] = true
+	}
+	var events []event.Event
+	if err == nil {
+		for _, d := range live {
+			// The first delivery of a new id is new; another copy of it in
+			// the same batch is a duplicate.
+			d.dup = !isNew[d.e.ID]
+			if !d.dup {
+				events = append(events, d.e)
+				delete(isNew, d.e.ID)
+			}
+		}
+		if len(events) > 0 {
+			err = l.cfg.BatchHandler(ctx, tx, events)
+		}
+		for _, e := range events {
+			if err == nil && l.cfg.Faults.BeforeCommit != nil {
+				err = l.cfg.Faults.BeforeCommit(ctx, e)
+			}
+		}
+	}
+	if err == nil {
+		return true, nil
+	}
+	for _, d := range live {
+		d.dup = false
+	}
+	l.log.Debug("batch refused set-based; handling its messages one by one", zap.Int("messages", len(live)), zap.Error(err))
+	if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT batch`); rerr != nil {
+		return false, fmt.Errorf("roll back batch of %d: %w", len(live), rerr)
+	}
+	return false, nil
 }
 
 // applyOne handles one event inside tx, behind a savepoint named message.

@@ -43,6 +43,14 @@ import (
 // savepoint and must neither commit nor roll back tx.
 type Handler func(ctx context.Context, tx pgx.Tx, e event.Event) error
 
+// BatchHandler applies several events at once inside tx, set-based (a
+// statement for all of them rather than one each). The events are new: the
+// loop recorded them in the inbox first and left out the duplicates. It
+// returns nil when every event was applied; on any error the loop rolls the
+// whole batch back and applies the events one by one with the Handler, so
+// that the failing one is found and retried or dead-lettered alone.
+type BatchHandler func(ctx context.Context, tx pgx.Tx, events []event.Event) error
+
 // Permanent marks err as one retrying cannot fix: the message goes to the
 // dead-letter stream at once.
 func Permanent(err error) error {
@@ -98,6 +106,10 @@ type Config struct {
 	RetryMax   time.Duration // cap on the Nak delay; default 30s
 	Logger     *zap.Logger
 	Metrics    *Metrics // nil records nothing
+
+	// BatchHandler, when set, is tried first for every batch (see
+	// BatchHandler); Handler stays the fallback.
+	BatchHandler BatchHandler
 
 	// Prepare, when set, runs first in each batch's transaction with the
 	// batch's events (sorted by order id): e.g. lock, in a fixed order,

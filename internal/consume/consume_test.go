@@ -641,3 +641,85 @@ func TestConnectionLostMidTransactionIsNotCounted(t *testing.T) {
 		t.Fatalf("DLQ holds %d after an outage mid-transaction, want 0", n)
 	}
 }
+
+// A BatchHandler applies a batch set-based; a batch it refuses is rolled
+// back whole and handled message by message, so only the bad message is
+// retried; duplicates never reach either handler.
+func TestBatchHandlerAndItsFallback(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{maxDeliver: 5})
+	var events []event.Event
+	for i := range 12 {
+		e := created(t, fmt.Sprintf("o-set-%02d", i))
+		events = append(events, e)
+		publish(t, b.js, e)
+	}
+	publish(t, b.js, events[3]) // the same event again, with its id: a duplicate for the inbox
+	bad := events[5].OrderID
+	var setCalls, setEvents, oneCalls atomic.Int32
+	var badFailed atomic.Bool
+	batch := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		setCalls.Add(1)
+		for _, e := range es {
+			if err := countEffect(ctx, tx, e); err != nil {
+				return err
+			}
+			if e.OrderID == bad && !badFailed.Load() {
+				return errors.New("one of these is bad") // after writing: all of it must roll back
+			}
+		}
+		setEvents.Add(int32(len(es)))
+		return nil
+	}
+	one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		oneCalls.Add(1)
+		if err := countEffect(ctx, tx, e); err != nil {
+			return err
+		}
+		if e.OrderID == bad && badFailed.CompareAndSwap(false, true) {
+			return errors.New("bad, once")
+		}
+		return nil
+	}
+	run(t, b, one, consume.Config{Batch: 64, BatchHandler: batch})
+	for _, e := range events {
+		testenv.WaitFor(t, 10*time.Second, "effect of "+e.OrderID, func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+	}
+	waitSettled(t, b)
+	for _, e := range events {
+		if n := effects(t, b.pool, e.OrderID); n != 1 {
+			t.Errorf("%s has %d effects, want 1", e.OrderID, n)
+		}
+	}
+	if setCalls.Load() == 0 {
+		t.Fatal("the batch handler never ran")
+	}
+	if !badFailed.Load() {
+		t.Fatal("the bad message never went through the one-by-one path")
+	}
+	if n := len(dlq(t, b.js)); n != 0 {
+		t.Fatalf("DLQ holds %d, want 0", n)
+	}
+
+	// Good messages that arrive together go set-based, once each.
+	stop := run(t, b, one, consume.Config{Batch: 64, BatchHandler: batch})
+	stop() // a fresh loop for the next messages, started after they wait in the stream
+	before, beforeOne := setEvents.Load(), oneCalls.Load()
+	var good []event.Event
+	for i := range 10 {
+		e := created(t, fmt.Sprintf("o-set-good-%02d", i))
+		good = append(good, e)
+		publish(t, b.js, e)
+	}
+	run(t, b, one, consume.Config{Batch: 64, BatchHandler: batch})
+	for _, e := range good {
+		testenv.WaitFor(t, 10*time.Second, "effect of "+e.OrderID, func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+	}
+	waitSettled(t, b)
+	if got := setEvents.Load() - before; got != 10 {
+		t.Fatalf("set-based path applied %d of 10 events", got)
+	}
+	if got := oneCalls.Load() - beforeOne; got != 0 {
+		t.Fatalf("one-by-one path ran %d times for good messages, want 0", got)
+	}
+}

@@ -272,7 +272,7 @@ func (r *Relay) anyToPublish(ctx context.Context) (bool, error) {
 	}
 	r.mu.Unlock()
 	var ok bool
-	if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE seq <> ALL($1))`, held).Scan(&ok); err != nil {
+	if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE seq <> ALL($1) ORDER BY seq LIMIT 1)`, held).Scan(&ok); err != nil {
 		return false, fmt.Errorf("relay look: %w", err)
 	}
 	return ok, nil

@@ -148,6 +148,10 @@ func (c *Cluster) writeConf(opts Options) error {
 	fmt.Fprintf(&b, "port = %d\n", c.Port)
 	fmt.Fprintf(&b, "unix_socket_directories = %s\n", confQuote(c.SocketDir))
 	fmt.Fprintf(&b, "max_connections = 200\n")
+	// The outboxes are queue tables with vacuum thresholds of a few hundred
+	// dead rows (internal/pg's migrations); look for work every few seconds
+	// rather than every minute, or a busy outbox piles up dead rows anyway.
+	fmt.Fprintf(&b, "autovacuum_naptime = 5s\n")
 	if opts.Fast {
 		b.WriteString("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
 	}

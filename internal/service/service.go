@@ -56,6 +56,9 @@ type Consumer struct {
 	Durable  string   // durable name, also the inbox key
 	Subjects []string // filter subjects
 	Handle   consume.Handler
+	// HandleBatch, when set, applies several events set-based
+	// (consume.Config.BatchHandler); Handle stays the fallback.
+	HandleBatch consume.BatchHandler
 	// Prepare, when set, runs first in each batch's transaction
 	// (consume.Config.Prepare).
 	Prepare func(ctx context.Context, tx pgx.Tx, events []event.Event) error
@@ -249,7 +252,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		}
 		lc := consume.Config{
 			Service: cfg.Name, Workers: cfg.Workers, Batch: cfg.Batch, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: cm, AfterCommit: relay.Notify,
-			Prepare: c.Prepare,
+			Prepare: c.Prepare, BatchHandler: c.HandleBatch,
 		}
 		if inj != nil {
 			lc.Faults = consumeFaults(inj)
