@@ -35,10 +35,13 @@ func (l *loadFlags) register(fs *flag.FlagSet) {
 func loadCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	var (
-		ep endpoints
+		ep endpoints // no database: the load uses the public APIs and NATS only
 		lf loadFlags
 	)
-	ep.flags(fs)
+	c := localStack("")
+	fs.StringVar(&ep.natsURL, "nats-url", c.NATSURL(), "NATS server (the load subscribes to the terminal events there)")
+	fs.StringVar(&ep.orderURL, "order-url", c.URL("order"), "order service HTTP API")
+	fs.StringVar(&ep.readmodelURL, "readmodel-url", c.URL("readmodel"), "readmodel service HTTP API (the load reads the lag there)")
 	lf.register(fs)
 	rate := fs.Float64("rate", 0, "orders per second, sent on a fixed schedule (open loop); 0: closed loop with --concurrency")
 	concurrency := fs.Int("concurrency", 128, "closed loop (--rate 0): sagas in flight; a new order is placed when one ends")
