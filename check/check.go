@@ -28,7 +28,7 @@ type Options struct {
 
 // Result is the outcome of one invariant.
 type Result struct {
-	Invariant  int      // 1-5, as numbered in DESIGN.md
+	Invariant  int      // 1-5, as numbered in docs/DESIGN.md
 	Name       string   // what the invariant says
 	OK         bool     // no violation found
 	Violations []string // the first violations found, at most 20, each naming its order, SKU, event or subject
@@ -163,7 +163,7 @@ type checker struct {
 // the database's own clock, so that the checker's clock does not matter.
 func (c *checker) cutoff() int64 { return c.opt.Deadline.Microseconds() }
 
-// Run checks invariants 1 to 5 of DESIGN.md. pool may have any search_path:
+// Run checks invariants 1 to 5 of docs/DESIGN.md. pool may have any search_path:
 // every table is named with its schema. It returns an error only when it
 // could not look (a query or a stream read failed); violations are in the
 // report.

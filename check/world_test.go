@@ -15,7 +15,7 @@ import (
 	"github.com/jetsaga/jetsaga/internal/testenv"
 )
 
-// The services' tables as DESIGN.md and the services fix them. The check
+// The services' tables as docs/DESIGN.md and the services fix them. The check
 // must not import the services, and neither do its tests: these are the
 // same tables, written down again.
 var migrations = map[string]fstest.MapFS{

@@ -1,5 +1,5 @@
 // Package inventory is the inventory service of the jetsaga order saga
-// (DESIGN.md, "Saga"). It owns the stock of every SKU and one reservation
+// (docs/DESIGN.md, "Saga"). It owns the stock of every SKU and one reservation
 // decision per order, in the PostgreSQL schema "inventory".
 //
 // # Consumes
@@ -32,7 +32,7 @@
 // # Tables
 //
 //   - stock (sku, available, reserved, sold, initial, updated_at): per SKU,
-//     initial = available + reserved + sold always (DESIGN.md invariant 2);
+//     initial = available + reserved + sold always (docs/DESIGN.md invariant 2);
 //     initial counts everything ever put in, by --seed-stock and PUT.
 //   - reservations (order_id, status HELD|COMMITTED|RELEASED|REJECTED,
 //     reason, created_at, updated_at): one per order.

@@ -105,7 +105,7 @@ type Stock struct {
 // reserved + sold.
 var ErrUnbalanced = errors.New("stock unbalanced")
 
-// Check verifies DESIGN.md's invariant 2 for one SKU: initial = available +
+// Check verifies docs/DESIGN.md's invariant 2 for one SKU: initial = available +
 // reserved + sold, none of them negative.
 func (s Stock) Check() error {
 	if s.Available < 0 || s.Reserved < 0 || s.Sold < 0 {

@@ -2,7 +2,7 @@
 // invariants, trace one order's events, and run the local stack.
 //
 //	jetsaga place --customer c1 --item sku-1:2:1999 [--item ...] [--wait]
-//	jetsaga check                 check DESIGN.md's invariants 1-5
+//	jetsaga check                 check docs/DESIGN.md's invariants 1-5
 //	jetsaga trace <order-id>      the causal chain of one order's events
 //	jetsaga up | down | demo      the local stack (what make up/down/demo run)
 //	jetsaga chaos                 the saga under fire, then the invariants (make chaos)

@@ -13,7 +13,7 @@ import (
 	"github.com/jetsaga/jetsaga/internal/fault"
 )
 
-// Config holds the flags every service binary takes (DESIGN.md, "Processes
+// Config holds the flags every service binary takes (docs/DESIGN.md, "Processes
 // and how they start").
 type Config struct {
 	Name        string // service name; filled from the Spec when empty

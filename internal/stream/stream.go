@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stream names and the subjects they hold (DESIGN.md, "Event contract").
+// Stream names and the subjects they hold (docs/DESIGN.md, "Event contract").
 const (
 	Orders    = "ORDERS"
 	Inventory = "INVENTORY"

@@ -1,8 +1,8 @@
--- The inventory service's own tables (DESIGN.md, "Saga"). The delivery tables
+-- The inventory service's own tables (docs/DESIGN.md, "Saga"). The delivery tables
 -- outbox and inbox are created by internal/pg before this runs; search_path is
 -- the service schema, so names are unqualified.
 
--- Stock per SKU. Invariant (DESIGN.md, 2): initial = available + reserved + sold.
+-- Stock per SKU. Invariant (docs/DESIGN.md, 2): initial = available + reserved + sold.
 CREATE TABLE stock (
   sku        text PRIMARY KEY,
   available  int NOT NULL CHECK (available >= 0),
