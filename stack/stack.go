@@ -44,26 +44,37 @@ const Database = "jetsaga"
 type Config struct {
 	Root     string            // the project checkout: bin/ and deploy/ are here
 	RunDir   string            // default Root/.run
-	NATSPort int               // NATS_PORT, default 4222
-	PGPort   int               // PG_PORT, default 55432
-	Addrs    map[string]string // ORDER_ADDR, INVENTORY_ADDR, PAYMENT_ADDR, READMODEL_ADDR
-	Flags    map[string]string // ORDER_FLAGS, …: extra flags for one service, split on spaces
+	NATSPort int               // JETSAGA_NATS_PORT, default 4222
+	PGPort   int               // JETSAGA_PG_PORT, default 55432
+	Addrs    map[string]string // JETSAGA_ORDER_ADDR, JETSAGA_INVENTORY_ADDR, JETSAGA_PAYMENT_ADDR, JETSAGA_READMODEL_ADDR
+	Flags    map[string]string // JETSAGA_ORDER_FLAGS, …: extra flags for one service, split on spaces
 }
+
+// The environment variables of the stack's configuration.
+const (
+	EnvNATSPort = "JETSAGA_NATS_PORT"
+	EnvPGPort   = "JETSAGA_PG_PORT"
+)
+
+// EnvAddr is the variable of a service's HTTP address: JETSAGA_ORDER_ADDR.
+func EnvAddr(service string) string { return "JETSAGA_" + strings.ToUpper(service) + "_ADDR" }
+
+// EnvFlags is the variable of a service's extra flags: JETSAGA_ORDER_FLAGS.
+func EnvFlags(service string) string { return "JETSAGA_" + strings.ToUpper(service) + "_FLAGS" }
 
 // FromEnv reads the stack's configuration from the environment.
 func FromEnv(root, runDir string) (Config, error) {
 	c := Config{Root: root, RunDir: cmp.Or(runDir, filepath.Join(root, ".run")), Addrs: map[string]string{}, Flags: map[string]string{}}
 	var err error
-	if c.NATSPort, err = envPort("NATS_PORT", 4222); err != nil {
+	if c.NATSPort, err = envPort(EnvNATSPort, 4222); err != nil {
 		return c, err
 	}
-	if c.PGPort, err = envPort("PG_PORT", 55432); err != nil {
+	if c.PGPort, err = envPort(EnvPGPort, 55432); err != nil {
 		return c, err
 	}
 	for _, s := range Services {
-		up := strings.ToUpper(s)
-		c.Addrs[s] = cmp.Or(os.Getenv(up+"_ADDR"), defaultAddrs[s])
-		c.Flags[s] = os.Getenv(up + "_FLAGS")
+		c.Addrs[s] = cmp.Or(os.Getenv(EnvAddr(s)), defaultAddrs[s])
+		c.Flags[s] = os.Getenv(EnvFlags(s))
 	}
 	return c, nil
 }
@@ -109,12 +120,11 @@ func (c Config) LogFile(name string) string { return filepath.Join(c.logs(), nam
 // with it (the supervisor) sees the same stack.
 func (c Config) Env() []string {
 	env := []string{
-		"NATS_PORT=" + strconv.Itoa(c.NATSPort),
-		"PG_PORT=" + strconv.Itoa(c.PGPort),
+		EnvNATSPort + "=" + strconv.Itoa(c.NATSPort),
+		EnvPGPort + "=" + strconv.Itoa(c.PGPort),
 	}
 	for _, s := range Services {
-		up := strings.ToUpper(s)
-		env = append(env, up+"_ADDR="+c.Addrs[s], up+"_FLAGS="+c.Flags[s])
+		env = append(env, EnvAddr(s)+"="+c.Addrs[s], EnvFlags(s)+"="+c.Flags[s])
 	}
 	return env
 }
@@ -130,8 +140,8 @@ func (c Config) Procs() []Proc {
 			Env: []string{
 				"NATS_URL=" + c.NATSURL(),
 				"DATABASE_URL=" + c.DatabaseURL(),
-				"HTTP_ADDR=" + c.Addrs[s],
-				"LOG_FORMAT=json",
+				"JETSAGA_HTTP_ADDR=" + c.Addrs[s],
+				"JETSAGA_LOG_FORMAT=json",
 			},
 			LogFile: c.LogFile(s),
 			PidFile: c.PidFile(s),
@@ -163,7 +173,7 @@ func Up(ctx context.Context, c Config, log *zap.Logger) error {
 	if !alive(c.pidFile("supervisor")) {
 		for _, s := range Services {
 			if portOpen(c.Addrs[s]) {
-				return fmt.Errorf("%s: %s is already in use (another stack? make down, or set %s_ADDR)", s, c.Addrs[s], strings.ToUpper(s))
+				return fmt.Errorf("%s: %s is already in use (another stack? make down, or set %s)", s, c.Addrs[s], EnvAddr(s))
 			}
 		}
 		args := []string{"supervise", "--run-dir", c.RunDir, "--root", c.Root}
@@ -186,7 +196,7 @@ func upPostgres(ctx context.Context, c Config, log *zap.Logger) error {
 	}
 	if !running {
 		if portOpen(fmt.Sprintf("127.0.0.1:%d", c.PGPort)) {
-			return fmt.Errorf("postgres: port %d is in use by something else (set PG_PORT)", c.PGPort)
+			return fmt.Errorf("postgres: port %d is in use by something else (set %s)", c.PGPort, EnvPGPort)
 		}
 		if err := pc.Start(ctx); err != nil {
 			return fmt.Errorf("postgres: %w", err)
@@ -215,7 +225,7 @@ func upNATS(ctx context.Context, c Config, log *zap.Logger) error {
 		return nil
 	}
 	if portOpen(fmt.Sprintf("127.0.0.1:%d", c.NATSPort)) {
-		return fmt.Errorf("nats: port %d is in use by something else (set NATS_PORT)", c.NATSPort)
+		return fmt.Errorf("nats: port %d is in use by something else (set %s)", c.NATSPort, EnvNATSPort)
 	}
 	if err := StartNATS(c); err != nil {
 		return err

@@ -70,7 +70,7 @@ func openDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
 }
 
 func cliLogger() *zap.Logger {
-	log, err := service.NewLogger(cmp.Or(os.Getenv("LOG_LEVEL"), "info"), "console")
+	log, err := service.NewLogger(cmp.Or(os.Getenv("JETSAGA_LOG_LEVEL"), "info"), "console")
 	if err != nil {
 		return zap.NewNop()
 	}

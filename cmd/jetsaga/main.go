@@ -34,8 +34,11 @@ usage:
                     a Postgres crash; then every invariant (make chaos)
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
-Every command takes -h. Connection flags default to the local stack and read
-NATS_URL, DATABASE_URL, ORDER_URL and READMODEL_URL from the environment.
+Every command takes -h, which names each flag's environment variable.
+Connection flags default to the local stack and read NATS_URL, DATABASE_URL,
+ORDER_URL and READMODEL_URL; every other flag reads JETSAGA_<FLAG>
+(--timeout: JETSAGA_TIMEOUT). The stack reads JETSAGA_NATS_PORT,
+JETSAGA_PG_PORT, JETSAGA_<SERVICE>_ADDR and JETSAGA_<SERVICE>_FLAGS.
 `
 
 func main() {

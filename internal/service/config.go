@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -41,6 +42,32 @@ type Config struct {
 	OnReady func(httpAddr string)
 }
 
+// ErrNoDatabaseURL is the usage error of a service started without
+// --database-url.
+var ErrNoDatabaseURL = errors.New("--database-url (or DATABASE_URL) is required, e.g. postgres://postgres@127.0.0.1:5432/jetsaga?sslmode=disable")
+
+// Validate reports a required flag that is missing.
+func (c Config) Validate() error {
+	if strings.TrimSpace(c.DatabaseURL) == "" {
+		return ErrNoDatabaseURL
+	}
+	return nil
+}
+
+// ParseConfig parses a service binary's flags (Parse) and checks that the
+// required ones are there; when one is missing it prints the flags and
+// returns the usage error, for the binary to print and exit 2 at once.
+func ParseConfig(fs *flag.FlagSet, cfg *Config, args []string) error {
+	if err := Parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		fs.Usage()
+		return err
+	}
+	return nil
+}
+
 // AddFlags registers the core flags on fs, with defaults for this service.
 // Parse gives each flag an environment variable as well.
 func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
@@ -65,14 +92,35 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.DurationVar(&cfg.DupWindow, "duplicate-window", 2*time.Minute, "the streams' duplicate window on Nats-Msg-Id")
 }
 
-// EnvName is the environment variable of a flag: --nats-url ↔ NATS_URL.
+// EnvPrefix starts the environment variable of every flag but the standard
+// connection ones, so that an unrelated TIMEOUT or SEED in the shell changes
+// nothing.
+const EnvPrefix = "JETSAGA_"
+
+// connectionFlags keep the environment variables everyone already sets.
+var connectionFlags = map[string]bool{
+	"nats-url": true, "database-url": true, "order-url": true, "inventory-url": true, "readmodel-url": true,
+}
+
+// EnvName is the environment variable of a flag: --nats-url ↔ NATS_URL,
+// --ack-wait ↔ JETSAGA_ACK_WAIT.
 func EnvName(flagName string) string {
-	return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	name := strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	if connectionFlags[flagName] {
+		return name
+	}
+	return EnvPrefix + name
 }
 
 // Parse parses args into fs; every flag not given on the command line takes
-// its environment variable (EnvName) when that is set.
+// its environment variable (EnvName) when that is set. Each flag's usage
+// names its variable, so -h lists them.
 func Parse(fs *flag.FlagSet, args []string) error {
+	fs.VisitAll(func(f *flag.Flag) {
+		if env := "$" + EnvName(f.Name); !strings.HasSuffix(f.Usage, env) {
+			f.Usage += " — " + env
+		}
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
