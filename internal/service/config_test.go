@@ -72,7 +72,7 @@ func TestUsageNamesEachVariable(t *testing.T) {
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		env := "$" + service.EnvName(f.Name)
-		if n := len(regexp.MustCompile(`— \` + env + `\b`).FindAllString(out.String(), -1)); n != 1 {
+		if n := len(regexp.MustCompile(`— \`+env+`\b`).FindAllString(out.String(), -1)); n != 1 {
 			t.Errorf("-h does not name %s once for --%s:\n%s", env, f.Name, out.String())
 		}
 	})
