@@ -140,12 +140,22 @@ func (rm *readModel) behind(ctx context.Context) map[string]int64 {
 // watchOrder serves GET /orders/{id}/watch as Server-Sent Events: an "order"
 // event carrying the view (as GET /orders/{id}) each time its version
 // changes, with the version as the event id. It polls the view every
-// watchPoll, waits for an order not projected yet, and ends after sending a
-// terminal view or when the client goes away. A client that reconnects with
-// Last-Event-ID gets only newer versions.
+// watchPoll, and ends after sending a terminal view or when the client goes
+// away. A client that reconnects with Last-Event-ID gets only newer versions.
+// An order the read model has not seen within watchGrace (an order just
+// placed is usually projected in milliseconds) is 404, as GET /orders/{id}.
 func (rm *readModel) watchOrder(w http.ResponseWriter, r *http.Request) {
 	id, ok := orderID(w, r)
 	if !ok {
+		return
+	}
+	if err := rm.awaitView(r.Context(), id); errors.Is(err, errNotFound) {
+		writeError(w, http.StatusNotFound, "order "+id+" not found")
+		return
+	} else if err != nil {
+		if r.Context().Err() == nil {
+			rm.internalError(w, r, err)
+		}
 		return
 	}
 	sent, _ := strconv.Atoi(r.Header.Get("Last-Event-ID"))
@@ -241,5 +251,26 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // ">= 0" reads as written, not "\u003e= 0"
+	_ = enc.Encode(v)
+}
+
+// awaitView waits up to watchGrace for the order's view to exist: nil once it
+// does, errNotFound when it still does not.
+func (rm *readModel) awaitView(ctx context.Context, id string) error {
+	deadline := time.Now().Add(rm.watchGrace)
+	for {
+		_, err := rm.store.view(ctx, id)
+		if !errors.Is(err, errNotFound) || !time.Now().Before(deadline) {
+			return err
+		}
+		t := time.NewTimer(rm.watchPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
