@@ -14,7 +14,7 @@ import (
 func checkCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	var ep endpoints
-	ep.flags(fs)
+	ep.flags(fs, "nats-url", "database-url")
 	deadline := fs.Duration("deadline", 0, "orders younger than this may still be in flight")
 	quiesce := fs.Duration("quiesce", 0, "first wait up to this long for outboxes and consumers to drain")
 	if err := parse(fs, args); err != nil {
@@ -49,7 +49,7 @@ func checkCmd(ctx context.Context, args []string) error {
 func traceCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
 	var ep endpoints
-	ep.flags(fs)
+	ep.flags(fs, "nats-url")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

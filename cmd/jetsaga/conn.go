@@ -3,10 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,12 +25,24 @@ type endpoints struct {
 	natsURL, databaseURL, orderURL, readmodelURL string
 }
 
-func (e *endpoints) flags(fs *flag.FlagSet) {
+// flags registers the named connection flags ("nats-url", "database-url",
+// "order-url", "readmodel-url") on fs, all four when none is named, so that
+// -h lists only what a command uses.
+func (e *endpoints) flags(fs *flag.FlagSet, names ...string) {
 	c := localStack("")
-	fs.StringVar(&e.natsURL, "nats-url", c.NATSURL(), "NATS server")
-	fs.StringVar(&e.databaseURL, "database-url", c.DatabaseURL(), "PostgreSQL database of the services")
-	fs.StringVar(&e.orderURL, "order-url", c.URL("order"), "order service HTTP API")
-	fs.StringVar(&e.readmodelURL, "readmodel-url", c.URL("readmodel"), "readmodel service HTTP API")
+	want := func(name string) bool { return len(names) == 0 || slices.Contains(names, name) }
+	if want("nats-url") {
+		fs.StringVar(&e.natsURL, "nats-url", c.NATSURL(), "NATS server")
+	}
+	if want("database-url") {
+		fs.StringVar(&e.databaseURL, "database-url", c.DatabaseURL(), "PostgreSQL database of the services")
+	}
+	if want("order-url") {
+		fs.StringVar(&e.orderURL, "order-url", c.URL("order"), "order service HTTP API")
+	}
+	if want("readmodel-url") {
+		fs.StringVar(&e.readmodelURL, "readmodel-url", c.URL("readmodel"), "readmodel service HTTP API")
+	}
 }
 
 // localStack is the configuration of the stack in the current checkout.
@@ -42,7 +56,19 @@ func localStack(runDir string) stack.Config {
 	return c
 }
 
-func parse(fs *flag.FlagSet, args []string) error { return service.Parse(fs, args) }
+// parse parses a command's flags and their environment variables. A bad
+// flag was printed by the flag package already, with the usage: it ends the
+// command with exit code 2 and nothing more.
+func parse(fs *flag.FlagSet, args []string) error {
+	err := service.Parse(fs, args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	if _, ok := errors.AsType[*service.EnvError](err); ok {
+		return err
+	}
+	return exitError{code: 2}
+}
 
 func connectNATS(url string) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(url, nats.Name("jetsaga-cli"), nats.Timeout(5*time.Second))

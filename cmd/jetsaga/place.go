@@ -50,7 +50,7 @@ func place(ctx context.Context, args []string) error {
 		ep    endpoints
 		items itemsFlag
 	)
-	ep.flags(fs)
+	ep.flags(fs, "order-url", "readmodel-url")
 	customer := fs.String("customer", "", "customer id (required)")
 	fs.Var(&items, "item", "an item SKU:QTY:PRICE_CENTS (repeat for more)")
 	wait := fs.Bool("wait", false, "wait until the order is CONFIRMED or CANCELLED in the read model and print its timeline")

@@ -133,7 +133,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 		}
 		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
 			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("environment %s=%q: %w", EnvName(f.Name), v, err))
+				errs = append(errs, &EnvError{Name: EnvName(f.Name), Value: v, Err: err})
 			}
 		}
 	})
@@ -142,6 +142,17 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// EnvError is an environment variable whose value its flag does not take.
+// Unlike a bad command-line flag, which the flag package has printed with
+// the usage already, it is for the caller to print.
+type EnvError struct {
+	Name, Value string
+	Err         error
+}
+
+func (e *EnvError) Error() string { return fmt.Sprintf("environment %s=%q: %v", e.Name, e.Value, e.Err) }
+func (e *EnvError) Unwrap() error { return e.Err }
 
 // NewLogger builds the service logger: JSON or console encoding at a level.
 func NewLogger(level, format string) (*zap.Logger, error) {
