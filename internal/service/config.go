@@ -151,7 +151,9 @@ type EnvError struct {
 	Err         error
 }
 
-func (e *EnvError) Error() string { return fmt.Sprintf("environment %s=%q: %v", e.Name, e.Value, e.Err) }
+func (e *EnvError) Error() string {
+	return fmt.Sprintf("environment %s=%q: %v", e.Name, e.Value, e.Err)
+}
 func (e *EnvError) Unwrap() error { return e.Err }
 
 // NewLogger builds the service logger: JSON or console encoding at a level.
