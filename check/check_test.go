@@ -106,6 +106,22 @@ func TestDeadline(t *testing.T) {
 	if !strings.Contains(written(rep), "1 FAIL every order older than 0s is terminal (order service and read model) (1 violation)\n    order o-young: ") {
 		t.Errorf("report:\n%s", written(rep))
 	}
+	if rep.InFlightCount != 0 {
+		t.Errorf("with deadline 0 nothing is in flight, got %v", rep.InFlight)
+	}
+
+	// With jetsaga check's default deadline the young order passes and is
+	// listed as in flight instead.
+	rep = run(t, w, check.Options{Deadline: check.DefaultDeadline})
+	if !rep.OK() {
+		t.Fatalf("default deadline: failed invariants %v:\n%s", rep.Failed(), written(rep))
+	}
+	if rep.InFlightCount != 1 || !strings.Contains(rep.InFlight[0], "o-young: RESERVED in the order service, RESERVED in the read model") {
+		t.Fatalf("in flight %d %v, want o-young", rep.InFlightCount, rep.InFlight)
+	}
+	if out := written(rep); !strings.Contains(out, "in flight: 1 order younger than 1m0s not ended yet (not a violation") {
+		t.Errorf("report does not say what is in flight:\n%s", out)
+	}
 }
 
 // TestEachInvariantBroken breaks a consistent world in one place and expects

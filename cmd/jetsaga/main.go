@@ -22,7 +22,7 @@ const usage = `jetsaga — a choreography saga on NATS JetStream and PostgreSQL
 
 usage:
   jetsaga place --customer ID --item SKU:QTY:PRICE_CENTS [--item ...] [--wait]
-  jetsaga check [--deadline 0s]
+  jetsaga check [--deadline 1m] [--quiesce 0s]
   jetsaga trace ORDER_ID
   jetsaga up        start the local stack in .run/ (make up)
   jetsaga down      stop it (make down)
