@@ -208,7 +208,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, opt Op
 		run  func(context.Context, *Result) error
 	}{
 		{fmt.Sprintf("every order older than %v is terminal (order service and read model)", opt.Deadline), c.terminal},
-		{"stock adds up per SKU (initial = available + reserved + sold) and reservations match order outcomes", c.stock},
+		{"stock adds up per SKU (initial + adjusted = available + reserved + sold) and reservations match order outcomes", c.stock},
 		{"a CONFIRMED order has exactly one completed payment of its total; a CANCELLED order has no charge", c.payments},
 		{"outboxes are empty, every event id is in the streams once, at most one event of a type per order, DLQ empty", c.delivery},
 		{"the read model agrees with the order service (status, reason, total, customer)", c.readModel},

@@ -120,13 +120,13 @@ WITH items AS (
     GROUP BY ri.sku
 )
 SELECT coalesce(s.sku, i.sku), s.sku IS NOT NULL,
-       coalesce(s.initial, 0)::bigint, coalesce(s.available, 0)::bigint,
+       coalesce(s.initial, 0)::bigint, coalesce(s.adjusted, 0)::bigint, coalesce(s.available, 0)::bigint,
        coalesce(s.reserved, 0)::bigint, coalesce(s.sold, 0)::bigint,
        coalesce(i.held, 0), coalesce(i.committed, 0)
 FROM inventory.stock s
 FULL JOIN items i ON i.sku = s.sku
 WHERE (s.sku IS NULL AND (i.held > 0 OR i.committed > 0))
-   OR s.initial <> s.available + s.reserved + s.sold
+   OR s.initial + s.adjusted <> s.available + s.reserved + s.sold
    OR s.reserved <> coalesce(i.held, 0)
    OR s.sold <> coalesce(i.committed, 0)
 ORDER BY 1`
@@ -142,7 +142,8 @@ WHERE (r.status IN ('HELD', 'COMMITTED') AND o.order_id IS NULL)
        AND o.created_at <= now() - $1::bigint * interval '1 microsecond')
 ORDER BY 1`
 
-// stock checks invariant 2: per SKU, initial = available + reserved + sold,
+// stock checks invariant 2: per SKU, initial + adjusted (the net of the
+// operators' recorded stock adjustments) = available + reserved + sold,
 // reserved is what HELD reservations hold and sold what COMMITTED ones do;
 // and reservations agree with the orders' outcomes.
 func (c *checker) stock(ctx context.Context, r *Result) error {
@@ -151,18 +152,18 @@ func (c *checker) stock(ctx context.Context, r *Result) error {
 		return fmt.Errorf("query stock: %w", err)
 	}
 	var (
-		sku                                            string
-		hasStock                                       bool
-		initial, available, reserved, sold, held, comm int64
+		sku                                                      string
+		hasStock                                                 bool
+		initial, adjusted, available, reserved, sold, held, comm int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&sku, &hasStock, &initial, &available, &reserved, &sold, &held, &comm}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&sku, &hasStock, &initial, &adjusted, &available, &reserved, &sold, &held, &comm}, func() error {
 		if !hasStock {
 			r.add("sku %s: no stock row, yet reservations hold %d and committed %d", sku, held, comm)
 			return nil
 		}
 		var what []string
-		if sum := available + reserved + sold; initial != sum {
-			what = append(what, fmt.Sprintf("initial %d != available %d + reserved %d + sold %d (= %d)", initial, available, reserved, sold, sum))
+		if sum := available + reserved + sold; initial+adjusted != sum {
+			what = append(what, fmt.Sprintf("initial %d + adjusted %d != available %d + reserved %d + sold %d (= %d)", initial, adjusted, available, reserved, sold, sum))
 		}
 		if reserved != held {
 			what = append(what, fmt.Sprintf("reserved %d != %d held by HELD reservations", reserved, held))

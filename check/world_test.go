@@ -41,6 +41,7 @@ CREATE TABLE stock (
   reserved   int NOT NULL DEFAULT 0 CHECK (reserved >= 0),
   sold       int NOT NULL DEFAULT 0 CHECK (sold >= 0),
   initial    int NOT NULL,
+  adjusted   int NOT NULL DEFAULT 0,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE reservations (
