@@ -45,15 +45,60 @@ func (e *endpoints) flags(fs *flag.FlagSet, names ...string) {
 	}
 }
 
-// localStack is the configuration of the stack in the current checkout.
+// localStack is the configuration of the local stack: its ports and
+// addresses from the environment, its checkout found from the working
+// folder or from this binary (stack.FindRoot), its run folder runDir
+// (default .run in the checkout). Outside a checkout Root is empty: the
+// connection defaults still hold, and the stack commands say what is wrong
+// (requireRoot).
 func localStack(runDir string) stack.Config {
-	root, _ := os.Getwd()
+	root := findRoot()
 	c, err := stack.FromEnv(root, runDir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "jetsaga:", err)
 		os.Exit(2)
 	}
 	return c
+}
+
+// findRoot is the jetsaga checkout of the working folder or of this binary,
+// or "" when there is none.
+func findRoot() string {
+	wd, _ := os.Getwd()
+	exe, _ := os.Executable()
+	root, err := stack.FindRoot(wd, exe)
+	if err != nil {
+		return ""
+	}
+	return root
+}
+
+// stackIn is the local stack for a command that runs it (up, down, demo,
+// chaos): root, when given, is the checkout (--root); runDir, when given, the
+// run folder; sub, when runDir is not given, a run folder under the
+// checkout's .run (demo, chaos).
+func stackIn(root, runDir, sub string) (stack.Config, error) {
+	c := localStack(absRunDir(runDir))
+	if root != "" {
+		a, err := filepath.Abs(root)
+		if err != nil {
+			return c, err
+		}
+		if !stack.IsRoot(a) {
+			return c, fmt.Errorf("--root %s: %w", root, stack.ErrNoRoot)
+		}
+		c.Root = a
+		if runDir == "" {
+			c.RunDir = filepath.Join(a, ".run")
+		}
+	}
+	if c.Root == "" {
+		return c, stack.ErrNoRoot
+	}
+	if runDir == "" && sub != "" {
+		c.RunDir = filepath.Join(c.Root, ".run", sub)
+	}
+	return c, nil
 }
 
 // parse parses a command's flags and their environment variables. A bad

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -58,7 +57,10 @@ func demo(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	began := time.Now()
-	c := localStack(absRunDir(filepath.Join(".run", "demo")))
+	c, err := stackIn("", "", "demo")
+	if err != nil {
+		return err
+	}
 	c.Flags["inventory"] = strings.TrimSpace("--seed-stock " + demoSeed + " " + c.Flags["inventory"])
 	c.Flags["payment"] = strings.TrimSpace(fmt.Sprintf("--decline-over-cents %d --decline-rate 0.03 --seed 7 %s", demoDeclineOver, c.Flags["payment"]))
 	log := cliLogger()
