@@ -89,6 +89,7 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.DurationVar(&cfg.Faults.Delay, "inject-delay", 0, "each message waits this long before it is handled")
 	fs.Int64Var(&cfg.Faults.Seed, "inject-seed", 1, "seed of the fault dice (mixed with the process id, so a restarted process does not replay its predecessor's dice)")
 	fs.IntVar(&cfg.Faults.Limit, "inject-limit", 0, "each fault fires at most this often per process (0: no limit); 1 makes a window happen exactly once")
+	fs.Var(&cfg.Faults.Previous, "inject-previous", "faults injected in this service's earlier processes, e.g. crash_after_commit=2,redeliver=5: jetsaga_faults_injected_total starts from them (the supervisor of make up sets it on each restart)")
 	fs.DurationVar(&cfg.DupWindow, "duplicate-window", 2*time.Minute, "the streams' duplicate window on Nats-Msg-Id")
 }
 
