@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/jetsaga/jetsaga/internal/stream"
+
 	"github.com/jetsaga/jetsaga/internal/event"
 )
 
@@ -33,8 +35,10 @@ type Stats struct {
 	Orders          map[Status]int64 `json:"orders"`           // views per status
 	EventsProjected int64            `json:"events_projected"` // rows of the events table
 	Lag             LagSummary       `json:"lag_ms"`           // over the last 1,000 events this process projected
-	// Behind maps each consumer to the messages it has not acknowledged yet
-	// (pending + ack pending); -1 when JetStream could not say.
+	// Behind maps each durable consumer of the event streams (every
+	// service's, e.g. "inventory-orders") to the messages it has not
+	// acknowledged yet (pending + ack pending); -1 for one of the read
+	// model's when JetStream could not say.
 	Behind map[string]int64 `json:"behind"`
 	// SinceStart counts events this process handled since it started.
 	SinceStart struct {
@@ -115,24 +119,29 @@ func (rm *readModel) stats(w http.ResponseWriter, r *http.Request) {
 // behind reads how many messages each consumer has yet to acknowledge.
 func (rm *readModel) behind(ctx context.Context) map[string]int64 {
 	out := map[string]int64{}
+	for _, c := range consumers {
+		out[c.durable] = -1 // until JetStream says
+	}
 	if rm.js == nil {
 		return out
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	for _, c := range consumers {
-		out[c.durable] = -1
-		cons, err := rm.js.Consumer(ctx, c.stream, c.durable)
+	// Every durable consumer of the event streams, the other services' too:
+	// /stats shows where the whole saga stands, not only the read model.
+	for _, name := range []string{stream.Orders, stream.Inventory, stream.Payments} {
+		st, err := rm.js.Stream(ctx, name)
 		if err != nil {
-			rm.log.Warn("stats: consumer info", zap.String("consumer", c.durable), zap.Error(err))
+			rm.log.Warn("stats: stream", zap.String("stream", name), zap.Error(err))
 			continue
 		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			rm.log.Warn("stats: consumer info", zap.String("consumer", c.durable), zap.Error(err))
-			continue
+		list := st.ListConsumers(ctx)
+		for info := range list.Info() {
+			out[info.Name] = int64(info.NumPending) + int64(info.NumAckPending)
 		}
-		out[c.durable] = int64(info.NumPending) + int64(info.NumAckPending)
+		if err := list.Err(); err != nil {
+			rm.log.Warn("stats: list consumers", zap.String("stream", name), zap.Error(err))
+		}
 	}
 	return out
 }

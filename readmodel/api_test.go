@@ -286,6 +286,12 @@ func TestStats(t *testing.T) {
 	feed(t, b.rm, saga(t, "ord-1", pathConfirmed)[:1]...) // a re-emitted order.created: recorded, no change
 	feed(t, b.rm, saga(t, "ord-2", pathConfirmed)[0])     // another one
 	nEvents += 2
+	// Another service's consumer is listed too (the payment.failed below is one for it).
+	if _, err := stream.EnsureConsumer(t.Context(), b.js, stream.ConsumerConfig{
+		Stream: stream.Payments, Durable: "inventory-payments", FilterSubjects: []string{"payment.failed.>"},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// Messages nobody consumed yet, two on ORDERS, one each on INVENTORY and
 	// PAYMENTS: the read model is behind.
 	for _, e := range append(saga(t, "ord-8", pathConfirmed)[:1], saga(t, "ord-9", pathPaymentFailed)...)[:4] {
@@ -302,7 +308,7 @@ func TestStats(t *testing.T) {
 	want := Stats{
 		Orders:          map[Status]int64{Pending: 2, Reserved: 1, Confirmed: 3, Cancelled: 2},
 		EventsProjected: int64(nEvents),
-		Behind:          map[string]int64{ConsumerOrders: 2, ConsumerInventory: 1, ConsumerPayments: 1},
+		Behind:          map[string]int64{ConsumerOrders: 2, ConsumerInventory: 1, ConsumerPayments: 1, "inventory-payments": 1},
 	}
 	want.SinceStart.Projected = int64(nEvents)
 	want.SinceStart.Duplicates = 1
