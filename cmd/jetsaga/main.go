@@ -21,7 +21,7 @@ import (
 const usage = `jetsaga — a choreography saga on NATS JetStream and PostgreSQL
 
 usage:
-  jetsaga place --customer ID --item SKU:QTY:PRICE_CENTS [--item ...] [--wait]
+  jetsaga place --customer ID --item SKU:QTY:PRICE_CENTS [--item ...] [--count N] [--wait]
   jetsaga check [--deadline 1m] [--quiesce 0s]
   jetsaga trace ORDER_ID
   jetsaga up        start the local stack in .run/ (make up)
