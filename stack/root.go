@@ -11,11 +11,12 @@ const rootMarker = "deploy/nats/dev.conf"
 
 // ErrNoRoot is returned by FindRoot when neither the folder nor the binary is
 // inside a jetsaga checkout.
-var ErrNoRoot = errors.New("not inside a jetsaga checkout (a folder holding go.mod and " + rootMarker + "): run from the checkout, run its bin/jetsaga, or pass --root")
+var ErrNoRoot = errors.New("not inside a jetsaga checkout (a folder holding " + rootMarker + "): run from the checkout, run its bin/jetsaga, or pass --root")
 
 // FindRoot returns the jetsaga checkout the local stack belongs to: the
-// nearest folder at or above dir that holds go.mod and deploy/nats/dev.conf,
-// or else the checkout whose bin/ holds exe (the jetsaga binary running).
+// nearest folder at or above dir that holds deploy/nats/dev.conf (the stack's
+// NATS configuration), or else the one whose bin/ holds exe (the jetsaga
+// binary running).
 func FindRoot(dir, exe string) (string, error) {
 	for d := dir; d != ""; {
 		if IsRoot(d) {
@@ -38,12 +39,9 @@ func FindRoot(dir, exe string) (string, error) {
 	return "", ErrNoRoot
 }
 
-// IsRoot reports whether dir is a jetsaga checkout.
+// IsRoot reports whether dir is a jetsaga checkout, or a copy of one that
+// holds what the stack runs (bin/ and deploy/).
 func IsRoot(dir string) bool {
-	for _, f := range []string{"go.mod", rootMarker} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			return false
-		}
-	}
-	return true
+	_, err := os.Stat(filepath.Join(dir, rootMarker))
+	return err == nil
 }
