@@ -27,7 +27,7 @@ chaos: build ## the saga under fire: 2,000 orders, injected crashes/duplicates/r
 	$(BIN)/jetsaga chaos $(CHAOS_FLAGS)
 
 .PHONY: up
-up: build ## start the stack in .run/ and leave it running (NATS_PORT, PG_PORT, *_ADDR, *_FLAGS)
+up: build ## start the stack in .run/ and leave it running (JETSAGA_NATS_PORT, JETSAGA_PG_PORT, JETSAGA_*_ADDR, JETSAGA_*_FLAGS)
 	$(BIN)/jetsaga up
 
 .PHONY: down

@@ -123,7 +123,7 @@ func (o Options) validate() error {
 }
 
 // stackConfig is opts.Stack with the run's flags in front of each service's
-// own (flags given later win, so *_FLAGS from the environment still
+// own (flags given later win, so JETSAGA_*_FLAGS from the environment still
 // override).
 func stackConfig(opts Options) stack.Config {
 	c := opts.Stack

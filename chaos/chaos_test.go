@@ -272,7 +272,7 @@ func TestReportWrite(t *testing.T) {
 		"crash_after_commit",
 		"jetsaga check:",
 		"1 PASS terminal",
-		"PASS: 3 orders placed once and terminal; 6 faults injected; 1 kill -9s of services, 1 of nats-server, 1 Postgres crash stops; 3 restarts",
+		"PASS: 3 orders placed once and terminal; 6 faults injected; 1 kill -9 of services, 1 of nats-server; 1 Postgres crash (stop -m immediate); 3 restarts; every invariant holds",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

@@ -201,8 +201,10 @@ func (r Report) Write(w io.Writer) {
 		b.WriteByte('\n')
 	}
 	if r.OK() {
-		fmt.Fprintf(&b, "PASS: %d orders placed once and terminal; %d faults injected; %d kill -9s of services, %d of nats-server, %d Postgres crash stops; %d restarts; every invariant holds\n",
-			r.Placed, sum(totals), kills, r.Kills[targetNATS], r.Kills[targetPostgres], restarts)
+		fmt.Fprintf(&b, "PASS: %d orders placed once and terminal; %s injected; %s of services, %d of nats-server; %s; %s; every invariant holds\n",
+			r.Placed, count(sum(totals), "fault", "faults"), count(kills, "kill -9", "kill -9s"), r.Kills[targetNATS],
+			count(r.Kills[targetPostgres], "Postgres crash (stop -m immediate)", "Postgres crashes (stop -m immediate)"),
+			count(restarts, "restart", "restarts"))
 	} else {
 		fmt.Fprintf(&b, "FAIL:%s\n", r.failures())
 	}
@@ -257,4 +259,12 @@ func round(d time.Duration) time.Duration {
 		return d.Round(time.Second / 10)
 	}
 	return d.Round(time.Millisecond)
+}
+
+// count is n and the noun for it: "1 restart", "3 restarts".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

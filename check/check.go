@@ -18,17 +18,24 @@ import (
 // maxListed bounds how many violations a Result lists; Count has them all.
 const maxListed = 20
 
+// DefaultDeadline is how long jetsaga check gives a saga before an order that
+// has not ended counts as stuck (invariant 1). A saga ends in milliseconds
+// on a healthy stack and within a few AckWaits after crashes; a minute
+// leaves room for both. (The planned saga deadline, which cancels an order
+// with reason timeout, will take its place.)
+const DefaultDeadline = time.Minute
+
 // Options tune a check.
 type Options struct {
 	// Deadline: orders created longer ago than this must be settled; younger
-	// ones may be in flight. 0 (the default) checks every order, which is
-	// right after Quiesce.
+	// ones may be in flight, and the report lists them as such. 0 checks
+	// every order, which is right after Quiesce.
 	Deadline time.Duration
 }
 
 // Result is the outcome of one invariant.
 type Result struct {
-	Invariant  int      // 1-5, as numbered in DESIGN.md
+	Invariant  int      // 1-5, as numbered in docs/DESIGN.md
 	Name       string   // what the invariant says
 	OK         bool     // no violation found
 	Violations []string // the first violations found, at most 20, each naming its order, SKU, event or subject
@@ -50,7 +57,11 @@ type Report struct {
 	Streams  map[string]uint64 // messages read per stream (ORDERS, INVENTORY, PAYMENTS, DLQ)
 	DLQ      uint64            // dead-lettered messages (the DLQ stream's message count)
 	Deadline time.Duration     // Options.Deadline the check ran with
-	Took     time.Duration     // how long the check took
+	// InFlight lists the first orders (at most 20) younger than Deadline
+	// that have not ended yet: not violations, merely in flight.
+	InFlight      []string
+	InFlightCount int           // how many such orders there are in all
+	Took          time.Duration // how long the check took
 }
 
 // OK reports whether every invariant holds.
@@ -115,6 +126,17 @@ func (r Report) Write(w io.Writer) {
 	}
 	fmt.Fprintf(&b, "messages: %s\n", strings.Join(parts, ", "))
 
+	if r.InFlightCount > 0 {
+		fmt.Fprintf(&b, "in flight: %d %s younger than %v not ended yet (not a violation; check again later or with --deadline 0 after quiescence)\n",
+			r.InFlightCount, plural(r.InFlightCount, "order", "orders"), r.Deadline)
+		for _, o := range r.InFlight {
+			fmt.Fprintf(&b, "    %s\n", o)
+		}
+		if more := r.InFlightCount - len(r.InFlight); more > 0 {
+			fmt.Fprintf(&b, "    ... and %d more\n", more)
+		}
+	}
+
 	for _, res := range r.Results {
 		verdict := "PASS"
 		if !res.OK {
@@ -163,7 +185,7 @@ type checker struct {
 // the database's own clock, so that the checker's clock does not matter.
 func (c *checker) cutoff() int64 { return c.opt.Deadline.Microseconds() }
 
-// Run checks invariants 1 to 5 of DESIGN.md. pool may have any search_path:
+// Run checks invariants 1 to 5 of docs/DESIGN.md. pool may have any search_path:
 // every table is named with its schema. It returns an error only when it
 // could not look (a query or a stream read failed); violations are in the
 // report.
@@ -178,12 +200,15 @@ func Run(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, opt Op
 	if err := c.countOrders(ctx); err != nil {
 		return Report{}, err
 	}
+	if err := c.inFlight(ctx); err != nil {
+		return Report{}, err
+	}
 	checks := []struct {
 		name string
 		run  func(context.Context, *Result) error
 	}{
 		{fmt.Sprintf("every order older than %v is terminal (order service and read model)", opt.Deadline), c.terminal},
-		{"stock adds up per SKU (initial = available + reserved + sold) and reservations match order outcomes", c.stock},
+		{"stock adds up per SKU (initial + adjusted = available + reserved + sold) and reservations match order outcomes", c.stock},
 		{"a CONFIRMED order has exactly one completed payment of its total; a CANCELLED order has no charge", c.payments},
 		{"outboxes are empty, every event id is in the streams once, at most one event of a type per order, DLQ empty", c.delivery},
 		{"the read model agrees with the order service (status, reason, total, customer)", c.readModel},

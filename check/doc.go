@@ -1,4 +1,4 @@
-// Package check verifies DESIGN.md's saga invariants against a running (or
+// Package check verifies docs/DESIGN.md's saga invariants against a running (or
 // stopped) jetsaga: the four service schemas of one PostgreSQL database and
 // the JetStream streams. It is what `jetsaga check`, `make demo` and the end
 // to end tests run.

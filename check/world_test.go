@@ -15,7 +15,7 @@ import (
 	"github.com/jetsaga/jetsaga/internal/testenv"
 )
 
-// The services' tables as DESIGN.md and the services fix them. The check
+// The services' tables as docs/DESIGN.md and the services fix them. The check
 // must not import the services, and neither do its tests: these are the
 // same tables, written down again.
 var migrations = map[string]fstest.MapFS{
@@ -41,6 +41,7 @@ CREATE TABLE stock (
   reserved   int NOT NULL DEFAULT 0 CHECK (reserved >= 0),
   sold       int NOT NULL DEFAULT 0 CHECK (sold >= 0),
   initial    int NOT NULL,
+  adjusted   int NOT NULL DEFAULT 0,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE reservations (

@@ -128,8 +128,8 @@ func (w *procWorld) start(name string, flags ...string) {
 	cmd := exec.Command(filepath.Join(w.bin, name), flags...)
 	cmd.Env = append(os.Environ(),
 		"NATS_URL="+w.nats.URL(), "DATABASE_URL="+w.dbURL,
-		"HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port), "LOG_FORMAT=json", "LOG_LEVEL=debug",
-		"ACK_WAIT=1s", "SEED_STOCK=sku-a=100,sku-b=100", "DECLINE_OVER_CENTS=10000")
+		"JETSAGA_HTTP_ADDR=127.0.0.1:"+strconv.Itoa(port), "JETSAGA_LOG_FORMAT=json", "JETSAGA_LOG_LEVEL=debug",
+		"JETSAGA_ACK_WAIT=1s", "JETSAGA_SEED_STOCK=sku-a=100,sku-b=100", "JETSAGA_DECLINE_OVER_CENTS=10000")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)

@@ -2,7 +2,7 @@ package e2e_test
 
 // One test per failure window (issue: failure injection). Each runs its
 // window deterministically — the fault at P=1 for its first occurrence, then
-// off — and asserts DESIGN.md's invariants 1-5 afterwards with jetsaga check.
+// off — and asserts docs/DESIGN.md's invariants 1-5 afterwards with jetsaga check.
 
 import (
 	"bytes"

@@ -262,7 +262,7 @@ func (w *world) waitTerminal(ids ...string) {
 }
 
 // quiesce waits for empty outboxes and caught-up consumers, then asserts
-// DESIGN.md's invariants with jetsaga check.
+// docs/DESIGN.md's invariants with jetsaga check.
 func (w *world) checkInvariants() {
 	w.t.Helper()
 	ctx := context.Background()

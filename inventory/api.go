@@ -55,7 +55,7 @@ func (s *Service) getStock(w http.ResponseWriter, r *http.Request) {
 }
 
 // putStock serves PUT /stock/{sku} with {"available": N}: it creates the SKU
-// or sets its available stock, moving initial by the difference.
+// (initial N) or adjusts its available stock to N, recording the adjustment.
 func (s *Service) putStock(w http.ResponseWriter, r *http.Request) {
 	sku := r.PathValue("sku")
 	n, bad, reqErr := decodePut(w, r)
@@ -70,12 +70,16 @@ func (s *Service) putStock(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: "invalid stock", Fields: bad})
 		return
 	}
-	st, err := setAvailable(r.Context(), s.pool, sku, n)
+	st, adjusted, err := setAvailable(r.Context(), s.pool, sku, n)
 	if err != nil {
 		s.internalError(w, r, err)
 		return
 	}
-	s.log.Info("stock set", zap.String("sku", sku), zap.Int("available", st.Available), zap.Int("initial", st.Initial))
+	if adjusted {
+		s.log.Info("stock adjusted", zap.String("sku", sku), zap.Int("available", st.Available), zap.Int("adjusted", st.Adjusted))
+	} else {
+		s.log.Info("stock created", zap.String("sku", sku), zap.Int("initial", st.Initial))
+	}
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -134,5 +138,7 @@ func (s *Service) internalError(w http.ResponseWriter, r *http.Request, err erro
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // ">= 0" reads as written, not "\u003e= 0"
+	_ = enc.Encode(v)
 }

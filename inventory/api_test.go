@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/jetsaga/jetsaga/internal/stream"
 )
 
@@ -73,7 +75,7 @@ func TestGetStock(t *testing.T) {
 		t.Errorf("GET /stock = %+v, want %+v", got, want)
 	}
 	// The field names are the API.
-	if !strings.Contains(string(body), `{"sku":"A","available":1,"reserved":0,"sold":0,"initial":1}`) {
+	if !strings.Contains(string(body), `{"sku":"A","available":1,"reserved":0,"sold":0,"initial":1,"adjusted":0}`) {
 		t.Errorf("GET /stock body %s does not spell the fields as documented", body)
 	}
 
@@ -111,8 +113,9 @@ func TestGetStockEmpty(t *testing.T) {
 	}
 }
 
-// TestPutStock sets stock while some of it is held and sold: initial moves
-// with available, and the invariant holds throughout.
+// TestPutStock sets stock while some of it is held and sold: initial stays
+// what the SKU started with, each change is an adjustment recorded in
+// stock_adjustments, and the invariant holds throughout.
 func TestPutStock(t *testing.T) {
 	t.Parallel()
 	b := setup(t, map[string]int{"a": 10})
@@ -125,9 +128,9 @@ func TestPutStock(t *testing.T) {
 		path, body string
 		want       Stock
 	}{
-		{"/stock/a", `{"available": 20}`, Stock{SKU: "a", Available: 20, Reserved: 3, Sold: 2, Initial: 25}},
-		{"/stock/a", `{"available": 0}`, Stock{SKU: "a", Available: 0, Reserved: 3, Sold: 2, Initial: 5}},
-		{"/stock/a", `{"available": 0}`, Stock{SKU: "a", Available: 0, Reserved: 3, Sold: 2, Initial: 5}},
+		{"/stock/a", `{"available": 20}`, Stock{SKU: "a", Available: 20, Reserved: 3, Sold: 2, Initial: 10, Adjusted: 15}},
+		{"/stock/a", `{"available": 0}`, Stock{SKU: "a", Available: 0, Reserved: 3, Sold: 2, Initial: 10, Adjusted: -5}},
+		{"/stock/a", `{"available": 0}`, Stock{SKU: "a", Available: 0, Reserved: 3, Sold: 2, Initial: 10, Adjusted: -5}},
 		{"/stock/new_SKU-1", `{"available": 7}`, Stock{SKU: "new_SKU-1", Available: 7, Initial: 7}},
 		{"/stock/zero", `{"available":0}`, Stock{SKU: "zero", Initial: 0}},
 	}
@@ -144,8 +147,27 @@ func TestPutStock(t *testing.T) {
 
 	// Releasing what was held before the PUTs keeps the invariant.
 	b.mustApply(t, paymentFailed(t, "o1"))
-	if got, want := b.stock(t)["a"], (Stock{SKU: "a", Available: 3, Sold: 2, Initial: 5}); got != want {
+	if got, want := b.stock(t)["a"], (Stock{SKU: "a", Available: 3, Sold: 2, Initial: 10, Adjusted: -5}); got != want {
 		t.Errorf("after release: %+v, want %+v", got, want)
+	}
+
+	// Each PUT on an existing SKU is one recorded adjustment; creating a
+	// SKU is its initial stock, not an adjustment.
+	rows, err := b.pool.Query(t.Context(), `SELECT sku, delta, available_before, available_after FROM stock_adjustments ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type adj struct {
+		SKU                  string
+		Delta, Before, After int
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[adj])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []adj{{"a", 15, 5, 20}, {"a", -20, 20, 0}, {"a", 0, 0, 0}}
+	if !slices.Equal(got, want) {
+		t.Errorf("stock_adjustments = %+v, want %+v", got, want)
 	}
 }
 

@@ -1,5 +1,5 @@
 // Package inventory is the inventory service of the jetsaga order saga
-// (DESIGN.md, "Saga"). It owns the stock of every SKU and one reservation
+// (docs/DESIGN.md, "Saga"). It owns the stock of every SKU and one reservation
 // decision per order, in the PostgreSQL schema "inventory".
 //
 // # Consumes
@@ -31,9 +31,13 @@
 //
 // # Tables
 //
-//   - stock (sku, available, reserved, sold, initial, updated_at): per SKU,
-//     initial = available + reserved + sold always (DESIGN.md invariant 2);
-//     initial counts everything ever put in, by --seed-stock and PUT.
+//   - stock (sku, available, reserved, sold, initial, adjusted, updated_at):
+//     per SKU, initial + adjusted = available + reserved + sold always
+//     (docs/DESIGN.md invariant 2); initial is what the SKU started with (its
+//     --seed-stock, or the PUT that created it), adjusted the net of every
+//     later PUT.
+//   - stock_adjustments (id, sku, delta, available_before, available_after,
+//     adjusted_at): one row per PUT on an existing SKU.
 //   - reservations (order_id, status HELD|COMMITTED|RELEASED|REJECTED,
 //     reason, created_at, updated_at): one per order.
 //   - reservation_items (order_id, sku, qty): what a HELD, COMMITTED or
@@ -42,10 +46,11 @@
 // # HTTP
 //
 //   - GET /stock: every SKU's {"sku", "available", "reserved", "sold",
-//     "initial"}, sorted by SKU.
+//     "initial", "adjusted"}, sorted by SKU.
 //   - GET /stock/{sku}: one SKU, or 404.
-//   - PUT /stock/{sku} with {"available": N}: creates the SKU or sets its
-//     available stock (0 to 1,000,000,000), moving initial by the difference;
+//   - PUT /stock/{sku} with {"available": N}: creates the SKU with initial
+//     stock N, or adjusts its available stock to N (0 to 1,000,000,000),
+//     adding the difference to adjusted and recording the adjustment;
 //     400 with {"error", "fields"} naming each bad field (unknown fields
 //     included), 413 over 64 KiB.
 //

@@ -357,7 +357,7 @@ func TestReserveOncePerOrder(t *testing.T) {
 	}{
 		{name: "held", seed: 5, qty: 2, want: Held},
 		{name: "rejected, then stock arrives", seed: 1, qty: 2, want: Rejected, effect: func(t *testing.T, b bundle) {
-			if _, err := setAvailable(context.Background(), b.pool, "a", 100); err != nil {
+			if _, _, err := setAvailable(context.Background(), b.pool, "a", 100); err != nil {
 				t.Fatal(err)
 			}
 		}},

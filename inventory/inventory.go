@@ -98,23 +98,24 @@ type Stock struct {
 	Available int    `json:"available"`
 	Reserved  int    `json:"reserved"`
 	Sold      int    `json:"sold"`
-	Initial   int    `json:"initial"`
+	Initial   int    `json:"initial"`  // what the SKU started with: its seed, or the PUT that created it
+	Adjusted  int    `json:"adjusted"` // the net of every later PUT /stock/{sku} (each in stock_adjustments)
 }
 
-// ErrUnbalanced is returned by [Stock.Check] when initial ≠ available +
-// reserved + sold.
+// ErrUnbalanced is returned by [Stock.Check] when initial + adjusted ≠
+// available + reserved + sold.
 var ErrUnbalanced = errors.New("stock unbalanced")
 
-// Check verifies DESIGN.md's invariant 2 for one SKU: initial = available +
-// reserved + sold, none of them negative.
+// Check verifies docs/DESIGN.md's invariant 2 for one SKU: initial + adjusted
+// = available + reserved + sold, none of them negative.
 func (s Stock) Check() error {
 	if s.Available < 0 || s.Reserved < 0 || s.Sold < 0 {
 		return fmt.Errorf("sku %s: negative count (available %d, reserved %d, sold %d): %w",
 			s.SKU, s.Available, s.Reserved, s.Sold, ErrUnbalanced)
 	}
-	if s.Initial != s.Available+s.Reserved+s.Sold {
-		return fmt.Errorf("sku %s: initial %d != available %d + reserved %d + sold %d: %w",
-			s.SKU, s.Initial, s.Available, s.Reserved, s.Sold, ErrUnbalanced)
+	if s.Initial+s.Adjusted != s.Available+s.Reserved+s.Sold {
+		return fmt.Errorf("sku %s: initial %d + adjusted %d != available %d + reserved %d + sold %d: %w",
+			s.SKU, s.Initial, s.Adjusted, s.Available, s.Reserved, s.Sold, ErrUnbalanced)
 	}
 	return nil
 }
@@ -145,10 +146,11 @@ func (s Stock) Apply(t Transition, qty int) Stock {
 	return s
 }
 
-// SetAvailable returns s with available set to n and initial adjusted by the
-// difference, so that the invariant still holds: what PUT /stock/{sku} does.
+// SetAvailable returns s with available set to n and the difference added
+// to adjusted, so that the invariant still holds: what PUT /stock/{sku} does
+// to an existing SKU.
 func (s Stock) SetAvailable(n int) Stock {
-	s.Initial += n - s.Available
+	s.Adjusted += n - s.Available
 	s.Available = n
 	return s
 }

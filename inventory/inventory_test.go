@@ -133,9 +133,9 @@ func TestStockArithmetic(t *testing.T) {
 				{op: "hold", n: 3, wantOK: true, want: Stock{SKU: "a", Available: 7, Reserved: 3, Initial: 10}},
 				{op: "hold", n: 2, wantOK: true, want: Stock{SKU: "a", Available: 5, Reserved: 5, Initial: 10}},
 				{op: "commit", n: 2, want: Stock{SKU: "a", Available: 5, Reserved: 3, Sold: 2, Initial: 10}},
-				{op: "set", n: 20, want: Stock{SKU: "a", Available: 20, Reserved: 3, Sold: 2, Initial: 25}},
-				{op: "set", n: 0, want: Stock{SKU: "a", Available: 0, Reserved: 3, Sold: 2, Initial: 5}},
-				{op: "release", n: 3, want: Stock{SKU: "a", Available: 3, Sold: 2, Initial: 5}},
+				{op: "set", n: 20, want: Stock{SKU: "a", Available: 20, Reserved: 3, Sold: 2, Initial: 10, Adjusted: 15}},
+				{op: "set", n: 0, want: Stock{SKU: "a", Available: 0, Reserved: 3, Sold: 2, Initial: 10, Adjusted: -5}},
+				{op: "release", n: 3, want: Stock{SKU: "a", Available: 3, Sold: 2, Initial: 10, Adjusted: -5}},
 			},
 		},
 	}
@@ -181,6 +181,9 @@ func TestStockCheck(t *testing.T) {
 		{"initial too high", Stock{SKU: "a", Available: 1, Initial: 2}, true},
 		{"initial too low", Stock{SKU: "a", Available: 1, Sold: 1, Initial: 1}, true},
 		{"negative reserved", Stock{SKU: "a", Available: 2, Reserved: -1, Initial: 1}, true},
+		{"adjusted up", Stock{SKU: "a", Available: 8, Sold: 2, Initial: 6, Adjusted: 4}, false},
+		{"adjusted down", Stock{SKU: "a", Available: 1, Sold: 2, Initial: 6, Adjusted: -3}, false},
+		{"adjustment missing", Stock{SKU: "a", Available: 8, Sold: 2, Initial: 6}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // The store: every SQL statement of the inventory service. Functions take a
@@ -241,11 +242,11 @@ func seedStock(ctx context.Context, q db, seed map[string]int) ([]string, error)
 	return created, nil
 }
 
-const stockColumns = `sku, available, reserved, sold, initial`
+const stockColumns = `sku, available, reserved, sold, initial, adjusted`
 
 func scanStock(r pgx.CollectableRow) (Stock, error) {
 	var s Stock
-	err := r.Scan(&s.SKU, &s.Available, &s.Reserved, &s.Sold, &s.Initial)
+	err := r.Scan(&s.SKU, &s.Available, &s.Reserved, &s.Sold, &s.Initial, &s.Adjusted)
 	return s, err
 }
 
@@ -278,23 +279,49 @@ func getStock(ctx context.Context, q db, sku string) (Stock, error) {
 	return s, nil
 }
 
-// setAvailable creates the SKU with n available, or sets its available to n
-// and moves initial by the same difference ([Stock.SetAvailable]) in one
-// statement, so concurrent reservations and PUTs keep the invariant.
-func setAvailable(ctx context.Context, q db, sku string, n int) (Stock, error) {
-	rows, err := q.Query(ctx, `
-		INSERT INTO stock (sku, available, initial) VALUES ($1, $2, $2)
-		ON CONFLICT (sku) DO UPDATE
-		SET available = EXCLUDED.available,
-		    initial = stock.initial + (EXCLUDED.available - stock.available),
-		    updated_at = now()
-		RETURNING `+stockColumns, sku, n)
+// setAvailable serves PUT /stock/{sku}: a SKU without stock is created with
+// n as its initial stock; an existing one is adjusted — available becomes n,
+// adjusted moves by the difference, and the adjustment is recorded in
+// stock_adjustments — in one transaction. adjusted reports which it was.
+func setAvailable(ctx context.Context, pool *pgxpool.Pool, sku string, n int) (s Stock, adjusted bool, err error) {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			INSERT INTO stock (sku, available, initial) VALUES ($1, $2, $2)
+			ON CONFLICT (sku) DO NOTHING
+			RETURNING `+stockColumns, sku, n)
+		if err != nil {
+			return err
+		}
+		created, err := pgx.CollectRows(rows, scanStock)
+		if err != nil {
+			return err
+		}
+		if len(created) == 1 {
+			s = created[0]
+			return nil
+		}
+		var before int
+		if err := tx.QueryRow(ctx, `SELECT available FROM stock WHERE sku = $1 FOR UPDATE`, sku).Scan(&before); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `
+			UPDATE stock SET available = $2, adjusted = adjusted + ($2 - available), updated_at = now()
+			WHERE sku = $1
+			RETURNING `+stockColumns, sku, n)
+		if err != nil {
+			return err
+		}
+		if s, err = pgx.CollectExactlyOneRow(rows, scanStock); err != nil {
+			return err
+		}
+		adjusted = true
+		_, err = tx.Exec(ctx, `
+			INSERT INTO stock_adjustments (sku, delta, available_before, available_after)
+			VALUES ($1, $2, $3, $4)`, sku, n-before, before, n)
+		return err
+	})
 	if err != nil {
-		return Stock{}, fmt.Errorf("set stock %s: %w", sku, err)
+		return Stock{}, false, fmt.Errorf("set stock %s: %w", sku, err)
 	}
-	s, err := pgx.CollectExactlyOneRow(rows, scanStock)
-	if err != nil {
-		return Stock{}, fmt.Errorf("set stock %s: %w", sku, err)
-	}
-	return s, nil
+	return s, adjusted, nil
 }

@@ -267,5 +267,7 @@ func (s *Service) internalError(w http.ResponseWriter, what string, err error) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // ">= 0" reads as written, not "\u003e= 0"
+	_ = enc.Encode(v)
 }

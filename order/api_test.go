@@ -269,6 +269,17 @@ func TestPlaceOrderBadRequests(t *testing.T) {
 	}
 }
 
+// Error bodies are JSON as a person writes it: ">=" stays ">=", not the
+// HTML-safe "\u003e=".
+func TestErrorBodyIsNotHTMLEscaped(t *testing.T) {
+	t.Parallel()
+	srv := server(t, setup(t))
+	res := post(t, srv, `{"customer_id":"c","items":[{"sku":"a","qty":1,"unit_price_cents":-1}]}`, nil)
+	if res.status != http.StatusBadRequest || !strings.Contains(string(res.body), `"must be >= 0"`) {
+		t.Fatalf("= %d %s, want 400 with \"must be >= 0\" as written", res.status, res.body)
+	}
+}
+
 // TestPlaceOrderTooLargeChunked: a body over the limit without a
 // Content-Length is cut off while read.
 func TestPlaceOrderTooLargeChunked(t *testing.T) {

@@ -1,5 +1,5 @@
 // Package payment is the payment service of the jetsaga order saga
-// (DESIGN.md, "Saga"). It owns one payment per order, ever, in the
+// (docs/DESIGN.md, "Saga"). It owns one payment per order, ever, in the
 // PostgreSQL schema "payment", and charges through a simulated card gateway.
 //
 // # Consumes

@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/jetsaga/jetsaga/internal/stream"
+
 	"github.com/jetsaga/jetsaga/internal/event"
 )
 
@@ -33,8 +35,10 @@ type Stats struct {
 	Orders          map[Status]int64 `json:"orders"`           // views per status
 	EventsProjected int64            `json:"events_projected"` // rows of the events table
 	Lag             LagSummary       `json:"lag_ms"`           // over the last 1,000 events this process projected
-	// Behind maps each consumer to the messages it has not acknowledged yet
-	// (pending + ack pending); -1 when JetStream could not say.
+	// Behind maps each durable consumer of the event streams (every
+	// service's, e.g. "inventory-orders") to the messages it has not
+	// acknowledged yet (pending + ack pending); -1 for one of the read
+	// model's when JetStream could not say.
 	Behind map[string]int64 `json:"behind"`
 	// SinceStart counts events this process handled since it started.
 	SinceStart struct {
@@ -115,24 +119,29 @@ func (rm *readModel) stats(w http.ResponseWriter, r *http.Request) {
 // behind reads how many messages each consumer has yet to acknowledge.
 func (rm *readModel) behind(ctx context.Context) map[string]int64 {
 	out := map[string]int64{}
+	for _, c := range consumers {
+		out[c.durable] = -1 // until JetStream says
+	}
 	if rm.js == nil {
 		return out
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	for _, c := range consumers {
-		out[c.durable] = -1
-		cons, err := rm.js.Consumer(ctx, c.stream, c.durable)
+	// Every durable consumer of the event streams, the other services' too:
+	// /stats shows where the whole saga stands, not only the read model.
+	for _, name := range []string{stream.Orders, stream.Inventory, stream.Payments} {
+		st, err := rm.js.Stream(ctx, name)
 		if err != nil {
-			rm.log.Warn("stats: consumer info", zap.String("consumer", c.durable), zap.Error(err))
+			rm.log.Warn("stats: stream", zap.String("stream", name), zap.Error(err))
 			continue
 		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			rm.log.Warn("stats: consumer info", zap.String("consumer", c.durable), zap.Error(err))
-			continue
+		list := st.ListConsumers(ctx)
+		for info := range list.Info() {
+			out[info.Name] = int64(info.NumPending) + int64(info.NumAckPending)
 		}
-		out[c.durable] = int64(info.NumPending) + int64(info.NumAckPending)
+		if err := list.Err(); err != nil {
+			rm.log.Warn("stats: list consumers", zap.String("stream", name), zap.Error(err))
+		}
 	}
 	return out
 }
@@ -140,12 +149,22 @@ func (rm *readModel) behind(ctx context.Context) map[string]int64 {
 // watchOrder serves GET /orders/{id}/watch as Server-Sent Events: an "order"
 // event carrying the view (as GET /orders/{id}) each time its version
 // changes, with the version as the event id. It polls the view every
-// watchPoll, waits for an order not projected yet, and ends after sending a
-// terminal view or when the client goes away. A client that reconnects with
-// Last-Event-ID gets only newer versions.
+// watchPoll, and ends after sending a terminal view or when the client goes
+// away. A client that reconnects with Last-Event-ID gets only newer versions.
+// An order the read model has not seen within watchGrace (an order just
+// placed is usually projected in milliseconds) is 404, as GET /orders/{id}.
 func (rm *readModel) watchOrder(w http.ResponseWriter, r *http.Request) {
 	id, ok := orderID(w, r)
 	if !ok {
+		return
+	}
+	if err := rm.awaitView(r.Context(), id); errors.Is(err, errNotFound) {
+		writeError(w, http.StatusNotFound, "order "+id+" not found")
+		return
+	} else if err != nil {
+		if r.Context().Err() == nil {
+			rm.internalError(w, r, err)
+		}
 		return
 	}
 	sent, _ := strconv.Atoi(r.Header.Get("Last-Event-ID"))
@@ -241,5 +260,26 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // ">= 0" reads as written, not "\u003e= 0"
+	_ = enc.Encode(v)
+}
+
+// awaitView waits up to watchGrace for the order's view to exist: nil once it
+// does, errNotFound when it still does not.
+func (rm *readModel) awaitView(ctx context.Context, id string) error {
+	deadline := time.Now().Add(rm.watchGrace)
+	for {
+		_, err := rm.store.view(ctx, id)
+		if !errors.Is(err, errNotFound) || !time.Now().Before(deadline) {
+			return err
+		}
+		t := time.NewTimer(rm.watchPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }

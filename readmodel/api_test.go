@@ -286,6 +286,12 @@ func TestStats(t *testing.T) {
 	feed(t, b.rm, saga(t, "ord-1", pathConfirmed)[:1]...) // a re-emitted order.created: recorded, no change
 	feed(t, b.rm, saga(t, "ord-2", pathConfirmed)[0])     // another one
 	nEvents += 2
+	// Another service's consumer is listed too (the payment.failed below is one for it).
+	if _, err := stream.EnsureConsumer(t.Context(), b.js, stream.ConsumerConfig{
+		Stream: stream.Payments, Durable: "inventory-payments", FilterSubjects: []string{"payment.failed.>"},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// Messages nobody consumed yet, two on ORDERS, one each on INVENTORY and
 	// PAYMENTS: the read model is behind.
 	for _, e := range append(saga(t, "ord-8", pathConfirmed)[:1], saga(t, "ord-9", pathPaymentFailed)...)[:4] {
@@ -302,7 +308,7 @@ func TestStats(t *testing.T) {
 	want := Stats{
 		Orders:          map[Status]int64{Pending: 2, Reserved: 1, Confirmed: 3, Cancelled: 2},
 		EventsProjected: int64(nEvents),
-		Behind:          map[string]int64{ConsumerOrders: 2, ConsumerInventory: 1, ConsumerPayments: 1},
+		Behind:          map[string]int64{ConsumerOrders: 2, ConsumerInventory: 1, ConsumerPayments: 1, "inventory-payments": 1},
 	}
 	want.SinceStart.Projected = int64(nEvents)
 	want.SinceStart.Duplicates = 1
@@ -406,12 +412,23 @@ func TestWatchOrder(t *testing.T) {
 	b := setupAPI(t, false)
 	events := saga(t, "ord-watch", pathConfirmed)
 
-	// Watching before the order is projected waits for it.
-	ch, resp, _ := b.watch(t, "ord-watch", nil)
+	// Watching an order placed a moment ago, before it is projected, waits
+	// for it (up to watchGrace).
+	type opened struct {
+		ch   <-chan sse
+		resp *http.Response
+	}
+	watching := make(chan opened, 1)
+	go func() {
+		ch, resp, _ := b.watch(t, "ord-watch", nil)
+		watching <- opened{ch, resp}
+	}()
+	feed(t, b.rm, events[0])
+	o := <-watching
+	ch, resp := o.ch, o.resp
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("watch = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	feed(t, b.rm, events[0])
 	v, id, ok := next(t, ch)
 	if !ok || v.Version != 1 || v.Status != Pending || id != "1" || v.CustomerID != "cust-7" {
 		t.Fatalf("first event: ok %v id %s view %+v", ok, id, v)
@@ -459,6 +476,23 @@ func TestWatchOrderResumes(t *testing.T) {
 	ch, _, _ = b.watch(t, "ord-done", http.Header{"Last-Event-Id": {"3"}})
 	if _, _, ok := next(t, ch); ok {
 		t.Fatal("an event the client had seen")
+	}
+}
+
+// An order the read model does not know is 404, as GET /orders/{id} — once
+// the grace for an order just placed has passed, not after waiting forever.
+func TestWatchOrderUnknown(t *testing.T) {
+	t.Parallel()
+
+	b := setupAPI(t, false)
+	b.rm.watchGrace = 300 * time.Millisecond
+	began := time.Now()
+	code, body := b.get(t, "/orders/no-such-order/watch")
+	if code != http.StatusNotFound || !strings.Contains(string(body), "no-such-order not found") {
+		t.Fatalf("watch of an unknown order = %d %s, want 404", code, body)
+	}
+	if took := time.Since(began); took < b.rm.watchGrace {
+		t.Errorf("404 after %s, before the %s grace", took, b.rm.watchGrace)
 	}
 }
 

@@ -76,6 +76,7 @@ type readModel struct {
 
 	watchPoll      time.Duration
 	watchHeartbeat time.Duration
+	watchGrace     time.Duration // how long a watch waits for an unknown order before 404
 }
 
 func newReadModel(rt *service.Runtime, _ Config) (*readModel, error) {
@@ -94,6 +95,7 @@ func newReadModel(rt *service.Runtime, _ Config) (*readModel, error) {
 		}),
 		watchPoll:      watchPoll,
 		watchHeartbeat: 15 * time.Second,
+		watchGrace:     3 * time.Second,
 	}
 	if rm.log == nil {
 		rm.log = zap.NewNop()

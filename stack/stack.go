@@ -41,7 +41,7 @@ var defaultAddrs = map[string]string{
 const Database = "jetsaga"
 
 // PaymentLimitCents is the payment service's --decline-over-cents in the
-// stack unless PAYMENT_FLAGS sets another: charges above it are declined,
+// stack unless JETSAGA_PAYMENT_FLAGS sets another: charges above it are declined,
 // which is how jetsaga load makes declined orders.
 const PaymentLimitCents = 1_000_000
 
@@ -49,26 +49,37 @@ const PaymentLimitCents = 1_000_000
 type Config struct {
 	Root     string            // the project checkout: bin/ and deploy/ are here
 	RunDir   string            // default Root/.run
-	NATSPort int               // NATS_PORT, default 4222
-	PGPort   int               // PG_PORT, default 55432
-	Addrs    map[string]string // ORDER_ADDR, INVENTORY_ADDR, PAYMENT_ADDR, READMODEL_ADDR
-	Flags    map[string]string // ORDER_FLAGS, …: extra flags for one service, split on spaces
+	NATSPort int               // JETSAGA_NATS_PORT, default 4222
+	PGPort   int               // JETSAGA_PG_PORT, default 55432
+	Addrs    map[string]string // JETSAGA_ORDER_ADDR, JETSAGA_INVENTORY_ADDR, JETSAGA_PAYMENT_ADDR, JETSAGA_READMODEL_ADDR
+	Flags    map[string]string // JETSAGA_ORDER_FLAGS, …: extra flags for one service, split on spaces
 }
+
+// The environment variables of the stack's configuration.
+const (
+	EnvNATSPort = "JETSAGA_NATS_PORT"
+	EnvPGPort   = "JETSAGA_PG_PORT"
+)
+
+// EnvAddr is the variable of a service's HTTP address: JETSAGA_ORDER_ADDR.
+func EnvAddr(service string) string { return "JETSAGA_" + strings.ToUpper(service) + "_ADDR" }
+
+// EnvFlags is the variable of a service's extra flags: JETSAGA_ORDER_FLAGS.
+func EnvFlags(service string) string { return "JETSAGA_" + strings.ToUpper(service) + "_FLAGS" }
 
 // FromEnv reads the stack's configuration from the environment.
 func FromEnv(root, runDir string) (Config, error) {
 	c := Config{Root: root, RunDir: cmp.Or(runDir, filepath.Join(root, ".run")), Addrs: map[string]string{}, Flags: map[string]string{}}
 	var err error
-	if c.NATSPort, err = envPort("NATS_PORT", 4222); err != nil {
+	if c.NATSPort, err = envPort(EnvNATSPort, 4222); err != nil {
 		return c, err
 	}
-	if c.PGPort, err = envPort("PG_PORT", 55432); err != nil {
+	if c.PGPort, err = envPort(EnvPGPort, 55432); err != nil {
 		return c, err
 	}
 	for _, s := range Services {
-		up := strings.ToUpper(s)
-		c.Addrs[s] = cmp.Or(os.Getenv(up+"_ADDR"), defaultAddrs[s])
-		c.Flags[s] = os.Getenv(up + "_FLAGS")
+		c.Addrs[s] = cmp.Or(os.Getenv(EnvAddr(s)), defaultAddrs[s])
+		c.Flags[s] = os.Getenv(EnvFlags(s))
 	}
 	return c, nil
 }
@@ -114,12 +125,11 @@ func (c Config) LogFile(name string) string { return filepath.Join(c.logs(), nam
 // with it (the supervisor) sees the same stack.
 func (c Config) Env() []string {
 	env := []string{
-		"NATS_PORT=" + strconv.Itoa(c.NATSPort),
-		"PG_PORT=" + strconv.Itoa(c.PGPort),
+		EnvNATSPort + "=" + strconv.Itoa(c.NATSPort),
+		EnvPGPort + "=" + strconv.Itoa(c.PGPort),
 	}
 	for _, s := range Services {
-		up := strings.ToUpper(s)
-		env = append(env, up+"_ADDR="+c.Addrs[s], up+"_FLAGS="+c.Flags[s])
+		env = append(env, EnvAddr(s)+"="+c.Addrs[s], EnvFlags(s)+"="+c.Flags[s])
 	}
 	return env
 }
@@ -140,8 +150,8 @@ func (c Config) Procs() []Proc {
 			Env: []string{
 				"NATS_URL=" + c.NATSURL(),
 				"DATABASE_URL=" + c.DatabaseURL(),
-				"HTTP_ADDR=" + c.Addrs[s],
-				"LOG_FORMAT=json",
+				"JETSAGA_HTTP_ADDR=" + c.Addrs[s],
+				"JETSAGA_LOG_FORMAT=json",
 			},
 			LogFile: c.LogFile(s),
 			PidFile: c.PidFile(s),
@@ -150,10 +160,23 @@ func (c Config) Procs() []Proc {
 	return ps
 }
 
+// ErrAlreadyRunning is returned by Up when the stack in the run folder runs
+// already with another configuration (ports, addresses or *_FLAGS) than the
+// one asked for: nothing was changed, and the new configuration is not
+// applied until Down.
+var ErrAlreadyRunning = errors.New("the stack is already running with another configuration")
+
+// Running reports whether the stack's supervisor runs (the stack is up, or
+// coming up).
+func Running(c Config) bool { return alive(c.pidFile("supervisor")) }
+
 // Up starts Postgres, nats-server and the supervised services (each only if
 // not already running) and waits until every service is ready. A stack
-// brought down with Down starts again on the same data.
-func Up(ctx context.Context, c Config, log *zap.Logger) error {
+// brought down with Down starts again on the same data. When the stack runs
+// already with another configuration, Up changes nothing and returns
+// ErrAlreadyRunning with the differences. When Up fails, it stops what it
+// started itself, so that a failed start leaves nothing running.
+func Up(ctx context.Context, c Config, log *zap.Logger) (err error) {
 	for _, name := range append([]string{"nats-server", "jetsaga"}, Services...) {
 		if _, err := os.Stat(c.bin(name)); err != nil {
 			return fmt.Errorf("%s is not built: run make build (%w)", c.bin(name), err)
@@ -164,77 +187,163 @@ func Up(ctx context.Context, c Config, log *zap.Logger) error {
 			return err
 		}
 	}
-	if err := upPostgres(ctx, c, log); err != nil {
-		return err
+	if Running(c) {
+		if diff := c.differences(); len(diff) > 0 {
+			return fmt.Errorf("%w (run folder %s); make down first to apply it:\n  %s", ErrAlreadyRunning, c.RunDir, strings.Join(diff, "\n  "))
+		}
+		// Up again on the same configuration: bring back a Postgres or
+		// nats-server that went away, and wait for the services.
+		if _, err := upPostgres(ctx, c, log); err != nil {
+			return err
+		}
+		if _, err := upNATS(ctx, c, log); err != nil {
+			return err
+		}
+		return WaitReady(ctx, c, 90*time.Second)
 	}
-	if err := upNATS(ctx, c, log); err != nil {
-		return err
-	}
-	if !alive(c.pidFile("supervisor")) {
-		for _, s := range Services {
-			if portOpen(c.Addrs[s]) {
-				return fmt.Errorf("%s: %s is already in use (another stack? make down, or set %s_ADDR)", s, c.Addrs[s], strings.ToUpper(s))
+	var started []string // what this call started, in order
+	defer func() {
+		if err != nil && len(started) > 0 {
+			rctx := context.WithoutCancel(ctx)
+			log.Warn("start failed; stopping what it started", zap.Strings("started", started), zap.Error(err))
+			if rerr := rollback(rctx, c, started, log); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("roll back: %w", rerr))
 			}
 		}
-		args := []string{"supervise", "--run-dir", c.RunDir, "--root", c.Root}
-		if err := startDetached(c.bin("jetsaga"), args, c.Env(), c.LogFile("supervisor"), c.pidFile("supervisor")); err != nil {
-			return fmt.Errorf("start supervisor: %w", err)
-		}
-		log.Info("services starting under the supervisor", zap.String("log", c.LogFile("supervisor")))
+	}()
+	pgStarted, err := upPostgres(ctx, c, log)
+	if pgStarted {
+		started = append(started, "postgres")
 	}
+	if err != nil {
+		return err
+	}
+	natsStarted, err := upNATS(ctx, c, log)
+	if natsStarted {
+		started = append(started, "nats")
+	}
+	if err != nil {
+		return err
+	}
+	for _, s := range Services {
+		if portOpen(c.Addrs[s]) {
+			return fmt.Errorf("%s: %s is already in use (another stack? make down, or set %s)", s, c.Addrs[s], EnvAddr(s))
+		}
+	}
+	args := []string{"supervise", "--run-dir", c.RunDir, "--root", c.Root}
+	if err := startDetached(c.bin("jetsaga"), args, c.Env(), c.LogFile("supervisor"), c.pidFile("supervisor")); err != nil {
+		return fmt.Errorf("start supervisor: %w", err)
+	}
+	started = append(started, "supervisor")
+	if err := os.WriteFile(c.envFile(), []byte(strings.Join(c.Env(), "\n")+"\n"), 0o644); err != nil {
+		return fmt.Errorf("record the stack's configuration: %w", err)
+	}
+	log.Info("services starting under the supervisor", zap.String("log", c.LogFile("supervisor")))
 	return WaitReady(ctx, c, 90*time.Second)
 }
 
-func upPostgres(ctx context.Context, c Config, log *zap.Logger) error {
+// envFile records the configuration a running stack was started with.
+func (c Config) envFile() string { return filepath.Join(c.RunDir, "stack.env") }
+
+// differences lists how c differs from the configuration the running stack
+// was started with (its stack.env), one "NAME: running X, asked Y" each.
+func (c Config) differences() []string {
+	b, err := os.ReadFile(c.envFile())
+	if err != nil {
+		return nil // started before stack.env existed: nothing to compare
+	}
+	running := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			running[k] = v
+		}
+	}
+	var diff []string
+	for _, kv := range c.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		if running[k] != v {
+			diff = append(diff, fmt.Sprintf("%s: running %q, asked %q", k, running[k], v))
+		}
+	}
+	return diff
+}
+
+// rollback stops, newest first, the parts of the stack a failed Up started.
+func rollback(ctx context.Context, c Config, started []string, log *zap.Logger) error {
+	var errs []error
+	for i := len(started) - 1; i >= 0; i-- {
+		var err error
+		switch name := started[i]; name {
+		case "postgres":
+			err = stopPostgres(ctx, c)
+		default:
+			_, err = stopPid(c.pidFile(name), 30*time.Second)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", started[i], err))
+		} else {
+			log.Info("stopped", zap.String("process", started[i]))
+		}
+	}
+	removeStalePids(c)
+	return errors.Join(errs...)
+}
+
+// upPostgres starts the stack's Postgres unless it runs, and creates the
+// database. started reports whether it started the server.
+func upPostgres(ctx context.Context, c Config, log *zap.Logger) (started bool, err error) {
 	pc, err := pgcluster.Init(ctx, c.pgDir(), pgcluster.Options{Port: c.PGPort, LogFile: c.LogFile("postgres")})
 	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return false, fmt.Errorf("postgres: %w", err)
 	}
 	running, err := pc.Running(ctx)
 	if err != nil {
-		return fmt.Errorf("postgres status: %w", err)
+		return false, fmt.Errorf("postgres status: %w", err)
 	}
 	if !running {
 		if portOpen(fmt.Sprintf("127.0.0.1:%d", c.PGPort)) {
-			return fmt.Errorf("postgres: port %d is in use by something else (set PG_PORT)", c.PGPort)
+			return false, fmt.Errorf("postgres: port %d is in use by something else (set %s)", c.PGPort, EnvPGPort)
 		}
 		if err := pc.Start(ctx); err != nil {
-			return fmt.Errorf("postgres: %w", err)
+			return false, fmt.Errorf("postgres: %w", err)
 		}
+		started = true
 		log.Info("postgres started", zap.Int("port", c.PGPort), zap.String("data", c.pgDir()))
 	}
 	conn, err := pgx.Connect(ctx, pc.URL("postgres"))
 	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return started, fmt.Errorf("postgres: %w", err)
 	}
 	defer conn.Close(ctx)
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, Database).Scan(&exists); err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return started, fmt.Errorf("postgres: %w", err)
 	}
 	if !exists {
 		if err := pc.CreateDatabase(ctx, Database); err != nil {
-			return fmt.Errorf("postgres: %w", err)
+			return started, fmt.Errorf("postgres: %w", err)
 		}
 	}
-	return nil
+	return started, nil
 }
 
-func upNATS(ctx context.Context, c Config, log *zap.Logger) error {
+// upNATS starts the stack's nats-server unless it runs. started reports
+// whether it started it.
+func upNATS(ctx context.Context, c Config, log *zap.Logger) (started bool, err error) {
 	if alive(c.pidFile("nats")) {
-		return nil
+		return false, nil
 	}
 	if portOpen(fmt.Sprintf("127.0.0.1:%d", c.NATSPort)) {
-		return fmt.Errorf("nats: port %d is in use by something else (set NATS_PORT)", c.NATSPort)
+		return false, fmt.Errorf("nats: port %d is in use by something else (set %s)", c.NATSPort, EnvNATSPort)
 	}
 	if err := StartNATS(c); err != nil {
-		return err
+		return false, err
 	}
 	if err := waitPort(ctx, fmt.Sprintf("127.0.0.1:%d", c.NATSPort), 20*time.Second); err != nil {
-		return fmt.Errorf("nats-server did not come up (see %s): %w", c.LogFile("nats"), err)
+		return true, fmt.Errorf("nats-server did not come up (see %s): %w", c.LogFile("nats"), err)
 	}
 	log.Info("nats-server started", zap.Int("port", c.NATSPort), zap.String("store", c.natsDir()))
-	return nil
+	return true, nil
 }
 
 // StartNATS starts nats-server on the stack's store, detached.
@@ -274,31 +383,82 @@ func WaitReady(ctx context.Context, c Config, timeout time.Duration) error {
 }
 
 // Down stops the services (SIGTERM: they drain), then nats-server, then
-// Postgres. Data stays in the run folder.
+// Postgres, and removes the pid files. Data stays in the run folder. It logs
+// "stopped" only for what it stopped, "not running" for the rest, and warns
+// about a stack port that still answers afterwards (a stack of another run
+// folder or checkout).
 func Down(ctx context.Context, c Config, log *zap.Logger) error {
 	var errs []error
 	for _, name := range []string{"supervisor", "nats"} {
-		if err := stopPid(c.pidFile(name), 30*time.Second); err != nil {
+		stopped, err := stopPid(c.pidFile(name), 30*time.Second)
+		switch {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("stop %s: %w", name, err))
-		} else {
+		case stopped:
 			log.Info("stopped", zap.String("process", name))
+		default:
+			log.Info("not running", zap.String("process", name))
 		}
 	}
 	if _, err := os.Stat(filepath.Join(c.pgDir(), "PG_VERSION")); err == nil {
-		pc, err := pgcluster.Init(ctx, c.pgDir(), pgcluster.Options{Port: c.PGPort, LogFile: c.LogFile("postgres")})
-		if err == nil {
-			var running bool
-			if running, err = pc.Running(ctx); err == nil && running {
-				err = pc.Stop(ctx, "fast")
-			}
+		running, err := postgresRunning(ctx, c)
+		if err == nil && running {
+			err = stopPostgres(ctx, c)
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("stop postgres: %w", err))
-		} else {
+		case running:
 			log.Info("stopped", zap.String("process", "postgres"))
+		default:
+			log.Info("not running", zap.String("process", "postgres"))
+		}
+	} else {
+		log.Info("no postgres in this run folder", zap.String("run_dir", c.RunDir))
+	}
+	removeStalePids(c)
+	for _, addr := range c.ports() {
+		if portOpen(addr) {
+			log.Warn("still listening after down: not a process of this run folder", zap.String("addr", addr), zap.String("run_dir", c.RunDir))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ports are the addresses the stack listens on.
+func (c Config) ports() []string {
+	addrs := []string{fmt.Sprintf("127.0.0.1:%d", c.NATSPort), fmt.Sprintf("127.0.0.1:%d", c.PGPort)}
+	for _, s := range Services {
+		addrs = append(addrs, c.Addrs[s])
+	}
+	return addrs
+}
+
+func postgresRunning(ctx context.Context, c Config) (bool, error) {
+	pc, err := pgcluster.Init(ctx, c.pgDir(), pgcluster.Options{Port: c.PGPort, LogFile: c.LogFile("postgres")})
+	if err != nil {
+		return false, err
+	}
+	return pc.Running(ctx)
+}
+
+func stopPostgres(ctx context.Context, c Config) error {
+	pc, err := pgcluster.Init(ctx, c.pgDir(), pgcluster.Options{Port: c.PGPort, LogFile: c.LogFile("postgres")})
+	if err != nil {
+		return err
+	}
+	return pc.Stop(ctx, "fast")
+}
+
+// removeStalePids removes the pid files of processes that are gone (the
+// services' files, which the supervisor writes, outlive it).
+func removeStalePids(c Config) {
+	files, _ := filepath.Glob(filepath.Join(filepath.Dir(c.pidFile("x")), "*.pid"))
+	for _, f := range files {
+		if !alive(f) {
+			_ = os.Remove(f)
+		}
+	}
 }
 
 // startDetached starts a process in its own session (it outlives make),
@@ -351,14 +511,15 @@ func zombie(pid int) bool {
 }
 
 // stopPid sends SIGTERM and waits for the process to go, then SIGKILLs it.
-func stopPid(pidFile string, grace time.Duration) error {
+// stopped reports whether a process was running to be stopped.
+func stopPid(pidFile string, grace time.Duration) (stopped bool, err error) {
 	pid := Pid(pidFile)
 	if pid == 0 || !alive(pidFile) {
 		_ = os.Remove(pidFile)
-		return nil
+		return false, nil
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return err
+		return false, err
 	}
 	deadline := time.Now().Add(grace)
 	for alive(pidFile) {
@@ -368,7 +529,7 @@ func stopPid(pidFile string, grace time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return os.Remove(pidFile)
+	return true, os.Remove(pidFile)
 }
 
 func portOpen(addr string) bool {

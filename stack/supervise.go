@@ -1,9 +1,13 @@
 package stack
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -14,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/fault"
+	"github.com/jetsaga/jetsaga/internal/service"
 )
 
 // Proc is one process the supervisor keeps running.
@@ -47,9 +52,22 @@ func Supervise(ctx context.Context, log *zap.Logger, procs []Proc, grace time.Du
 func keep(ctx context.Context, log *zap.Logger, p Proc, grace time.Duration) {
 	const first = 100 * time.Millisecond
 	backoff := first
+	// The faults the earlier processes injected, read from their logs: a
+	// crash ends the process that counted it, so each new process gets the
+	// sum (--inject-previous) and its jetsaga_faults_injected_total starts
+	// there.
+	faults := fault.Counts{}
 	for restarts := 0; ctx.Err() == nil; restarts++ {
 		started := time.Now()
-		code, err := runOnce(ctx, p, grace)
+		var extra []string
+		if len(faults) > 0 {
+			extra = append(extra, service.EnvName("inject-previous")+"="+faults.String())
+		}
+		offset := fileSize(p.LogFile)
+		code, err := runOnce(ctx, p, extra, grace)
+		for name, n := range countFaults(p.LogFile, offset) {
+			faults[name] += n
+		}
 		if ctx.Err() != nil {
 			log.Info("stopped", zap.Int("exit_code", code))
 			return
@@ -76,16 +94,17 @@ func keep(ctx context.Context, log *zap.Logger, p Proc, grace time.Duration) {
 	}
 }
 
-// runOnce runs p until it exits or ctx is done (then SIGTERM, and SIGKILL
-// after grace). It returns the exit code.
-func runOnce(ctx context.Context, p Proc, grace time.Duration) (int, error) {
+// runOnce runs p, with extraEnv added to its environment, until it exits or
+// ctx is done (then SIGTERM, and SIGKILL after grace). It returns the exit
+// code.
+func runOnce(ctx context.Context, p Proc, extraEnv []string, grace time.Duration) (int, error) {
 	out, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return -1, fmt.Errorf("open log: %w", err)
 	}
 	defer out.Close()
 	cmd := exec.Command(p.Path, p.Args...)
-	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Env = append(append(os.Environ(), p.Env...), extraEnv...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return -1, fmt.Errorf("start %s: %w", p.Path, err)
@@ -108,4 +127,42 @@ func runOnce(ctx context.Context, p Proc, grace time.Duration) (int, error) {
 		}
 		return cmd.ProcessState.ExitCode(), nil
 	}
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// countFaults counts the "fault injected" lines (JSON logs) of a log file
+// from offset on, by fault.
+func countFaults(path string, offset int64) fault.Counts {
+	counts := fault.Counts{}
+	f, err := os.Open(path)
+	if err != nil {
+		return counts
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return counts
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(`"fault injected"`)) {
+			continue
+		}
+		var entry struct {
+			Msg   string `json:"msg"`
+			Fault string `json:"fault"`
+		}
+		if json.Unmarshal(line, &entry) == nil && entry.Msg == "fault injected" && entry.Fault != "" {
+			counts[entry.Fault]++
+		}
+	}
+	return counts
 }

@@ -55,3 +55,34 @@ func TestSuperviseRestartsAndStops(t *testing.T) {
 		t.Fatalf("the server got %d SIGTERMs, want 1", lines(terms))
 	}
 }
+
+// A crash ends the process that counted it: the supervisor reads the faults
+// each process logged and hands the sum to the next one (as
+// JETSAGA_INJECT_PREVIOUS), so that the restarted service's
+// jetsaga_faults_injected_total still shows them.
+func TestSuperviseCarriesFaultCountsAcrossCrashes(t *testing.T) {
+	dir := t.TempDir()
+	seen := filepath.Join(dir, "seen")
+	script := `echo "prev=$JETSAGA_INJECT_PREVIOUS" >> ` + seen + `
+echo '{"level":"warn","msg":"fault injected","fault":"redeliver","order_id":"o"}'
+echo '{"level":"warn","msg":"fault injected","fault":"crash_after_commit","order_id":"o"}'
+echo 'not json: "fault injected"'
+exit 3`
+	procs := []stack.Proc{{Name: "crasher", Path: "/bin/sh", Args: []string{"-c", script},
+		LogFile: filepath.Join(dir, "crasher.log")}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- stack.Supervise(ctx, zaptest.NewLogger(t), procs, 5*time.Second) }()
+	testenv.WaitFor(t, 20*time.Second, "three lives of the crasher", func() bool { return lines(seen) >= 3 })
+	cancel()
+	<-done
+	b, err := os.ReadFile(seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSpace(string(b)), "\n")[:3]
+	want := []string{"prev=", "prev=crash_after_commit=1,redeliver=1", "prev=crash_after_commit=2,redeliver=2"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("each life saw %q, want %q", got, want)
+	}
+}

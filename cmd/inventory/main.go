@@ -16,7 +16,7 @@ func main() {
 	fs := flag.NewFlagSet("inventory", flag.ExitOnError)
 	service.AddFlags(fs, &cfg, "127.0.0.1:8082")
 	seed := fs.String("seed-stock", "", `stock for SKUs that have none yet, e.g. "sku-1=100,sku-2=5"`)
-	if err := service.Parse(fs, os.Args[1:]); err != nil {
+	if err := service.ParseConfig(fs, &cfg, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "inventory:", err)
 		os.Exit(2)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"os"
-	"path/filepath"
 
 	"github.com/jetsaga/jetsaga/chaos"
 )
@@ -32,7 +31,10 @@ func chaosCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	o.NATSKill, o.PGRestart = !*noNATS, !*noPG
-	o.Stack = localStack(absRunDir(filepath.Join(".run", "chaos")))
+	var err error
+	if o.Stack, err = stackIn("", "", "chaos"); err != nil {
+		return err
+	}
 	o.Log = cliLogger()
 	rep, err := chaos.Run(ctx, o, os.Stdout)
 	if err != nil {

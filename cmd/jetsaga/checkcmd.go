@@ -14,8 +14,8 @@ import (
 func checkCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	var ep endpoints
-	ep.flags(fs)
-	deadline := fs.Duration("deadline", 0, "orders younger than this may still be in flight")
+	ep.flags(fs, "nats-url", "database-url")
+	deadline := fs.Duration("deadline", check.DefaultDeadline, "orders younger than this may still be in flight: listed as such, not as violations of invariant 1 (0: every order must have ended, right after quiescence)")
 	quiesce := fs.Duration("quiesce", 0, "first wait up to this long for outboxes and consumers to drain")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -49,7 +49,7 @@ func checkCmd(ctx context.Context, args []string) error {
 func traceCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
 	var ep endpoints
-	ep.flags(fs)
+	ep.flags(fs, "nats-url")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -3,10 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,17 +25,34 @@ type endpoints struct {
 	natsURL, databaseURL, orderURL, readmodelURL string
 }
 
-func (e *endpoints) flags(fs *flag.FlagSet) {
+// flags registers the named connection flags ("nats-url", "database-url",
+// "order-url", "readmodel-url") on fs, all four when none is named, so that
+// -h lists only what a command uses.
+func (e *endpoints) flags(fs *flag.FlagSet, names ...string) {
 	c := localStack("")
-	fs.StringVar(&e.natsURL, "nats-url", c.NATSURL(), "NATS server")
-	fs.StringVar(&e.databaseURL, "database-url", c.DatabaseURL(), "PostgreSQL database of the services")
-	fs.StringVar(&e.orderURL, "order-url", c.URL("order"), "order service HTTP API")
-	fs.StringVar(&e.readmodelURL, "readmodel-url", c.URL("readmodel"), "readmodel service HTTP API")
+	want := func(name string) bool { return len(names) == 0 || slices.Contains(names, name) }
+	if want("nats-url") {
+		fs.StringVar(&e.natsURL, "nats-url", c.NATSURL(), "NATS server")
+	}
+	if want("database-url") {
+		fs.StringVar(&e.databaseURL, "database-url", c.DatabaseURL(), "PostgreSQL database of the services")
+	}
+	if want("order-url") {
+		fs.StringVar(&e.orderURL, "order-url", c.URL("order"), "order service HTTP API")
+	}
+	if want("readmodel-url") {
+		fs.StringVar(&e.readmodelURL, "readmodel-url", c.URL("readmodel"), "readmodel service HTTP API")
+	}
 }
 
-// localStack is the configuration of the stack in the current checkout.
+// localStack is the configuration of the local stack: its ports and
+// addresses from the environment, its checkout found from the working
+// folder or from this binary (stack.FindRoot), its run folder runDir
+// (default .run in the checkout). Outside a checkout Root is empty: the
+// connection defaults still hold, and the stack commands say what is wrong
+// (requireRoot).
 func localStack(runDir string) stack.Config {
-	root, _ := os.Getwd()
+	root := findRoot()
 	c, err := stack.FromEnv(root, runDir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "jetsaga:", err)
@@ -42,7 +61,59 @@ func localStack(runDir string) stack.Config {
 	return c
 }
 
-func parse(fs *flag.FlagSet, args []string) error { return service.Parse(fs, args) }
+// findRoot is the jetsaga checkout of the working folder or of this binary,
+// or "" when there is none.
+func findRoot() string {
+	wd, _ := os.Getwd()
+	exe, _ := os.Executable()
+	root, err := stack.FindRoot(wd, exe)
+	if err != nil {
+		return ""
+	}
+	return root
+}
+
+// stackIn is the local stack for a command that runs it (up, down, demo,
+// chaos): root, when given, is the checkout (--root); runDir, when given, the
+// run folder; sub, when runDir is not given, a run folder under the
+// checkout's .run (demo, chaos).
+func stackIn(root, runDir, sub string) (stack.Config, error) {
+	c := localStack(absRunDir(runDir))
+	if root != "" {
+		a, err := filepath.Abs(root)
+		if err != nil {
+			return c, err
+		}
+		if !stack.IsRoot(a) {
+			return c, fmt.Errorf("--root %s: %w", root, stack.ErrNoRoot)
+		}
+		c.Root = a
+		if runDir == "" {
+			c.RunDir = filepath.Join(a, ".run")
+		}
+	}
+	if c.Root == "" {
+		return c, stack.ErrNoRoot
+	}
+	if runDir == "" && sub != "" {
+		c.RunDir = filepath.Join(c.Root, ".run", sub)
+	}
+	return c, nil
+}
+
+// parse parses a command's flags and their environment variables. A bad
+// flag was printed by the flag package already, with the usage: it ends the
+// command with exit code 2 and nothing more.
+func parse(fs *flag.FlagSet, args []string) error {
+	err := service.Parse(fs, args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	if _, ok := errors.AsType[*service.EnvError](err); ok {
+		return err
+	}
+	return exitError{code: 2}
+}
 
 func connectNATS(url string) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(url, nats.Name("jetsaga-cli"), nats.Timeout(5*time.Second))
@@ -70,7 +141,7 @@ func openDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
 }
 
 func cliLogger() *zap.Logger {
-	log, err := service.NewLogger(cmp.Or(os.Getenv("LOG_LEVEL"), "info"), "console")
+	log, err := service.NewLogger(cmp.Or(os.Getenv("JETSAGA_LOG_LEVEL"), "info"), "console")
 	if err != nil {
 		return zap.NewNop()
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -58,7 +57,10 @@ func demo(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	began := time.Now()
-	c := localStack(absRunDir(filepath.Join(".run", "demo")))
+	c, err := stackIn("", "", "demo")
+	if err != nil {
+		return err
+	}
 	c.Flags["inventory"] = strings.TrimSpace("--seed-stock " + demoSeed + " " + c.Flags["inventory"])
 	c.Flags["payment"] = strings.TrimSpace(fmt.Sprintf("--decline-over-cents %d --decline-rate 0.03 --seed 7 %s", demoDeclineOver, c.Flags["payment"]))
 	log := cliLogger()
@@ -124,7 +126,11 @@ func demo(ctx context.Context, args []string) (err error) {
 	fmt.Println("jetsaga check:")
 	rep.Write(os.Stdout)
 	fmt.Println()
-	printWatchHelp(os.Stdout, c, ids)
+	if *keep {
+		printWatchHelp(os.Stdout, c, ids)
+	} else {
+		fmt.Println("To look at the events with the nats CLI afterwards, run bin/jetsaga demo --keep: it leaves this stack running and prints the commands.")
+	}
 	step("demo took %s", time.Since(began).Round(100*time.Millisecond))
 	if !rep.OK() {
 		return exitError{code: 1}
@@ -207,20 +213,22 @@ func outcomeTable(ctx context.Context, w io.Writer, pool *pgxpool.Pool) error {
 	return srows.Err()
 }
 
+// printWatchHelp prints the commands that look at the stack the demo left
+// running (--keep), and how to stop it.
 func printWatchHelp(w io.Writer, c stack.Config, ids []string) {
 	id := ""
 	if len(ids) > 0 {
 		id = ids[len(ids)-1]
 	}
 	s := "--server " + c.NATSURL()
-	fmt.Fprintf(w, `Look at what happened with the nats CLI (make tools installs bin/nats; start the stack with make up,
-or rerun this demo with --keep to leave it running):
+	fmt.Fprintf(w, `The stack is still running (--keep). Look at what happened with the nats CLI (make tools installs bin/nats):
   bin/nats %[1]s stream ls
-  bin/nats %[1]s sub 'order.>' --headers-only         # live: every order event with its headers
+  bin/nats %[1]s sub 'order.>' 'inventory.>' 'payment.>'   # live: every saga event, once each
   bin/nats %[1]s stream view ORDERS --subject 'order.*.%[2]s'
   bin/nats %[1]s stream subjects ORDERS 'order.*.%[2]s' --json
   bin/nats %[1]s consumer info INVENTORY payment-inventory
   bin/nats %[1]s stream view DLQ                     # dead letters, with their error header
   bin/jetsaga trace %[2]s
-`, s, id)
+Stop it with: bin/jetsaga down --run-dir %[3]s
+`, s, id, c.RunDir)
 }

@@ -2,7 +2,7 @@
 // invariants, trace one order's events, and run the local stack.
 //
 //	jetsaga place --customer c1 --item sku-1:2:1999 [--item ...] [--wait]
-//	jetsaga check                 check DESIGN.md's invariants 1-5
+//	jetsaga check                 check docs/DESIGN.md's invariants 1-5
 //	jetsaga trace <order-id>      the causal chain of one order's events
 //	jetsaga up | down | demo      the local stack (what make up/down/demo run)
 //	jetsaga chaos                 the saga under fire, then the invariants (make chaos)
@@ -23,8 +23,8 @@ import (
 const usage = `jetsaga — a choreography saga on NATS JetStream and PostgreSQL
 
 usage:
-  jetsaga place --customer ID --item SKU:QTY:PRICE_CENTS [--item ...] [--wait]
-  jetsaga check [--deadline 0s]
+  jetsaga place --customer ID --item SKU:QTY:PRICE_CENTS [--item ...] [--count N] [--wait]
+  jetsaga check [--deadline 1m] [--quiesce 0s]
   jetsaga trace ORDER_ID
   jetsaga up        start the local stack in .run/ (make up)
   jetsaga down      stop it (make down)
@@ -45,8 +45,11 @@ usage:
                     and a fixed offered rate; one table (make bench)
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
-Every command takes -h. Connection flags default to the local stack and read
-NATS_URL, DATABASE_URL, ORDER_URL, INVENTORY_URL and READMODEL_URL from the environment.
+Every command takes -h, which names each flag's environment variable.
+Connection flags default to the local stack and read NATS_URL, DATABASE_URL,
+ORDER_URL, INVENTORY_URL and READMODEL_URL; every other flag reads JETSAGA_<FLAG>
+(--timeout: JETSAGA_TIMEOUT). The stack reads JETSAGA_NATS_PORT,
+JETSAGA_PG_PORT, JETSAGA_<SERVICE>_ADDR and JETSAGA_<SERVICE>_FLAGS.
 `
 
 func main() {

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -50,32 +52,65 @@ func place(ctx context.Context, args []string) error {
 		ep    endpoints
 		items itemsFlag
 	)
-	ep.flags(fs)
+	ep.flags(fs, "order-url", "readmodel-url")
 	customer := fs.String("customer", "", "customer id (required)")
 	fs.Var(&items, "item", "an item SKU:QTY:PRICE_CENTS (repeat for more)")
 	wait := fs.Bool("wait", false, "wait until the order is CONFIRMED or CANCELLED in the read model and print its timeline")
 	timeout := fs.Duration("timeout", time.Minute, "how long --wait waits")
-	key := fs.String("idempotency-key", "", "Idempotency-Key header (retrying with the same key places one order)")
+	key := fs.String("idempotency-key", "", "Idempotency-Key header (retrying with the same key places one order; with --count, order i gets KEY-i)")
+	count := fs.Int("count", 1, "place this many orders like it, one after the other (with --wait: then wait for all and print one line each)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *customer == "" || len(items) == 0 {
 		return errors.New("--customer and at least one --item are required")
 	}
-	hc := &http.Client{Timeout: 10 * time.Second}
-	id, err := placeOrder(ctx, hc, ep.orderURL, orderRequest{CustomerID: *customer, Items: items}, *key)
-	if err != nil {
-		return err
+	if *count < 1 {
+		return fmt.Errorf("--count %d: want ≥ 1", *count)
 	}
-	fmt.Println(id)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	ids := make([]string, 0, *count)
+	for i := range *count {
+		k := *key
+		if k != "" && *count > 1 {
+			k = fmt.Sprintf("%s-%d", k, i)
+		}
+		id, err := placeOrder(ctx, hc, ep.orderURL, orderRequest{CustomerID: *customer, Items: items}, k)
+		if err != nil {
+			return err
+		}
+		fmt.Println(id)
+		ids = append(ids, id)
+	}
 	if !*wait {
 		return nil
 	}
-	v, err := waitTerminal(ctx, hc, ep.readmodelURL, id, *timeout)
-	if err != nil {
-		return err
+	if len(ids) == 1 {
+		v, err := waitTerminal(ctx, hc, ep.readmodelURL, ids[0], *timeout)
+		if err != nil {
+			return err
+		}
+		printView(os.Stdout, v)
+		return nil
 	}
-	printView(os.Stdout, v)
+	byStatus := map[string]int{}
+	deadline := time.Now().Add(*timeout)
+	for _, id := range ids {
+		v, err := waitTerminal(ctx, hc, ep.readmodelURL, id, max(time.Until(deadline), time.Millisecond))
+		if err != nil {
+			return err
+		}
+		outcome := v.Status
+		if v.Reason != "" {
+			outcome += " (" + v.Reason + ")"
+		}
+		byStatus[outcome]++
+	}
+	fmt.Printf("%d orders ended:", len(ids))
+	for _, outcome := range slices.Sorted(maps.Keys(byStatus)) {
+		fmt.Printf("  %d %s", byStatus[outcome], outcome)
+	}
+	fmt.Println()
 	return nil
 }
 

@@ -21,7 +21,7 @@ func main() {
 	fs.Int64Var(&pc.DeclineOverCents, "decline-over-cents", 0, "decline every charge above this many cents (0: off)")
 	fs.Float64Var(&pc.DeclineRate, "decline-rate", 0, "decline this fraction of the other charges at random, 0..1")
 	fs.Int64Var(&pc.Seed, "seed", 1, "seed of the random declines: the same seed declines the same orders")
-	if err := service.Parse(fs, os.Args[1:]); err != nil {
+	if err := service.ParseConfig(fs, &cfg, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "payment:", err)
 		os.Exit(2)
 	}

@@ -16,7 +16,7 @@ func main() {
 	var cfg service.Config
 	fs := flag.NewFlagSet("readmodel", flag.ExitOnError)
 	service.AddFlags(fs, &cfg, "127.0.0.1:8084")
-	if err := service.Parse(fs, os.Args[1:]); err != nil {
+	if err := service.ParseConfig(fs, &cfg, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "readmodel:", err)
 		os.Exit(2)
 	}

@@ -10,6 +10,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +33,11 @@ const (
 	Delay             = "delay"               // wait before handling
 )
 
+// Names lists every fault, in the order of the constants above.
+func Names() []string {
+	return []string{CrashAfterCommit, CrashAfterPublish, CrashBeforeCommit, DuplicatePublish, Redeliver, HandlerError, Delay}
+}
+
 // CrashExitCode is the exit code of an injected crash.
 const CrashExitCode = 3
 
@@ -42,6 +51,47 @@ type Config struct {
 	Delay             time.Duration // every message waits this long before it is handled
 	Seed              int64         // seeds the dice (with the process id; see New)
 	Limit             int           // each fault fires at most this often per process; 0: no limit
+	// Previous counts the faults injected in this service's earlier
+	// processes (the supervisor reads them from the log of each process
+	// that exited and hands them to the next): a crash ends the process that
+	// counted it, so jetsaga_faults_injected_total starts from these.
+	Previous Counts
+}
+
+// Counts holds a number per fault name; as a flag value it reads and prints
+// "crash_after_commit=2,redeliver=5".
+type Counts map[string]int
+
+// String formats c as name=n pairs, sorted by name.
+func (c Counts) String() string {
+	names := make([]string, 0, len(c))
+	for name := range c {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, name := range names {
+		parts = append(parts, fmt.Sprintf("%s=%d", name, c[name]))
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set parses name=n pairs separated by commas, each name a fault of Names.
+func (c *Counts) Set(s string) error {
+	m := Counts{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		name, n, ok := strings.Cut(part, "=")
+		v, err := strconv.Atoi(n)
+		if !ok || err != nil || v < 0 || !slices.Contains(Names(), name) {
+			return fmt.Errorf("%q: want fault=count, a fault of %s", part, strings.Join(Names(), ", "))
+		}
+		m[name] += v
+	}
+	*c = m
+	return nil
 }
 
 // Enabled reports whether any fault is switched on.
@@ -87,7 +137,8 @@ type Injector struct {
 
 // New returns an injector for cfg, or nil when no fault is enabled. exit ends
 // the process on a crash (os.Exit in a binary). The counter
-// jetsaga_faults_injected_total is registered with reg either way, so
+// jetsaga_faults_injected_total is registered with reg either way, with every
+// fault's label present from the start (at cfg.Previous, else 0), so
 // dashboards see zero rather than nothing.
 func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, exit func(int)) (*Injector, error) {
 	if err := cfg.Validate(); err != nil {
@@ -97,6 +148,9 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer, exit func(int))
 		Name: "jetsaga_faults_injected_total",
 		Help: "Faults injected by --inject-* flags, by fault.",
 	}, []string{"fault"})
+	for _, name := range Names() {
+		count.WithLabelValues(name).Add(float64(cfg.Previous[name]))
+	}
 	if reg != nil {
 		reg.MustRegister(count)
 	}

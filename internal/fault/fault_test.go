@@ -174,3 +174,50 @@ func TestDelayWaitsAndStopsOnCancel(t *testing.T) {
 		t.Fatal("an hour's delay did not stop when its context was cancelled")
 	}
 }
+
+// Every fault's label is there from the start — at zero, or at what earlier
+// processes of the service injected (Config.Previous) — whether or not any
+// fault is switched on.
+func TestCounterStartsAtPrevious(t *testing.T) {
+	for _, cfg := range []fault.Config{{}, {Redeliver: 0.5}} {
+		reg := prometheus.NewRegistry()
+		cfg.Previous = fault.Counts{fault.CrashAfterCommit: 3}
+		if _, err := fault.New(cfg, zap.NewNop(), reg, func(int) {}); err != nil {
+			t.Fatal(err)
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		labels := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				labels[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+		for _, name := range fault.Names() {
+			want := 0.0
+			if name == fault.CrashAfterCommit {
+				want = 3
+			}
+			if got, ok := labels[name]; !ok || got != want {
+				t.Errorf("enabled=%v: jetsaga_faults_injected_total{fault=%q} = %v (present %v), want %v", cfg.Enabled(), name, got, ok, want)
+			}
+		}
+	}
+}
+
+func TestCountsFlagValue(t *testing.T) {
+	var c fault.Counts
+	if err := c.Set("redeliver=5, crash_after_commit=2,redeliver=1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.String(); got != "crash_after_commit=2,redeliver=6" {
+		t.Errorf("String() = %q", got)
+	}
+	for _, bad := range []string{"nonsense=1", "redeliver", "redeliver=-1", "redeliver=x"} {
+		if err := c.Set(bad); err == nil {
+			t.Errorf("Set(%q) = nil, want an error", bad)
+		}
+	}
+}

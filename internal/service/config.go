@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -13,7 +14,7 @@ import (
 	"github.com/jetsaga/jetsaga/internal/fault"
 )
 
-// Config holds the flags every service binary takes (DESIGN.md, "Processes
+// Config holds the flags every service binary takes (docs/DESIGN.md, "Processes
 // and how they start").
 type Config struct {
 	Name        string // service name; filled from the Spec when empty
@@ -46,6 +47,32 @@ type Config struct {
 	OnReady func(httpAddr string)
 }
 
+// ErrNoDatabaseURL is the usage error of a service started without
+// --database-url.
+var ErrNoDatabaseURL = errors.New("--database-url (or DATABASE_URL) is required, e.g. postgres://postgres@127.0.0.1:5432/jetsaga?sslmode=disable")
+
+// Validate reports a required flag that is missing.
+func (c Config) Validate() error {
+	if strings.TrimSpace(c.DatabaseURL) == "" {
+		return ErrNoDatabaseURL
+	}
+	return nil
+}
+
+// ParseConfig parses a service binary's flags (Parse) and checks that the
+// required ones are there; when one is missing it prints the flags and
+// returns the usage error, for the binary to print and exit 2 at once.
+func ParseConfig(fs *flag.FlagSet, cfg *Config, args []string) error {
+	if err := Parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		fs.Usage()
+		return err
+	}
+	return nil
+}
+
 // AddFlags registers the core flags on fs, with defaults for this service.
 // Parse gives each flag an environment variable as well.
 func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
@@ -71,18 +98,40 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.DurationVar(&cfg.Faults.Delay, "inject-delay", 0, "each message waits this long before it is handled")
 	fs.Int64Var(&cfg.Faults.Seed, "inject-seed", 1, "seed of the fault dice (mixed with the process id, so a restarted process does not replay its predecessor's dice)")
 	fs.IntVar(&cfg.Faults.Limit, "inject-limit", 0, "each fault fires at most this often per process (0: no limit); 1 makes a window happen exactly once")
+	fs.Var(&cfg.Faults.Previous, "inject-previous", "faults injected in this service's earlier processes, e.g. crash_after_commit=2,redeliver=5: jetsaga_faults_injected_total starts from them (the supervisor of make up sets it on each restart)")
 	fs.DurationVar(&cfg.DupWindow, "duplicate-window", 2*time.Minute, "the streams' duplicate window on Nats-Msg-Id")
 	fs.BoolVar(&cfg.PProf, "pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the HTTP address")
 }
 
-// EnvName is the environment variable of a flag: --nats-url ↔ NATS_URL.
+// EnvPrefix starts the environment variable of every flag but the standard
+// connection ones, so that an unrelated TIMEOUT or SEED in the shell changes
+// nothing.
+const EnvPrefix = "JETSAGA_"
+
+// connectionFlags keep the environment variables everyone already sets.
+var connectionFlags = map[string]bool{
+	"nats-url": true, "database-url": true, "order-url": true, "inventory-url": true, "readmodel-url": true,
+}
+
+// EnvName is the environment variable of a flag: --nats-url ↔ NATS_URL,
+// --ack-wait ↔ JETSAGA_ACK_WAIT.
 func EnvName(flagName string) string {
-	return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	name := strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	if connectionFlags[flagName] {
+		return name
+	}
+	return EnvPrefix + name
 }
 
 // Parse parses args into fs; every flag not given on the command line takes
-// its environment variable (EnvName) when that is set.
+// its environment variable (EnvName) when that is set. Each flag's usage
+// names its variable, so -h lists them.
 func Parse(fs *flag.FlagSet, args []string) error {
+	fs.VisitAll(func(f *flag.Flag) {
+		if env := "$" + EnvName(f.Name); !strings.HasSuffix(f.Usage, env) {
+			f.Usage += " — " + env
+		}
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -95,7 +144,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 		}
 		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
 			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("environment %s=%q: %w", EnvName(f.Name), v, err))
+				errs = append(errs, &EnvError{Name: EnvName(f.Name), Value: v, Err: err})
 			}
 		}
 	})
@@ -104,6 +153,19 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// EnvError is an environment variable whose value its flag does not take.
+// Unlike a bad command-line flag, which the flag package has printed with
+// the usage already, it is for the caller to print.
+type EnvError struct {
+	Name, Value string
+	Err         error
+}
+
+func (e *EnvError) Error() string {
+	return fmt.Sprintf("environment %s=%q: %v", e.Name, e.Value, e.Err)
+}
+func (e *EnvError) Unwrap() error { return e.Err }
 
 // NewLogger builds the service logger: JSON or console encoding at a level.
 func NewLogger(level, format string) (*zap.Logger, error) {

@@ -97,6 +97,9 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	if cfg.Name == "" {
 		cfg.Name = spec.Name
 	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	log := cfg.Logger
 	if log == nil {
 		var err error
@@ -192,7 +195,11 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 
 	pool, err := retry(ctx, log, "connect to Postgres", func() (*pgxpool.Pool, error) {
-		return pg.Open(ctx, pg.Config{URL: cfg.DatabaseURL, Schema: spec.Schema, MaxConns: int32(cfg.DBMaxConns)})
+		p, err := pg.Open(ctx, pg.Config{URL: cfg.DatabaseURL, Schema: spec.Schema, MaxConns: int32(cfg.DBMaxConns)})
+		if perr := permanent(err, cfg.DatabaseURL); perr != nil {
+			return nil, stop{perr}
+		}
+		return p, err
 	})
 	if err != nil {
 		return err
@@ -309,13 +316,23 @@ func mountPProf(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
-// retry calls fn until it succeeds or ctx is done, backing off up to 5s.
+// stop wraps an error that retrying cannot cure: retry returns it at once.
+type stop struct{ err error }
+
+func (s stop) Error() string { return s.err.Error() }
+func (s stop) Unwrap() error { return s.err }
+
+// retry calls fn until it succeeds, returns a stop error, or ctx is done,
+// backing off up to 5s.
 func retry[T any](ctx context.Context, log *zap.Logger, what string, fn func() (T, error)) (T, error) {
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		v, err := fn()
 		if err == nil {
 			return v, nil
+		}
+		if s, ok := errors.AsType[stop](err); ok {
+			return v, fmt.Errorf("%s: %w", what, s.err)
 		}
 		if ctx.Err() != nil {
 			return v, fmt.Errorf("%s: %w", what, err)

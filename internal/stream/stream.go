@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stream names and the subjects they hold (DESIGN.md, "Event contract").
+// Stream names and the subjects they hold (docs/DESIGN.md, "Event contract").
 const (
 	Orders    = "ORDERS"
 	Inventory = "INVENTORY"
@@ -27,6 +27,14 @@ var subjects = map[string]string{
 	Inventory: "inventory.>",
 	Payments:  "payment.>",
 	DLQ:       "dlq.>",
+}
+
+// descriptions say what each stream holds (nats stream info shows them).
+var descriptions = map[string]string{
+	Orders:    "jetsaga: events of the order service (order.created, order.confirmed, order.cancelled), subject <type>.<order_id>",
+	Inventory: "jetsaga: events of the inventory service (inventory.reserved, inventory.rejected, inventory.released), subject <type>.<order_id>",
+	Payments:  "jetsaga: events of the payment service (payment.completed, payment.failed), subject <type>.<order_id>",
+	DLQ:       "jetsaga: dead letters: messages a service could not handle, with their original headers and the error",
 }
 
 // Names lists the four streams in a stable order.
@@ -55,7 +63,7 @@ func StreamConfig(name string, cfg Config) (jetstream.StreamConfig, error) {
 		return jetstream.StreamConfig{}, fmt.Errorf("unknown stream %q", name)
 	}
 	cfg = cfg.withDefaults()
-	return jetstream.StreamConfig{
+	sc := jetstream.StreamConfig{
 		Name:       name,
 		Subjects:   []string{subj},
 		Retention:  jetstream.LimitsPolicy,
@@ -64,7 +72,9 @@ func StreamConfig(name string, cfg Config) (jetstream.StreamConfig, error) {
 		Replicas:   cfg.Replicas,
 		MaxAge:     cfg.MaxAge,
 		Duplicates: cfg.Duplicates,
-	}, nil
+	}
+	sc.Description = descriptions[name]
+	return sc, nil
 }
 
 // Ensure creates or updates the named streams (all four when names is empty).

@@ -1,6 +1,7 @@
 package stream_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +35,9 @@ func TestEnsureIsIdempotent(t *testing.T) {
 		if cfg.Duplicates != time.Minute || cfg.MaxAge != time.Hour || cfg.Storage != jetstream.FileStorage ||
 			cfg.Retention != jetstream.LimitsPolicy || cfg.Subjects[0] != stream.Subject(name) {
 			t.Fatalf("stream %s config = %+v", name, cfg)
+		}
+		if !strings.HasPrefix(cfg.Description, "jetsaga: ") {
+			t.Errorf("stream %s has no description (nats stream info shows it): %q", name, cfg.Description)
 		}
 	}
 

@@ -1,14 +1,15 @@
--- The inventory service's own tables (DESIGN.md, "Saga"). The delivery tables
+-- The inventory service's own tables (docs/DESIGN.md, "Saga"). The delivery tables
 -- outbox and inbox are created by internal/pg before this runs; search_path is
 -- the service schema, so names are unqualified.
 
--- Stock per SKU. Invariant (DESIGN.md, 2): initial = available + reserved + sold.
+-- Stock per SKU. Invariant (docs/DESIGN.md, 2): initial = available + reserved + sold
+-- (002 adds adjusted: initial + adjusted = available + reserved + sold).
 CREATE TABLE stock (
   sku        text PRIMARY KEY,
   available  int NOT NULL CHECK (available >= 0),
   reserved   int NOT NULL DEFAULT 0 CHECK (reserved >= 0),   -- held by reservations in status HELD
   sold       int NOT NULL DEFAULT 0 CHECK (sold >= 0),       -- committed to confirmed orders
-  initial    int NOT NULL,   -- total ever put in: seed + every PUT adjustment
+  initial    int NOT NULL,   -- what the SKU started with (seed, or the PUT that created it)
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 

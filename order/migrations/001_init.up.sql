@@ -1,4 +1,4 @@
--- The order service's write model: one row per order (DESIGN.md, "Saga").
+-- The order service's write model: one row per order (docs/DESIGN.md, "Saga").
 -- The delivery tables outbox and inbox live beside it (internal/pg).
 
 CREATE TABLE orders (

@@ -1,4 +1,4 @@
--- The delivery tables every service schema holds (DESIGN.md, "Delivery").
+-- The delivery tables every service schema holds (docs/DESIGN.md, "Delivery").
 
 -- Events written in the same transaction as the state change that caused them,
 -- published by the relay and deleted once JetStream acked them.
