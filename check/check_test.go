@@ -204,11 +204,12 @@ func TestEachInvariantBroken(t *testing.T) {
 			},
 		},
 		{
-			name: "a dead letter", invariant: 4, mention: []string{"dlq.inventory.order.created.o-oos", "inventory-orders", "event: items[0].qty: must be 1-1000"},
+			name: "a dead letter", invariant: 4, mention: []string{"dlq.inventory.ORDERS.7", "order.created.o-oos", "inventory-orders", "event: items[0].qty: must be 1-1000"},
 			breakIt: func(t *testing.T, w *world) {
 				e := w.event(t, "o-oos", event.OrderCreated)
-				msg := nats.NewMsg(consume.DLQSubject("inventory", e.Subject()))
+				msg := nats.NewMsg(consume.DLQSubject("inventory", stream.Orders, 7))
 				msg.Header = e.Header()
+				msg.Header.Set(consume.HeaderDLQSubject, e.Subject())
 				msg.Header.Set(consume.HeaderOriginalMsgID, e.ID)
 				msg.Header.Set(event.HeaderMsgID, "inventory-orders-ORDERS-7")
 				msg.Header.Set(consume.HeaderDLQError, "event: items[0].qty: must be 1-1000")
@@ -289,7 +290,7 @@ func TestManyViolations(t *testing.T) {
 	defer cancel()
 	const n = 25
 	for i := range n {
-		msg := nats.NewMsg(fmt.Sprintf("dlq.payment.inventory.reserved.o-%d", i))
+		msg := nats.NewMsg(consume.DLQSubject("payment", stream.Inventory, uint64(i+1)))
 		msg.Header.Set(consume.HeaderDLQError, "boom")
 		if _, err := w.js.PublishMsg(ctx, msg); err != nil {
 			t.Fatal(err)

@@ -152,7 +152,11 @@ func (c *checker) deadLetters(ctx context.Context, r *Result) error {
 		if len(cause) > maxErrorLen {
 			cause = cause[:maxErrorLen] + "..."
 		}
-		r.add("dead letter %s #%d %s (consumer %s, event %s): %s", stream.DLQ, seq, msg.Subject(),
+		orig := h.Get(consume.HeaderDLQSubject)
+		if len(orig) > maxErrorLen {
+			orig = orig[:maxErrorLen] + "..."
+		}
+		r.add("dead letter %s #%d %s of %s (consumer %s, event %s): %s", stream.DLQ, seq, msg.Subject(), cmpOr(orig, "?"),
 			cmpOr(h.Get(consume.HeaderDLQConsumer), "?"), cmpOr(h.Get(consume.HeaderOriginalMsgID), "?"), cmpOr(cause, "no error given"))
 	})
 	c.rep.Streams[stream.DLQ] = n

@@ -6,8 +6,8 @@
 // Outcomes per message:
 //   - inbox conflict: handled before; ack, no effect;
 //   - undecodable or contract-violating message, or a handler error wrapped
-//     with Permanent: published to dlq.<service>.<subject> with the original
-//     headers and the error, then terminated;
+//     with Permanent: published to dlq.<service>.<stream>.<sequence> with the
+//     original subject, headers and the error, then terminated;
 //   - any other handler error: NakWithDelay with exponential backoff, and
 //     dead-lettered the same way once MaxDeliver deliveries are used up;
 //   - the database cannot be reached (the transaction cannot begin):
@@ -64,7 +64,7 @@ type JetStream interface {
 
 // Config tunes a Loop. Zero values take the defaults.
 type Config struct {
-	Service    string        // service name, the <service> of dlq.<service>.<subject>
+	Service    string        // service name, the <service> of dlq.<service>.<stream>.<sequence>
 	Consumer   string        // inbox key; default: the durable consumer's name
 	Workers    int           // concurrent fetch-and-handle loops; default 1
 	Batch      int           // messages per fetch; default 16
@@ -75,6 +75,7 @@ type Config struct {
 	RetryMax   time.Duration // cap on the Nak delay; default 30s
 	Logger     *zap.Logger
 	Metrics    *Metrics // nil records nothing
+	MaxPayload int64    // the server's max_payload (nats.Conn.MaxPayload): dead letters are cut to fit; default 1 MiB
 
 	// AfterCommit runs after a transaction that applied an event committed
 	// (not for duplicates): e.g. wake the outbox relay.
@@ -225,6 +226,10 @@ func (l *Loop) handle(ctx context.Context, msg jetstream.Msg) {
 	if err != nil {
 		// Not a JetStream message: nothing to ack.
 		l.log.Error("message without JetStream metadata", zap.String("subject", msg.Subject()), zap.Error(err))
+		return
+	}
+	if err := l.admit(msg); err != nil {
+		l.deadLetter(ctx, msg, md, "", err)
 		return
 	}
 	e, err := event.FromMsg(msg.Subject(), msg.Headers(), msg.Data())

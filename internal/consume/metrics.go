@@ -18,8 +18,9 @@ const (
 // Metrics counts messages per consumer, event type and outcome (handled,
 // duplicate, retried, dead_lettered) and times the handling of each.
 type Metrics struct {
-	messages *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	messages  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	dlqFailed *prometheus.CounterVec
 }
 
 // NewMetrics registers the consumer metrics with reg.
@@ -34,8 +35,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from fetch to ack of a handled message, by consumer and event type.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"consumer", "event_type"}),
+		dlqFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetsaga_dead_letter_failures_total",
+			Help: "Dead letters that could not be published to the DLQ stream after retries (the message was recorded in dead_letters and terminated), by consumer.",
+		}, []string{"consumer"}),
 	}
-	reg.MustRegister(m.messages, m.latency)
+	reg.MustRegister(m.messages, m.latency, m.dlqFailed)
 	return m
 }
 
@@ -51,4 +56,11 @@ func (m *Metrics) observe(consumer string, t event.Type, outcome string, took ti
 	if outcome == outcomeHandled {
 		m.latency.WithLabelValues(consumer, typ).Observe(took.Seconds())
 	}
+}
+
+func (m *Metrics) deadLetterFailed(consumer string) {
+	if m == nil {
+		return
+	}
+	m.dlqFailed.WithLabelValues(consumer).Inc()
 }
