@@ -27,6 +27,10 @@ type Config struct {
 	MaxAge      time.Duration // stream history kept (0: forever)
 	DupWindow   time.Duration // stream duplicate window on Nats-Msg-Id
 
+	// DisconnectGrace is how long the service may be disconnected from
+	// NATS (reconnecting) before /healthz fails; default 30s.
+	DisconnectGrace time.Duration
+
 	AckWait    time.Duration // consumers' AckWait
 	MaxDeliver int           // consumers' MaxDeliver
 	Faults     fault.Config  // failure injection (--inject-*)
@@ -62,6 +66,7 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.DurationVar(&cfg.Faults.Delay, "inject-delay", 0, "each message waits this long before it is handled")
 	fs.Int64Var(&cfg.Faults.Seed, "inject-seed", 1, "seed of the fault dice (mixed with the process id, so a restarted process does not replay its predecessor's dice)")
 	fs.IntVar(&cfg.Faults.Limit, "inject-limit", 0, "each fault fires at most this often per process (0: no limit); 1 makes a window happen exactly once")
+	fs.DurationVar(&cfg.DisconnectGrace, "disconnect-grace", 30*time.Second, "how long the service may be disconnected from NATS before /healthz fails (it exits non-zero when the connection is closed for good)")
 	fs.DurationVar(&cfg.DupWindow, "duplicate-window", 2*time.Minute, "the streams' duplicate window on Nats-Msg-Id")
 }
 
