@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsaga/jetsaga/check"
 	"github.com/jetsaga/jetsaga/internal/consume"
@@ -223,6 +224,59 @@ func TestEachInvariantBroken(t *testing.T) {
 			},
 		},
 		{
+			name: "a dead letter that could not be published", invariant: 4,
+			mention: []string{"never published", "payment.dead_letters", "INVENTORY #9", "inventory.reserved.o-x", "payment-inventory", "no responders"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "payment", `INSERT INTO dead_letters (consumer, stream, stream_seq, subject, deliveries, error,
+					body_size, body_sha256, dlq_subject, dlq_msg_id, published, publish_error)
+					VALUES ('payment-inventory', 'INVENTORY', 9, 'inventory.reserved.o-x', 1, 'decode: bad', 3, 'ab',
+					'dlq.payment.INVENTORY.9', 'payment-inventory-INVENTORY-9', false, 'nats: no responders')`)
+			},
+		},
+		{
+			name: "a dead letter purged from DLQ", invariant: 4,
+			mention: []string{"missing from DLQ", "orders.dead_letters", "PAYMENTS #4", "order-payments"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "orders", `INSERT INTO dead_letters (consumer, stream, stream_seq, subject, deliveries, error,
+					body_size, body_sha256, dlq_subject, dlq_msg_id, published)
+					VALUES ('order-payments', 'PAYMENTS', 4, 'payment.failed.o-y', 1, 'decode: bad', 3, 'ab',
+					'dlq.order.PAYMENTS.4', 'order-payments-PAYMENTS-4', true)`)
+			},
+		},
+		{
+			name: "a message ack-pending past the bound", invariant: 4,
+			mention: []string{"consumer stuck-orders on ORDERS: ORDERS #", "ack-pending"},
+			breakIt: func(t *testing.T, w *world) {
+				cons, err := stream.EnsureConsumer(t.Context(), w.js, stream.ConsumerConfig{
+					Stream: stream.Orders, Durable: "stuck-orders", FilterSubjects: []string{"order.created.>"}, AckWait: time.Hour,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for range batch.Messages() { // delivered, never acked
+				}
+				testenv.WaitFor(t, 5*time.Second, "the message awaiting its ack", func() bool {
+					info, err := cons.Info(t.Context())
+					return err == nil && info.NumAckPending == 1
+				})
+				s, err := w.js.Stream(t.Context(), stream.Orders)
+				if err != nil {
+					t.Fatal(err)
+				}
+				first, err := s.GetMsg(t.Context(), 1, jetstream.WithGetMsgSubject("order.created.>"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				testenv.WaitFor(t, 5*time.Second, "the message stored longer ago than the bound", func() bool {
+					return time.Since(first.Time) > ackBound
+				})
+			},
+		},
+		{
 			name: "the read model disagrees on the status", invariant: 5,
 			mention: []string{"o-confirmed:", "status CONFIRMED in the order service, CANCELLED in the read model", `reason "" in the order service, "payment_failed" in the read model`},
 			breakIt: func(t *testing.T, w *world) {
@@ -252,7 +306,7 @@ func TestEachInvariantBroken(t *testing.T) {
 				e := w.event(t, "o-oos", event.InventoryRejected)
 				tt.mention = []string{"event " + e.ID + " is in the streams twice: INVENTORY #", "(inventory.rejected.o-oos)"}
 			}
-			rep := run(t, w, check.Options{Deadline: deadline})
+			rep := run(t, w, check.Options{Deadline: deadline, AckPendingBound: ackBound})
 			out := written(rep)
 			t.Logf("report:\n%s", out)
 			if got := rep.Failed(); !slices.Equal(got, []int{tt.invariant}) {
@@ -271,6 +325,10 @@ func TestEachInvariantBroken(t *testing.T) {
 		})
 	}
 }
+
+// ackBound is the ack-pending bound of the violation tests: short, so that
+// a message fetched and never acked exceeds it at once.
+const ackBound = 50 * time.Millisecond
 
 func containsAll(s string, subs []string) bool {
 	for _, sub := range subs {
