@@ -28,6 +28,17 @@ type Options struct {
 	// stored longer ago than this is a violation of invariant 4. 0 takes
 	// DefaultAckPendingBound; a negative value turns the check off.
 	AckPendingBound time.Duration
+	// Injected lists messages put into the event streams on purpose to
+	// break the contract (jetsaga chaos --poison): they, and their dead
+	// letters in DLQ and in the services' dead_letters tables, are not
+	// violations. The caller accounts for them.
+	Injected map[StreamMsg]bool
+}
+
+// StreamMsg names one message of a stream.
+type StreamMsg struct {
+	Stream string
+	Seq    uint64
 }
 
 // Result is the outcome of one invariant.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,6 +102,9 @@ func (c *checker) streams(ctx context.Context, r *Result) error {
 
 	for si, name := range names {
 		n, err := scan(ctx, c.js, name, func(msg jetstream.Msg, seq uint64) {
+			if c.opt.Injected[StreamMsg{Stream: name, Seq: seq}] {
+				return
+			}
 			subject := msg.Subject()
 			at := fmt.Sprintf("%s #%d %s", name, seq, subject) // where, for a violation about one message
 			rawID := msg.Headers().Get(event.HeaderMsgID)
@@ -162,6 +166,9 @@ func (c *checker) deadLetters(ctx context.Context, r *Result) (map[string]bool, 
 	n, err := scan(ctx, c.js, stream.DLQ, func(msg jetstream.Msg, seq uint64) {
 		h := msg.Headers()
 		ids[h.Get(event.HeaderMsgID)] = true
+		if c.injected(h.Get(consume.HeaderDLQStream), h.Get(consume.HeaderDLQStreamSeq)) {
+			return
+		}
 		cause := h.Get(consume.HeaderDLQError)
 		if len(cause) > maxErrorLen {
 			cause = cause[:maxErrorLen] + "..."
@@ -199,6 +206,7 @@ func (c *checker) deadLetterRecords(ctx context.Context, schema string, inDLQ ma
 	_, err = pgx.ForEachRow(rows, []any{&consumer, &streamName, &seq, &subject, &eventID, &cause, &published, &pubErr, &msgID}, func() error {
 		at := fmt.Sprintf("%s #%d %s (consumer %s, event %s)", streamName, seq, clipped(subject), consumer, cmpOr(eventID, "?"))
 		switch {
+		case c.opt.Injected[StreamMsg{Stream: streamName, Seq: uint64(seq)}]:
 		case !published:
 			r.add("dead letter never published, recorded in %s.dead_letters: %s: %s; publish: %s", schema, at, clipped(cause), clipped(pubErr))
 		case !inDLQ[msgID]:
@@ -210,6 +218,16 @@ func (c *checker) deadLetterRecords(ctx context.Context, schema string, inDLQ ma
 		return fmt.Errorf("read %s.dead_letters: %w", schema, err)
 	}
 	return nil
+}
+
+// injected reports whether a dead letter's Jetsaga-Dlq-Stream and
+// Jetsaga-Dlq-Stream-Seq headers name a message of Options.Injected.
+func (c *checker) injected(streamName, seq string) bool {
+	if len(c.opt.Injected) == 0 {
+		return false
+	}
+	n, err := strconv.ParseUint(seq, 10, 64)
+	return err == nil && c.opt.Injected[StreamMsg{Stream: streamName, Seq: n}]
 }
 
 // DefaultAckPendingBound is how long a message may stay delivered and
