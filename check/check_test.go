@@ -376,3 +376,38 @@ func TestMissingTables(t *testing.T) {
 		t.Fatalf("Run on an empty database: %v, want an error about orders.orders", err)
 	}
 }
+
+// Messages injected on purpose (chaos --poison), and their dead letters, are
+// not violations when the caller names them; they are otherwise.
+func TestInjectedMessagesAreLeftOut(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ack, err := w.js.Publish(ctx, "order.created."+strings.Repeat("L", 300), []byte("\xff"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	letter := nats.NewMsg(consume.DLQSubject("inventory", stream.Orders, ack.Sequence))
+	letter.Header.Set(event.HeaderMsgID, consume.DLQMsgID("inventory-orders", stream.Orders, ack.Sequence))
+	letter.Header.Set(consume.HeaderDLQStream, stream.Orders)
+	letter.Header.Set(consume.HeaderDLQStreamSeq, fmt.Sprint(ack.Sequence))
+	letter.Header.Set(consume.HeaderDLQError, "subject too long")
+	if _, err := w.js.PublishMsg(ctx, letter); err != nil {
+		t.Fatal(err)
+	}
+	w.exec(t, "readmodel", `INSERT INTO dead_letters (consumer, stream, stream_seq, subject, deliveries, error,
+		body_size, body_sha256, dlq_subject, dlq_msg_id, published, publish_error)
+		VALUES ('readmodel-orders', 'ORDERS', $1, 'order.created.LLL', 1, 'subject too long', 1, 'ab', 'x', 'y', false, 'timeout')`,
+		int64(ack.Sequence))
+
+	rep := run(t, w, check.Options{Deadline: deadline})
+	if got := rep.Failed(); !slices.Equal(got, []int{4}) || rep.Results[3].Count != 3 {
+		t.Fatalf("without Injected: failed %v with %d violations of 4, want [4] with 3 (the message, its dead letter, its record):\n%s",
+			got, rep.Results[3].Count, written(rep))
+	}
+	rep = run(t, w, check.Options{Deadline: deadline, Injected: map[check.StreamMsg]bool{{Stream: stream.Orders, Seq: ack.Sequence}: true}})
+	if !rep.OK() {
+		t.Fatalf("with the message named as injected:\n%s", written(rep))
+	}
+}
