@@ -75,7 +75,7 @@ type Config struct {
 	RetryMax   time.Duration // cap on the Nak delay; default 30s
 	Logger     *zap.Logger
 	Metrics    *Metrics // nil records nothing
-	MaxPayload int64    // the server's max_payload (nats.Conn.MaxPayload): dead letters are cut to fit; default 1 MiB
+	MaxPayload int64    // the server's max_payload when the JetStream given to New does not expose its connection: dead letters are cut to fit; default 1 MiB
 
 	// AfterCommit runs after a transaction that applied an event committed
 	// (not for duplicates): e.g. wake the outbox relay.

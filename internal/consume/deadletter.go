@@ -177,7 +177,7 @@ func (l *Loop) deadLetterMsg(msg jetstream.Msg, md *jetstream.MsgMetadata, cause
 	dl.Header.Set(HeaderDLQBodySize, strconv.Itoa(len(body)))
 	dl.Header.Set(HeaderDLQBodySHA256, hex.EncodeToString(sum[:]))
 
-	room := int(cmpOr64(l.cfg.MaxPayload, defaultMaxPay)) - headerSize(dl.Header) - dlqSlack
+	room := int(l.maxPayload()) - headerSize(dl.Header) - dlqSlack
 	if len(body) > room {
 		body = body[:max(room, 0)]
 		truncated = append(truncated, "body")
@@ -187,6 +187,18 @@ func (l *Loop) deadLetterMsg(msg jetstream.Msg, md *jetstream.MsgMetadata, cause
 	}
 	dl.Data = body
 	return dl
+}
+
+// maxPayload is the server's max_payload as the connection last learnt it
+// (when the loop's JetStream exposes its connection), else Config.MaxPayload,
+// else nats-server's default.
+func (l *Loop) maxPayload() int64 {
+	if c, ok := l.js.(interface{ Conn() *nats.Conn }); ok && c.Conn() != nil {
+		if n := c.Conn().MaxPayload(); n > 0 {
+			return n
+		}
+	}
+	return cmpOr64(l.cfg.MaxPayload, defaultMaxPay)
 }
 
 // publishDeadLetter publishes dl, retrying with a short backoff. The last
