@@ -186,6 +186,10 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
+		// An authorization error seen twice in a row on reconnect would
+		// otherwise end the reconnects for good (credentials being
+		// rotated, say): keep trying.
+		nats.IgnoreAuthErrorAbort(),
 		// Ping every 10s, so a dead connection is noticed (and reconnected)
 		// within about 30s rather than nats.go's default of minutes.
 		nats.PingInterval(10*time.Second),
