@@ -137,8 +137,8 @@ func (l *Loop) deadLetterMsg(msg jetstream.Msg, md *jetstream.MsgMetadata, cause
 			// JetStream's own publish headers (Nats-Expected-Stream and
 			// the like) would steer or refuse the dead letter's publish.
 			continue
-		case strings.HasPrefix(k, "Jetsaga-Dlq-"):
-			// Ours to set below; a forged one must not pass for it.
+		case k == HeaderOriginalMsgID || strings.HasPrefix(k, "Jetsaga-Dlq-"):
+			// Ours to set; a forged one must not pass for it.
 			continue
 		}
 		if len(k) > 128 {
