@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -100,7 +101,7 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 		l.cfg.Metrics.deadLetterFailed(l.cfg.Consumer)
 		log.Error("dead-letter publish failed", zap.NamedError("cause", cause), zap.Error(pubErr))
 	}
-	recErr := l.recordDeadLetter(ctx, rec)
+	recErr := recordDeadLetter(ctx, l.pool, rec)
 	switch {
 	case pubErr != nil && recErr != nil:
 		log.Error("dead letter neither published nor recorded; message stays", zap.NamedError("cause", cause),
@@ -253,13 +254,18 @@ type deadLetterRecord struct {
 	publishErr                           string
 }
 
+// execer runs one statement: a pool, a connection or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
 // recordDeadLetter upserts rec into the service's dead_letters table. A
 // message dead-lettered again (after a failed publish) keeps published once
 // it was true.
-func (l *Loop) recordDeadLetter(ctx context.Context, rec deadLetterRecord) error {
+func recordDeadLetter(ctx context.Context, db execer, rec deadLetterRecord) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := l.pool.Exec(ctx, `
+	_, err := db.Exec(ctx, `
 		INSERT INTO dead_letters (consumer, stream, stream_seq, subject, event_id, event_type, order_id,
 			deliveries, error, body_size, body_sha256, dlq_subject, dlq_msg_id, published, publish_error)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
