@@ -70,6 +70,14 @@ type Options struct {
 	NATSKill  bool          // kill -9 nats-server once, a third of the way in, and start it again
 	PGRestart bool          // pg_ctl stop -m immediate once, two thirds of the way in, and start it again
 
+	// Poison is how many hostile messages to inject while the orders are
+	// placed, spread over the placing time, in turn: a subject that nearly
+	// fills the server's control line, a message near max_payload, a body
+	// that is not JSON. Each must be refused by its stream or dead-lettered
+	// by every consumer that takes it (the report accounts for each), and
+	// no service may lose its connection over it.
+	Poison int
+
 	Timeout time.Duration // after the last order: how long to wait for every order to be terminal and the system quiet
 	Keep    bool          // leave the stack running afterwards
 
@@ -112,6 +120,9 @@ func (o Options) validate() error {
 	}
 	if o.AckWait <= 0 {
 		errs = append(errs, fmt.Errorf("--ack-wait=%s: want > 0", o.AckWait))
+	}
+	if o.Poison < 0 {
+		errs = append(errs, fmt.Errorf("--poison=%d: want ≥ 0", o.Poison))
 	}
 	if o.KillEvery < 0 {
 		errs = append(errs, fmt.Errorf("--kill-every=%s: want ≥ 0", o.KillEvery))
@@ -259,6 +270,17 @@ func run(ctx context.Context, c stack.Config, opts Options, rep *Report, step fu
 	if opts.PGRestart {
 		wg.Go(func() { fail(k.postgresOutage(ctx, 2*planned/3, outage)) })
 	}
+	poisons := make([]poison, opts.Poison)
+	if opts.Poison > 0 {
+		wg.Go(func() {
+			every := planned / time.Duration(opts.Poison+1)
+			for i := range poisons {
+				pause(ctx, every)
+				poisons[i] = injectPoison(ctx, nc, js, i)
+				step("poison %d/%d (%s) on %s: %s", i+1, opts.Poison, poisons[i].Kind, poisons[i].Subject, poisons[i].fate())
+			}
+		})
+	}
 
 	kills := "no service kills"
 	if opts.KillEvery > 0 {
@@ -331,7 +353,13 @@ func run(ctx context.Context, c stack.Config, opts Options, rep *Report, step fu
 		return qerr
 	}
 
-	if rep.Check, err = check.Run(ctx, pool, js, check.Options{}); err != nil {
+	if opts.Poison > 0 {
+		if err := accountPoison(ctx, pool, js, poisons); err != nil {
+			return err
+		}
+		rep.Poison = poisons
+	}
+	if rep.Check, err = check.Run(ctx, pool, js, check.Options{Injected: injected(poisons)}); err != nil {
 		return err
 	}
 	_ = nc.Flush()

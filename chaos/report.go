@@ -44,6 +44,10 @@ type Report struct {
 	Dropped     int
 	DroppedList []string // the first 20
 
+	// Poison: the hostile messages injected (--poison) and what became of
+	// each.
+	Poison []poison
+
 	// Faults and failures.
 	Faults   map[string]map[string]int // service -> fault -> count, from the services' logs
 	Kills    map[string]int            // kill target (a service, "nats-server", "postgres") -> count
@@ -64,7 +68,19 @@ type Report struct {
 // OK reports a clean run: every order placed once and terminal, the system
 // quiet, every invariant holding.
 func (r Report) OK() bool {
-	return r.Placed == r.Scripted && r.OrderRows == r.Placed && r.Stuck == 0 && r.Quiet && r.Check.OK()
+	return r.Placed == r.Scripted && r.OrderRows == r.Placed && r.Stuck == 0 && r.Quiet && r.Check.OK() &&
+		r.unaccounted() == 0
+}
+
+// unaccounted counts the poison messages whose fate is not known.
+func (r Report) unaccounted() int {
+	n := 0
+	for _, p := range r.Poison {
+		if !p.accounted() {
+			n++
+		}
+	}
+	return n
 }
 
 // FaultTotals sums Faults over the services.
@@ -186,6 +202,30 @@ func (r Report) Write(w io.Writer) {
 		b.WriteByte('\n')
 	}
 
+	if len(r.Poison) > 0 {
+		refused, stored, letters := 0, 0, 0
+		for _, p := range r.Poison {
+			if p.Stream != "" {
+				stored++
+				letters += len(p.Letters)
+			} else if p.Refused != "" {
+				refused++
+			}
+		}
+		fmt.Fprintf(&b, "poison: %d injected: %d refused by their stream, %d stored and dead-lettered by every consumer that takes them (%d dead letters), %d unaccounted\n",
+			len(r.Poison), refused, stored, letters, r.unaccounted())
+		tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+		for i, p := range r.Poison {
+			verdict := "ok"
+			if !p.accounted() {
+				verdict = "UNACCOUNTED"
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", i+1, p.Kind, p.Subject, p.fate(), verdict)
+		}
+		tw.Flush()
+		b.WriteByte('\n')
+	}
+
 	fmt.Fprintf(&b, "timing: stack up %s, placing %s, last order to quiescence %s, check %s, whole run %s\n",
 		round(r.StackUp), round(r.Placing), round(r.Settle), round(r.Check.Took), round(r.Took))
 	if !r.Quiet {
@@ -201,10 +241,14 @@ func (r Report) Write(w io.Writer) {
 		b.WriteByte('\n')
 	}
 	if r.OK() {
-		fmt.Fprintf(&b, "PASS: %d orders placed once and terminal; %s injected; %s of services, %d of nats-server; %s; %s; every invariant holds\n",
+		poisoned := ""
+		if len(r.Poison) > 0 {
+			poisoned = "; " + count(len(r.Poison), "poison message", "poison messages") + ", each accounted for"
+		}
+		fmt.Fprintf(&b, "PASS: %d orders placed once and terminal; %s injected; %s of services, %d of nats-server; %s; %s%s; every invariant holds\n",
 			r.Placed, count(sum(totals), "fault", "faults"), count(kills, "kill -9", "kill -9s"), r.Kills[targetNATS],
 			count(r.Kills[targetPostgres], "Postgres crash (stop -m immediate)", "Postgres crashes (stop -m immediate)"),
-			count(restarts, "restart", "restarts"))
+			count(restarts, "restart", "restarts"), poisoned)
 	} else {
 		fmt.Fprintf(&b, "FAIL:%s\n", r.failures())
 	}
@@ -230,6 +274,9 @@ func (r Report) failures() string {
 	}
 	if !r.Quiet {
 		why = append(why, "not quiet")
+	}
+	if n := r.unaccounted(); n > 0 {
+		why = append(why, fmt.Sprintf("%d poison messages unaccounted for", n))
 	}
 	if len(r.Check.Results) == 0 {
 		why = append(why, "check did not run")

@@ -19,7 +19,8 @@ import (
 // TestRun runs the real thing, small: the binaries built from this checkout
 // into a root of their own, a stack on free ports, 200 orders in 8 seconds
 // with the default fault probabilities, a kill every second, one NATS and
-// one Postgres crash. It must pass, and leave nothing running.
+// one Postgres crash, and six poison messages. It must pass, account for
+// every poison, and leave nothing running.
 func TestRun(t *testing.T) {
 	root := buildRoot(t)
 	// The supervisor (jetsaga supervise, started by stack.Up) finds the
@@ -41,6 +42,7 @@ func TestRun(t *testing.T) {
 	o.KillEvery = time.Second
 	o.Timeout = time.Minute
 	o.Seed = 3
+	o.Poison = 6
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -70,6 +72,19 @@ func TestRun(t *testing.T) {
 	}
 	if crashed == 0 || killed == 0 {
 		t.Errorf("restarts %v: want restarts after crashes and after kills", rep.Restarts)
+	}
+	// Every poison accounted for: the near-max_payload ones refused by the
+	// stream, the others dead-lettered by every consumer that takes them.
+	if len(rep.Poison) != o.Poison || rep.unaccounted() != 0 {
+		t.Errorf("poison %+v: want %d, each accounted for", rep.Poison, o.Poison)
+	}
+	for _, p := range rep.Poison {
+		switch {
+		case p.Kind == poisonHuge && p.Refused == "":
+			t.Errorf("a message near max_payload was stored: %+v", p)
+		case p.Kind != poisonHuge && (p.Stream == "" || len(p.Letters) < 2):
+			t.Errorf("poison %s not dead-lettered by its consumers: %+v", p.Kind, p)
+		}
 	}
 	if !strings.Contains(out.String(), "PASS: 200 orders placed once and terminal") {
 		t.Errorf("the report does not say PASS")

@@ -31,6 +31,21 @@ type Options struct {
 	// ones may be in flight, and the report lists them as such. 0 checks
 	// every order, which is right after Quiesce.
 	Deadline time.Duration
+	// AckPendingBound: a message delivered and unacknowledged that was
+	// stored longer ago than this is a violation of invariant 4. 0 takes
+	// DefaultAckPendingBound; a negative value turns the check off.
+	AckPendingBound time.Duration
+	// Injected lists messages put into the event streams on purpose to
+	// break the contract (jetsaga chaos --poison): they, and their dead
+	// letters in DLQ and in the services' dead_letters tables, are not
+	// violations. The caller accounts for them.
+	Injected map[StreamMsg]bool
+}
+
+// StreamMsg names one message of a stream.
+type StreamMsg struct {
+	Stream string
+	Seq    uint64
 }
 
 // Result is the outcome of one invariant.
@@ -210,7 +225,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, opt Op
 		{fmt.Sprintf("every order older than %v is terminal (order service and read model)", opt.Deadline), c.terminal},
 		{"stock adds up per SKU (initial + adjusted = available + reserved + sold) and reservations match order outcomes", c.stock},
 		{"a CONFIRMED order has exactly one completed payment of its total; a CANCELLED order has no charge", c.payments},
-		{"outboxes are empty, every event id is in the streams once, at most one event of a type per order, DLQ empty", c.delivery},
+		{"outboxes are empty, every event id is in the streams once, at most one event of a type per order, DLQ empty and no dead letter recorded, nothing ack-pending past the bound", c.delivery},
 		{"the read model agrees with the order service (status, reason, total, customer)", c.readModel},
 	}
 	for i, chk := range checks {

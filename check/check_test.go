@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsaga/jetsaga/check"
 	"github.com/jetsaga/jetsaga/internal/consume"
@@ -237,11 +238,12 @@ func TestEachInvariantBroken(t *testing.T) {
 			},
 		},
 		{
-			name: "a dead letter", invariant: 4, mention: []string{"dlq.inventory.order.created.o-oos", "inventory-orders", "event: items[0].qty: must be 1-1000"},
+			name: "a dead letter", invariant: 4, mention: []string{"dlq.inventory.ORDERS.7", "order.created.o-oos", "inventory-orders", "event: items[0].qty: must be 1-1000"},
 			breakIt: func(t *testing.T, w *world) {
 				e := w.event(t, "o-oos", event.OrderCreated)
-				msg := nats.NewMsg(consume.DLQSubject("inventory", e.Subject()))
+				msg := nats.NewMsg(consume.DLQSubject("inventory", stream.Orders, 7))
 				msg.Header = e.Header()
+				msg.Header.Set(consume.HeaderDLQSubject, e.Subject())
 				msg.Header.Set(consume.HeaderOriginalMsgID, e.ID)
 				msg.Header.Set(event.HeaderMsgID, "inventory-orders-ORDERS-7")
 				msg.Header.Set(consume.HeaderDLQError, "event: items[0].qty: must be 1-1000")
@@ -252,6 +254,59 @@ func TestEachInvariantBroken(t *testing.T) {
 				if _, err := w.js.PublishMsg(ctx, msg); err != nil {
 					t.Fatal(err)
 				}
+			},
+		},
+		{
+			name: "a dead letter that could not be published", invariant: 4,
+			mention: []string{"never published", "payment.dead_letters", "INVENTORY #9", "inventory.reserved.o-x", "payment-inventory", "no responders"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "payment", `INSERT INTO dead_letters (consumer, stream, stream_seq, subject, deliveries, error,
+					body_size, body_sha256, dlq_subject, dlq_msg_id, published, publish_error)
+					VALUES ('payment-inventory', 'INVENTORY', 9, 'inventory.reserved.o-x', 1, 'decode: bad', 3, 'ab',
+					'dlq.payment.INVENTORY.9', 'payment-inventory-INVENTORY-9', false, 'nats: no responders')`)
+			},
+		},
+		{
+			name: "a dead letter purged from DLQ", invariant: 4,
+			mention: []string{"missing from DLQ", "orders.dead_letters", "PAYMENTS #4", "order-payments"},
+			breakIt: func(t *testing.T, w *world) {
+				w.exec(t, "orders", `INSERT INTO dead_letters (consumer, stream, stream_seq, subject, deliveries, error,
+					body_size, body_sha256, dlq_subject, dlq_msg_id, published)
+					VALUES ('order-payments', 'PAYMENTS', 4, 'payment.failed.o-y', 1, 'decode: bad', 3, 'ab',
+					'dlq.order.PAYMENTS.4', 'order-payments-PAYMENTS-4', true)`)
+			},
+		},
+		{
+			name: "a message ack-pending past the bound", invariant: 4,
+			mention: []string{"consumer stuck-orders on ORDERS: ORDERS #", "ack-pending"},
+			breakIt: func(t *testing.T, w *world) {
+				cons, err := stream.EnsureConsumer(t.Context(), w.js, stream.ConsumerConfig{
+					Stream: stream.Orders, Durable: "stuck-orders", FilterSubjects: []string{"order.created.>"}, AckWait: time.Hour,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for range batch.Messages() { // delivered, never acked
+				}
+				testenv.WaitFor(t, 5*time.Second, "the message awaiting its ack", func() bool {
+					info, err := cons.Info(t.Context())
+					return err == nil && info.NumAckPending == 1
+				})
+				s, err := w.js.Stream(t.Context(), stream.Orders)
+				if err != nil {
+					t.Fatal(err)
+				}
+				first, err := s.GetMsg(t.Context(), 1, jetstream.WithGetMsgSubject("order.created.>"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				testenv.WaitFor(t, 5*time.Second, "the message stored longer ago than the bound", func() bool {
+					return time.Since(first.Time) > ackBound
+				})
 			},
 		},
 		{
@@ -284,7 +339,7 @@ func TestEachInvariantBroken(t *testing.T) {
 				e := w.event(t, "o-oos", event.InventoryRejected)
 				tt.mention = []string{"event " + e.ID + " is in the streams twice: INVENTORY #", "(inventory.rejected.o-oos)"}
 			}
-			rep := run(t, w, check.Options{Deadline: deadline})
+			rep := run(t, w, check.Options{Deadline: deadline, AckPendingBound: ackBound})
 			out := written(rep)
 			t.Logf("report:\n%s", out)
 			if got := rep.Failed(); !slices.Equal(got, []int{tt.invariant}) {
@@ -304,6 +359,10 @@ func TestEachInvariantBroken(t *testing.T) {
 	}
 }
 
+// ackBound is the ack-pending bound of the violation tests: short, so that
+// a message fetched and never acked exceeds it at once.
+const ackBound = 50 * time.Millisecond
+
 func containsAll(s string, subs []string) bool {
 	for _, sub := range subs {
 		if !strings.Contains(s, sub) {
@@ -322,7 +381,7 @@ func TestManyViolations(t *testing.T) {
 	defer cancel()
 	const n = 25
 	for i := range n {
-		msg := nats.NewMsg(fmt.Sprintf("dlq.payment.inventory.reserved.o-%d", i))
+		msg := nats.NewMsg(consume.DLQSubject("payment", stream.Inventory, uint64(i+1)))
 		msg.Header.Set(consume.HeaderDLQError, "boom")
 		if _, err := w.js.PublishMsg(ctx, msg); err != nil {
 			t.Fatal(err)
@@ -348,5 +407,40 @@ func TestMissingTables(t *testing.T) {
 	defer cancel()
 	if _, err := check.Run(ctx, pool, js, check.Options{}); err == nil || !strings.Contains(err.Error(), "orders.orders") {
 		t.Fatalf("Run on an empty database: %v, want an error about orders.orders", err)
+	}
+}
+
+// Messages injected on purpose (chaos --poison), and their dead letters, are
+// not violations when the caller names them; they are otherwise.
+func TestInjectedMessagesAreLeftOut(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ack, err := w.js.Publish(ctx, "order.created."+strings.Repeat("L", 300), []byte("\xff"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	letter := nats.NewMsg(consume.DLQSubject("inventory", stream.Orders, ack.Sequence))
+	letter.Header.Set(event.HeaderMsgID, consume.DLQMsgID("inventory-orders", stream.Orders, ack.Sequence))
+	letter.Header.Set(consume.HeaderDLQStream, stream.Orders)
+	letter.Header.Set(consume.HeaderDLQStreamSeq, fmt.Sprint(ack.Sequence))
+	letter.Header.Set(consume.HeaderDLQError, "subject too long")
+	if _, err := w.js.PublishMsg(ctx, letter); err != nil {
+		t.Fatal(err)
+	}
+	w.exec(t, "readmodel", `INSERT INTO dead_letters (consumer, stream, stream_seq, subject, deliveries, error,
+		body_size, body_sha256, dlq_subject, dlq_msg_id, published, publish_error)
+		VALUES ('readmodel-orders', 'ORDERS', $1, 'order.created.LLL', 1, 'subject too long', 1, 'ab', 'x', 'y', false, 'timeout')`,
+		int64(ack.Sequence))
+
+	rep := run(t, w, check.Options{Deadline: deadline})
+	if got := rep.Failed(); !slices.Equal(got, []int{4}) || rep.Results[3].Count != 3 {
+		t.Fatalf("without Injected: failed %v with %d violations of 4, want [4] with 3 (the message, its dead letter, its record):\n%s",
+			got, rep.Results[3].Count, written(rep))
+	}
+	rep = run(t, w, check.Options{Deadline: deadline, Injected: map[check.StreamMsg]bool{{Stream: stream.Orders, Seq: ack.Sequence}: true}})
+	if !rep.OK() {
+		t.Fatalf("with the message named as injected:\n%s", written(rep))
 	}
 }

@@ -1,10 +1,12 @@
 package check
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +24,8 @@ var schemas = []string{"orders", "inventory", "payment", "readmodel"}
 
 // delivery checks invariant 4: every outbox is empty; each event id is in
 // the event streams once; an order has at most one event of each type; the
-// DLQ is empty.
+// DLQ is empty; no service recorded a dead letter (whether or not the DLQ
+// still holds it); no message stays ack-pending past the bound.
 func (c *checker) delivery(ctx context.Context, r *Result) error {
 	for _, schema := range schemas {
 		if err := c.outbox(ctx, schema, r); err != nil {
@@ -32,7 +35,16 @@ func (c *checker) delivery(ctx context.Context, r *Result) error {
 	if err := c.streams(ctx, r); err != nil {
 		return err
 	}
-	return c.deadLetters(ctx, r)
+	inDLQ, err := c.deadLetters(ctx, r)
+	if err != nil {
+		return err
+	}
+	for _, schema := range schemas {
+		if err := c.deadLetterRecords(ctx, schema, inDLQ, r); err != nil {
+			return err
+		}
+	}
+	return c.ackPending(ctx, r)
 }
 
 // outbox reports the events left in schema's outbox.
@@ -90,6 +102,9 @@ func (c *checker) streams(ctx context.Context, r *Result) error {
 
 	for si, name := range names {
 		n, err := scan(ctx, c.js, name, func(msg jetstream.Msg, seq uint64) {
+			if c.opt.Injected[StreamMsg{Stream: name, Seq: seq}] {
+				return
+			}
 			subject := msg.Subject()
 			at := fmt.Sprintf("%s #%d %s", name, seq, subject) // where, for a violation about one message
 			rawID := msg.Headers().Get(event.HeaderMsgID)
@@ -144,20 +159,155 @@ func splitSubject(subject string) (event.Type, string, bool) {
 // maxErrorLen bounds the dead-letter error quoted in a violation.
 const maxErrorLen = 200
 
-// deadLetters reports every message of the DLQ stream.
-func (c *checker) deadLetters(ctx context.Context, r *Result) error {
+// deadLetters reports every message of the DLQ stream, and returns the
+// message ids (Nats-Msg-Id) it holds.
+func (c *checker) deadLetters(ctx context.Context, r *Result) (map[string]bool, error) {
+	ids := map[string]bool{}
 	n, err := scan(ctx, c.js, stream.DLQ, func(msg jetstream.Msg, seq uint64) {
 		h := msg.Headers()
+		ids[h.Get(event.HeaderMsgID)] = true
+		if c.injected(h.Get(consume.HeaderDLQStream), h.Get(consume.HeaderDLQStreamSeq)) {
+			return
+		}
 		cause := h.Get(consume.HeaderDLQError)
 		if len(cause) > maxErrorLen {
 			cause = cause[:maxErrorLen] + "..."
 		}
-		r.add("dead letter %s #%d %s (consumer %s, event %s): %s", stream.DLQ, seq, msg.Subject(),
+		orig := h.Get(consume.HeaderDLQSubject)
+		if len(orig) > maxErrorLen {
+			orig = orig[:maxErrorLen] + "..."
+		}
+		r.add("dead letter %s #%d %s of %s (consumer %s, event %s): %s", stream.DLQ, seq, msg.Subject(), cmpOr(orig, "?"),
 			cmpOr(h.Get(consume.HeaderDLQConsumer), "?"), cmpOr(h.Get(consume.HeaderOriginalMsgID), "?"), cmpOr(cause, "no error given"))
 	})
 	c.rep.Streams[stream.DLQ] = n
 	c.rep.DLQ = n
-	return err
+	return ids, err
+}
+
+// deadLetterRecords reports what schema's dead_letters table holds that the
+// DLQ stream does not tell: a dead letter that could not be published at
+// all (the message was terminated and recorded instead), and one that was
+// published but is no longer in DLQ (the stream was purged, or the message
+// deleted). Dead letters still in DLQ were reported by deadLetters.
+func (c *checker) deadLetterRecords(ctx context.Context, schema string, inDLQ map[string]bool, r *Result) error {
+	table := pgx.Identifier{schema, "dead_letters"}.Sanitize()
+	rows, err := c.pool.Query(ctx, `
+		SELECT consumer, stream, stream_seq, subject, event_id, error, published, publish_error, dlq_msg_id
+		FROM `+table+` ORDER BY recorded_at, stream, stream_seq`)
+	if err != nil {
+		return fmt.Errorf("read %s.dead_letters: %w", schema, err)
+	}
+	var (
+		consumer, streamName, subject, eventID, cause, pubErr, msgID string
+		seq                                                          int64
+		published                                                    bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&consumer, &streamName, &seq, &subject, &eventID, &cause, &published, &pubErr, &msgID}, func() error {
+		at := fmt.Sprintf("%s #%d %s (consumer %s, event %s)", streamName, seq, clipped(subject), consumer, cmpOr(eventID, "?"))
+		switch {
+		case c.opt.Injected[StreamMsg{Stream: streamName, Seq: uint64(seq)}]:
+		case !published:
+			r.add("dead letter never published, recorded in %s.dead_letters: %s: %s; publish: %s", schema, at, clipped(cause), clipped(pubErr))
+		case !inDLQ[msgID]:
+			r.add("dead letter recorded in %s.dead_letters is missing from %s (purged?): %s: %s", schema, stream.DLQ, at, clipped(cause))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read %s.dead_letters: %w", schema, err)
+	}
+	return nil
+}
+
+// injected reports whether a dead letter's Jetsaga-Dlq-Stream and
+// Jetsaga-Dlq-Stream-Seq headers name a message of Options.Injected.
+func (c *checker) injected(streamName, seq string) bool {
+	if len(c.opt.Injected) == 0 {
+		return false
+	}
+	n, err := strconv.ParseUint(seq, 10, 64)
+	return err == nil && c.opt.Injected[StreamMsg{Stream: streamName, Seq: n}]
+}
+
+// DefaultAckPendingBound is how long a message may stay delivered and
+// unacknowledged before check reports it.
+const DefaultAckPendingBound = 5 * time.Minute
+
+// ackPending reports, per durable consumer of the event streams, the oldest
+// message that is delivered but unacknowledged and was stored longer than
+// the bound ago: a message no handler finishes and nothing dead-letters. The
+// oldest unacknowledged message is the first one past the consumer's ack
+// floor that its filter takes.
+func (c *checker) ackPending(ctx context.Context, r *Result) error {
+	bound := cmp.Or(c.opt.AckPendingBound, DefaultAckPendingBound)
+	if bound < 0 {
+		return nil
+	}
+	for _, name := range eventStreams() {
+		s, err := c.js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+		consumers := s.ListConsumers(ctx)
+		for ci := range consumers.Info() {
+			if ci.Config.Durable == "" || ci.NumAckPending == 0 {
+				continue
+			}
+			msg, err := firstUnacked(ctx, s, ci)
+			if err != nil {
+				return fmt.Errorf("consumer %s on %s: %w", ci.Config.Durable, name, err)
+			}
+			if msg == nil {
+				continue
+			}
+			if age := time.Since(msg.Time); age > bound {
+				r.add("consumer %s on %s: %s #%d %s ack-pending, stored %v ago (bound %v; %d awaiting ack)",
+					ci.Config.Durable, name, name, msg.Sequence, clipped(msg.Subject), age.Round(time.Second), bound, ci.NumAckPending)
+			}
+		}
+		if err := consumers.Err(); err != nil {
+			return fmt.Errorf("list consumers of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// firstUnacked returns the first message past ci's ack floor that its
+// filter takes and that it has delivered, or nil.
+func firstUnacked(ctx context.Context, s jetstream.Stream, ci *jetstream.ConsumerInfo) (*jetstream.RawStreamMsg, error) {
+	filters := ci.Config.FilterSubjects
+	if ci.Config.FilterSubject != "" {
+		filters = append(filters, ci.Config.FilterSubject)
+	}
+	if len(filters) == 0 {
+		filters = []string{">"}
+	}
+	var first *jetstream.RawStreamMsg
+	for _, f := range filters {
+		msg, err := s.GetMsg(ctx, ci.AckFloor.Stream+1, jetstream.WithGetMsgSubject(f))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("message after %d on %s: %w", ci.AckFloor.Stream, f, err)
+		}
+		if msg.Sequence <= ci.Delivered.Stream && (first == nil || msg.Sequence < first.Sequence) {
+			first = msg
+		}
+	}
+	return first, nil
+}
+
+// clipped shortens what a hostile message may have made long.
+func clipped(s string) string {
+	if len(s) > maxErrorLen {
+		return s[:maxErrorLen] + "..."
+	}
+	return s
 }
 
 // scan calls fn with every message of the named stream, headers only, from

@@ -6,7 +6,7 @@
 // The package knows the services only by their tables, which it reads with
 // schema-qualified SQL (orders.orders, inventory.stock,
 // inventory.reservations, inventory.reservation_items, payment.payments,
-// readmodel.order_views and the four outbox tables), and by the streams
+// readmodel.order_views and the four outbox and dead_letters tables), and by the streams
 // ORDERS, INVENTORY, PAYMENTS and DLQ. It imports no service package.
 //
 // The invariants hold once the system is quiet: call [Quiesce] first, which

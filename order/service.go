@@ -19,7 +19,7 @@ import (
 
 // Names the service runs under.
 const (
-	Name   = "order"  // service name: logs, dlq.order.<subject>
+	Name   = "order"  // service name: logs, dlq.order.<stream>.<seq>
 	Schema = "orders" // Postgres schema
 )
 

@@ -155,7 +155,10 @@ func TestServiceRun(t *testing.T) {
 	// An event for an order the service does not hold is dead-lettered.
 	publish(event.InventoryReserved, "ghost", created.ID,
 		event.InventoryReservedPayload{OrderID: "ghost", Items: testItems, TotalCents: testTotal})
-	dead := waitMsg(t, js, stream.DLQ, consume.DLQSubject(Name, event.Subject(event.InventoryReserved, "ghost")))
+	dead := waitMsg(t, js, stream.DLQ, "dlq."+Name+"."+stream.Inventory+".*")
+	if got := dead.Header.Get(consume.HeaderDLQSubject); got != event.Subject(event.InventoryReserved, "ghost") {
+		t.Errorf("dead letter of %q, want the ghost's inventory.reserved", got)
+	}
 	if !strings.Contains(dead.Header.Get(consume.HeaderDLQError), "not found") {
 		t.Errorf("dead letter error %q", dead.Header.Get(consume.HeaderDLQError))
 	}

@@ -3,9 +3,9 @@
 // and how long the whole saga took. It is what `jetsaga trace <order-id>`
 // prints.
 //
-// The events of an order are found by subject alone ("*.*.<order id>" in
-// ORDERS, INVENTORY and PAYMENTS, "dlq.*.*.*.<order id>" in DLQ), so a trace
-// needs nothing but NATS: no database, no running service.
+// The events of an order are found by subject ("*.*.<order id>" in ORDERS,
+// INVENTORY and PAYMENTS) and its dead letters by their headers (DLQ), so a
+// trace needs nothing but NATS: no database, no running service.
 package trace
 
 import (
@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsaga/jetsaga/internal/consume"
@@ -61,13 +63,17 @@ func Load(ctx context.Context, js jetstream.JetStream, orderID string) ([]Hop, e
 	}
 	var events []Hop
 	for _, name := range []string{stream.Orders, stream.Inventory, stream.Payments} {
-		hops, err := read(ctx, js, name, "*.*."+orderID)
+		hops, err := read(ctx, js, name, "*.*."+orderID, nil)
 		if err != nil {
 			return nil, fmt.Errorf("trace %s: %w", orderID, err)
 		}
 		events = append(events, hops...)
 	}
-	dead, err := read(ctx, js, stream.DLQ, "dlq.*.*.*."+orderID)
+	// A dead letter's subject names the stream message, not the order
+	// (dlq.<service>.<stream>.<sequence>): its headers name the order.
+	dead, err := read(ctx, js, stream.DLQ, stream.Subject(stream.DLQ), func(h nats.Header) bool {
+		return h.Get(event.HeaderOrderID) == orderID || strings.HasSuffix(h.Get(consume.HeaderDLQSubject), "."+orderID)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("trace %s: %w", orderID, err)
 	}
@@ -166,8 +172,9 @@ func boolCmp(a, b bool) int {
 }
 
 // read returns every message of the named stream on subjects matching
-// filter, as hops, in stream order. A missing stream holds nothing.
-func read(ctx context.Context, js jetstream.JetStream, name, filter string) ([]Hop, error) {
+// filter (and whose headers keep accepts, when keep is not nil), as hops, in
+// stream order. A missing stream holds nothing.
+func read(ctx context.Context, js jetstream.JetStream, name, filter string, keep func(nats.Header) bool) ([]Hop, error) {
 	s, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
@@ -215,7 +222,9 @@ func read(ctx context.Context, js jetstream.JetStream, name, filter string) ([]H
 		if err != nil {
 			return nil, fmt.Errorf("read %s %s: %w", name, filter, err)
 		}
-		hops = append(hops, hop(name, md.Sequence.Stream, msg))
+		if keep == nil || keep(msg.Headers()) {
+			hops = append(hops, hop(name, md.Sequence.Stream, msg))
+		}
 		if md.NumPending == 0 {
 			return hops, nil
 		}

@@ -84,8 +84,10 @@ func TestLoadOutOfOrder(t *testing.T) {
 		return !publish(ctx, t, js, completed.Msg()).Duplicate
 	})
 	// A dead letter about o-1, and one about o-10.
-	for _, id := range []string{"o-1", "o-10"} {
-		msg := nats.NewMsg(consume.DLQSubject("readmodel", event.Subject(event.OrderConfirmed, id)))
+	for i, id := range []string{"o-1", "o-10"} {
+		msg := nats.NewMsg(consume.DLQSubject("readmodel", stream.Orders, uint64(7+i)))
+		msg.Header.Set(event.HeaderOrderID, id)
+		msg.Header.Set(consume.HeaderDLQSubject, event.Subject(event.OrderConfirmed, id))
 		msg.Header.Set(consume.HeaderDLQError, "permanent: view of "+id+" is gone")
 		msg.Header.Set(consume.HeaderDLQConsumer, "readmodel-orders")
 		msg.Header.Set(consume.HeaderOriginalMsgID, confirmed.ID)
@@ -120,7 +122,7 @@ func TestLoadOutOfOrder(t *testing.T) {
 		}
 	}
 	dead := hops[len(want)]
-	if dead.Stream != stream.DLQ || dead.Subject != "dlq.readmodel.order.confirmed.o-1" || dead.EventID != confirmed.ID ||
+	if dead.Stream != stream.DLQ || dead.Subject != "dlq.readmodel.ORDERS.7" || dead.EventID != confirmed.ID ||
 		dead.DeadLetter != "permanent: view of o-1 is gone" || dead.Consumer != "readmodel-orders" {
 		t.Errorf("dead letter hop %+v", dead)
 	}
@@ -136,7 +138,7 @@ func TestLoadOutOfOrder(t *testing.T) {
 		{"└ inventory.reserved ", reserved.ID + "  +3.2ms  2026-11-24T06:00:00.126Z  INVENTORY #2"},
 		{"  └ payment.completed ", completed.ID + "  +1.1ms  2026-11-24T06:00:00.127Z  PAYMENTS #1"},
 		{"    └ order.confirmed ", confirmed.ID + "  +700µs  2026-11-24T06:00:00.128Z  ORDERS #1"},
-		{"dead letter DLQ #1 dlq.readmodel.order.confirmed.o-1 (consumer readmodel-orders, event " + confirmed.ID + "): permanent: view of o-1 is gone", ""},
+		{"dead letter DLQ #1 dlq.readmodel.ORDERS.7 (consumer readmodel-orders, event " + confirmed.ID + "): permanent: view of o-1 is gone", ""},
 	}
 	if len(lines) != len(wantLines) {
 		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(wantLines), out)

@@ -23,6 +23,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 	fs.Float64Var(&o.Redeliver, "redeliver", o.Redeliver, "--inject-redeliver of every service")
 	fs.DurationVar(&o.AckWait, "ack-wait", o.AckWait, "--ack-wait of every service: how soon a dead service's messages are redelivered")
 	fs.DurationVar(&o.KillEvery, "kill-every", o.KillEvery, "kill -9 a random service this often (0: never)")
+	fs.IntVar(&o.Poison, "poison", o.Poison, "hostile messages to inject while placing (a subject filling the control line, a message near max_payload, a body that is not JSON); each must be refused or dead-lettered")
 	noNATS := fs.Bool("no-nats-kill", false, "do not kill -9 nats-server")
 	noPG := fs.Bool("no-pg-restart", false, "do not crash-stop Postgres")
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "after the last order: how long to wait for every order to end and the system to be quiet")

@@ -17,6 +17,7 @@ func checkCmd(ctx context.Context, args []string) error {
 	ep.flags(fs, "nats-url", "database-url")
 	deadline := fs.Duration("deadline", check.DefaultDeadline, "orders younger than this may still be in flight: listed as such, not as violations of invariant 1 (0: every order must have ended, right after quiescence)")
 	quiesce := fs.Duration("quiesce", 0, "first wait up to this long for outboxes and consumers to drain")
+	ackBound := fs.Duration("ack-pending-bound", check.DefaultAckPendingBound, "report a message delivered and unacked that was stored longer ago than this (negative: off)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -35,7 +36,7 @@ func checkCmd(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "not quiescent: %v\n", err)
 		}
 	}
-	rep, err := check.Run(ctx, pool, js, check.Options{Deadline: *deadline})
+	rep, err := check.Run(ctx, pool, js, check.Options{Deadline: *deadline, AckPendingBound: *ackBound})
 	if err != nil {
 		return err
 	}

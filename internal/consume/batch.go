@@ -120,6 +120,12 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			l.log.Error("message without JetStream metadata", zap.String("subject", msg.Subject()), zap.Error(err))
 			continue
 		}
+		// Limits first: an over-long subject or an oversized message is
+		// dead-lettered in its cut form before anything reads it.
+		if err := l.admit(msg); err != nil {
+			l.deadLetter(ctx, msg, md, "", err)
+			continue
+		}
 		e, err := event.FromMsg(msg.Subject(), msg.Headers(), msg.Data())
 		if err != nil {
 			l.deadLetter(ctx, msg, md, "", fmt.Errorf("decode %s: %w", msg.Subject(), err))

@@ -8,8 +8,8 @@
 // Outcomes per message:
 //   - inbox conflict: handled before; ack, no effect;
 //   - undecodable or contract-violating message, or a handler error wrapped
-//     with Permanent: published to the dead-letter stream with the original
-//     headers and the error, then terminated;
+//     with Permanent: published to dlq.<service>.<stream>.<sequence> with the
+//     original subject, headers and the error, then terminated;
 //   - any other handler error: rolled back to its savepoint (the rest of the
 //     batch commits), NakWithDelay with exponential backoff, and
 //     dead-lettered the same way once MaxDeliver failures that are the
@@ -23,8 +23,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -72,21 +70,6 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p) || errors.Is(err, event.ErrContract)
 }
 
-// Headers added to a dead-lettered message, beside the original headers.
-const (
-	HeaderDLQError      = "Jetsaga-Dlq-Error"
-	HeaderDLQConsumer   = "Jetsaga-Dlq-Consumer"
-	HeaderDLQStream     = "Jetsaga-Dlq-Stream"
-	HeaderDLQStreamSeq  = "Jetsaga-Dlq-Stream-Seq"
-	HeaderDLQDeliveries = "Jetsaga-Dlq-Deliveries"
-	HeaderDLQSubject    = "Jetsaga-Dlq-Subject"
-	HeaderOriginalMsgID = "Jetsaga-Original-Msg-Id"
-)
-
-// DLQSubject returns the dead-letter subject of a message a service could not
-// handle: dlq.<service>.<original subject>.
-func DLQSubject(service, subject string) string { return "dlq." + service + "." + subject }
-
 // JetStream is what the loop needs besides the consumer: publishing to DLQ.
 type JetStream interface {
 	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
@@ -94,7 +77,7 @@ type JetStream interface {
 
 // Config tunes a Loop. Zero values take the defaults.
 type Config struct {
-	Service    string        // service name, the <service> of dlq.<service>.<subject>
+	Service    string        // service name, the <service> of dlq.<service>.<stream>.<sequence>
 	Consumer   string        // inbox key; default: the durable consumer's name
 	Workers    int           // batches handled at once, each in its own transaction; default 1
 	Batch      int           // most messages per batch (and transaction); default 64
@@ -106,6 +89,7 @@ type Config struct {
 	RetryMax   time.Duration // cap on the Nak delay; default 30s
 	Logger     *zap.Logger
 	Metrics    *Metrics // nil records nothing
+	MaxPayload int64    // the server's max_payload when the JetStream given to New does not expose its connection: dead letters are cut to fit; default 1 MiB
 
 	// BatchHandler, when set, is tried first for every batch (see
 	// BatchHandler); Handler stays the fallback.
@@ -205,56 +189,4 @@ func (l *Loop) backoff(delivered uint64) time.Duration {
 		shift--
 	}
 	return min(l.cfg.RetryBase<<shift, l.cfg.RetryMax)
-}
-
-// deadLetter publishes msg to the DLQ stream with its headers and the error,
-// then terminates it. If the DLQ publish fails the message is Nak'ed, so it
-// is not lost.
-func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, typ event.Type, cause error) {
-	log := l.log.With(zap.String("subject", msg.Subject()), zap.Uint64("stream_seq", md.Sequence.Stream),
-		zap.String("event_id", msg.Headers().Get(event.HeaderMsgID)),
-		zap.String("order_id", msg.Headers().Get(event.HeaderOrderID)),
-		zap.String("event_type", msg.Headers().Get(event.HeaderType)))
-	dl := nats.NewMsg(DLQSubject(l.cfg.Service, msg.Subject()))
-	for k, vs := range msg.Headers() {
-		switch {
-		case k == event.HeaderMsgID:
-			dl.Header[HeaderOriginalMsgID] = vs
-		case strings.HasPrefix(k, "Nats-"):
-			// JetStream's own publish headers (Nats-Expected-Stream and
-			// the like) would steer or refuse the dead letter's publish.
-		default:
-			dl.Header[k] = vs
-		}
-	}
-	// One dead letter per (consumer, stream message), however often the
-	// message is dead-lettered: the DLQ stream dedups on this id.
-	dl.Header.Set(event.HeaderMsgID, l.cfg.Consumer+"-"+md.Stream+"-"+strconv.FormatUint(md.Sequence.Stream, 10))
-	dl.Header.Set(HeaderDLQError, cause.Error())
-	dl.Header.Set(HeaderDLQConsumer, l.cfg.Consumer)
-	dl.Header.Set(HeaderDLQStream, md.Stream)
-	dl.Header.Set(HeaderDLQStreamSeq, strconv.FormatUint(md.Sequence.Stream, 10))
-	dl.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(md.NumDelivered, 10))
-	dl.Header.Set(HeaderDLQSubject, msg.Subject())
-	dl.Data = msg.Data()
-
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := l.js.PublishMsg(pctx, dl); err != nil {
-		log.Error("dead-letter publish failed; message stays", zap.NamedError("cause", cause), zap.Error(err))
-		_ = msg.NakWithDelay(l.backoff(md.NumDelivered))
-		return
-	}
-	l.cfg.Metrics.observe(l.cfg.Consumer, typ, outcomeDeadLettered, 0)
-	log.Error("message dead-lettered", zap.Error(cause))
-	if err := msg.TermWithReason(truncate(cause.Error(), 200)); err != nil {
-		log.Warn("term failed", zap.Error(err))
-	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -272,10 +272,14 @@ func TestPoisonMessagesGoToDLQAndDoNotBlock(t *testing.T) {
 	waitSettled(t, b)
 
 	letters := dlq(t, b.js)
-	wantSubjects := map[string]bool{"dlq.test.order.created.junk": true, "dlq.test.order.created.o-bad": true}
+	wantSubjects := map[string]bool{"order.created.junk": true, "order.created.o-bad": true}
 	for _, m := range letters {
-		if !wantSubjects[m.Subject] {
-			t.Errorf("unexpected dead letter subject %q", m.Subject)
+		orig := m.Header.Get(consume.HeaderDLQSubject)
+		if !wantSubjects[orig] {
+			t.Errorf("unexpected dead letter of %q", orig)
+		}
+		if want := consume.DLQSubject("test", stream.Orders, mustSeq(t, m)); m.Subject != want {
+			t.Errorf("dead letter subject %q, want %q", m.Subject, want)
 		}
 		if m.Header.Get(consume.HeaderDLQError) == "" {
 			t.Errorf("dead letter %s has no error header", m.Subject)
@@ -285,7 +289,7 @@ func TestPoisonMessagesGoToDLQAndDoNotBlock(t *testing.T) {
 		}
 	}
 	for _, m := range letters {
-		if m.Subject == "dlq.test.order.created.o-bad" {
+		if m.Header.Get(consume.HeaderDLQSubject) == "order.created.o-bad" {
 			if m.Header.Get(event.HeaderType) != string(event.OrderCreated) || m.Header.Get(consume.HeaderOriginalMsgID) != bad.ID {
 				t.Errorf("dead letter lost the original headers: %v", m.Header)
 			}

@@ -18,10 +18,11 @@ const (
 // Metrics counts messages per consumer, event type and outcome (handled,
 // duplicate, retried, dead_lettered) and times the handling of each.
 type Metrics struct {
-	messages *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	batches  *prometheus.HistogramVec
-	batchDur *prometheus.HistogramVec
+	messages  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	batches   *prometheus.HistogramVec
+	batchDur  *prometheus.HistogramVec
+	dlqFailed *prometheus.CounterVec
 }
 
 // NewMetrics registers the consumer metrics with reg.
@@ -36,6 +37,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from fetch to ack of a handled message, by consumer and event type.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"consumer", "event_type"}),
+		dlqFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetsaga_dead_letter_failures_total",
+			Help: "Dead letters that could not be published to the DLQ stream after retries (the message was recorded in dead_letters and terminated), by consumer.",
+		}, []string{"consumer"}),
 	}
 	m.batches = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "jetsaga_batch_messages",
@@ -47,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help:    "Time from the start of a batch to its commit, by consumer.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"consumer"})
-	reg.MustRegister(m.messages, m.latency, m.batches, m.batchDur)
+	reg.MustRegister(m.messages, m.latency, m.batches, m.batchDur, m.dlqFailed)
 	return m
 }
 
@@ -80,6 +85,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.latency.Describe(ch)
 	m.batches.Describe(ch)
 	m.batchDur.Describe(ch)
+	m.dlqFailed.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -88,4 +94,12 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.latency.Collect(ch)
 	m.batches.Collect(ch)
 	m.batchDur.Collect(ch)
+	m.dlqFailed.Collect(ch)
+}
+
+func (m *Metrics) deadLetterFailed(consumer string) {
+	if m == nil {
+		return
+	}
+	m.dlqFailed.WithLabelValues(consumer).Inc()
 }

@@ -3,7 +3,7 @@
 //
 // Every service owns one schema. A pool from Open sets search_path to it, so
 // a service's SQL names its tables unqualified. Migrate creates the schema, the
-// shared delivery tables (outbox, inbox) and then the service's own embedded
+// shared delivery tables (outbox, inbox, dead_letters) and then the service's own embedded
 // migrations, under an advisory lock so that instances starting together do
 // not race.
 package pg

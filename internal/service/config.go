@@ -33,6 +33,10 @@ type Config struct {
 	DupWindow   time.Duration // stream duplicate window on Nats-Msg-Id
 	PProf       bool          // serve net/http/pprof under /debug/pprof/ on HTTPAddr
 
+	// DisconnectGrace is how long the service may be disconnected from
+	// NATS (reconnecting) before /healthz fails; default 30s.
+	DisconnectGrace time.Duration
+
 	AckWait    time.Duration // consumers' AckWait
 	MaxDeliver int           // consumers' MaxDeliver
 	Faults     fault.Config  // failure injection (--inject-*)
@@ -99,6 +103,7 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.Int64Var(&cfg.Faults.Seed, "inject-seed", 1, "seed of the fault dice (mixed with the process id, so a restarted process does not replay its predecessor's dice)")
 	fs.IntVar(&cfg.Faults.Limit, "inject-limit", 0, "each fault fires at most this often per process (0: no limit); 1 makes a window happen exactly once")
 	fs.Var(&cfg.Faults.Previous, "inject-previous", "faults injected in this service's earlier processes, e.g. crash_after_commit=2,redeliver=5: jetsaga_faults_injected_total starts from them (the supervisor of make up sets it on each restart)")
+	fs.DurationVar(&cfg.DisconnectGrace, "disconnect-grace", 30*time.Second, "how long the service may be disconnected from NATS before /healthz fails (it exits non-zero when the connection is closed for good)")
 	fs.DurationVar(&cfg.DupWindow, "duplicate-window", 2*time.Minute, "the streams' duplicate window on Nats-Msg-Id")
 	fs.BoolVar(&cfg.PProf, "pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the HTTP address")
 }

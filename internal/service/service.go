@@ -110,6 +110,14 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 	log = log.Named(cfg.Name)
 
+	// A NATS connection closed for good (a fatal error from the server,
+	// such as -ERR 'maximum control line exceeded', after which nats.go
+	// never reconnects) cancels the run with ErrNATSClosed: the service
+	// drains what it can and exits non-zero, so that its supervisor
+	// restarts it rather than leaving it up and deaf.
+	ctx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -118,7 +126,22 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	var ready atomic.Bool
 	var nc atomic.Pointer[nats.Conn]
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	// disconnectedAt is when the NATS connection was lost (unix nanos), 0
+	// while connected.
+	var disconnectedAt atomic.Int64
+	grace := cmp.Or(cfg.DisconnectGrace, 30*time.Second)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		c := nc.Load()
+		switch since := disconnectedAt.Load(); {
+		case c != nil && c.IsClosed():
+			http.Error(w, "NATS connection closed", http.StatusServiceUnavailable)
+		case since != 0 && time.Since(time.Unix(0, since)) > grace:
+			http.Error(w, fmt.Sprintf("disconnected from NATS for %v", time.Since(time.Unix(0, since)).Round(time.Second)),
+				http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ok\n"))
+		}
+	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		c := nc.Load()
 		switch {
@@ -177,8 +200,30 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", zap.Error(err)) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", zap.String("url", c.ConnectedUrl())) }),
+		// An authorization error seen twice in a row on reconnect would
+		// otherwise end the reconnects for good (credentials being
+		// rotated, say): keep trying.
+		nats.IgnoreAuthErrorAbort(),
+		// Ping every 10s, so a dead connection is noticed (and reconnected)
+		// within about 30s rather than nats.go's default of minutes.
+		nats.PingInterval(10*time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			disconnectedAt.CompareAndSwap(0, time.Now().UnixNano())
+			log.Warn("nats disconnected", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			disconnectedAt.Store(0)
+			log.Info("nats reconnected", zap.String("url", c.ConnectedUrl()))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("nats error", zap.Error(err)) }),
+		nats.ClosedHandler(func(c *nats.Conn) {
+			if ctx.Err() != nil {
+				return // closed by our own drain
+			}
+			disconnectedAt.CompareAndSwap(0, time.Now().UnixNano())
+			log.Error("nats connection closed for good; exiting", zap.Error(c.LastError()))
+			cancelRun(fmt.Errorf("%w: %w", ErrNATSClosed, cmp.Or(c.LastError(), nats.ErrConnectionClosed)))
+		}),
 	)
 	if err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
@@ -302,6 +347,10 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	loopWG.Wait()
 	stopRelay()
 	relayWG.Wait()
+	if cause := context.Cause(ctx); errors.Is(cause, ErrNATSClosed) {
+		log.Error("drained after losing NATS for good", zap.Error(cause))
+		return cause
+	}
 	log.Info("drained")
 	return nil
 }
@@ -315,6 +364,10 @@ func mountPProf(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
+
+// ErrNATSClosed is returned, wrapped, by Run when the NATS connection was
+// closed for good while the service ran.
+var ErrNATSClosed = errors.New("NATS connection closed")
 
 // stop wraps an error that retrying cannot cure: retry returns it at once.
 type stop struct{ err error }

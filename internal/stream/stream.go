@@ -43,11 +43,23 @@ func Names() []string { return []string{Orders, Inventory, Payments, DLQ} }
 // Subject returns the subject filter of a stream ("order.>" for ORDERS).
 func Subject(name string) string { return subjects[name] }
 
+// MaxEventSize is the event streams' max_msg_size: the most an event's
+// headers and body may hold together. An event is a small JSON document (the
+// order API takes at most 64 KiB); a larger message is refused by the stream
+// rather than stored for every consumer to choke on. JetStream has no limit
+// on a subject's length: the server's max_control_line bounds it, and the
+// consumers refuse a subject longer than the contract's.
+const MaxEventSize = 256 << 10
+
 // Config holds the stream options that differ between a laptop and a cluster.
 type Config struct {
 	Replicas   int           // 1 on one machine, 3 in a cluster; default 1
 	MaxAge     time.Duration // 0 keeps history forever (limits retention)
 	Duplicates time.Duration // dedup window on Nats-Msg-Id; default 2m
+	// MaxMsgSize is the event streams' max_msg_size; default MaxEventSize,
+	// -1 for none (the server's max_payload). DLQ takes up to the server's
+	// max_payload: a dead letter is cut to fit it.
+	MaxMsgSize int32
 }
 
 func (c Config) withDefaults() Config {
@@ -63,6 +75,10 @@ func StreamConfig(name string, cfg Config) (jetstream.StreamConfig, error) {
 		return jetstream.StreamConfig{}, fmt.Errorf("unknown stream %q", name)
 	}
 	cfg = cfg.withDefaults()
+	maxMsg := cmp.Or(cfg.MaxMsgSize, MaxEventSize)
+	if name == DLQ || maxMsg < 0 {
+		maxMsg = -1
+	}
 	sc := jetstream.StreamConfig{
 		Name:       name,
 		Subjects:   []string{subj},
@@ -72,6 +88,7 @@ func StreamConfig(name string, cfg Config) (jetstream.StreamConfig, error) {
 		Replicas:   cfg.Replicas,
 		MaxAge:     cfg.MaxAge,
 		Duplicates: cfg.Duplicates,
+		MaxMsgSize: maxMsg,
 	}
 	sc.Description = descriptions[name]
 	return sc, nil

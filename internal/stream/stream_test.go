@@ -82,3 +82,25 @@ func TestConsumerConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// The event streams refuse a message larger than an event can be; DLQ takes
+// one up to the server's max_payload.
+func TestEventStreamsRefuseOversizedMessages(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	js := testenv.JetStream(t, n.Connect(t))
+	ctx := t.Context()
+	if err := stream.Ensure(ctx, js, stream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, stream.MaxEventSize+1)
+	if _, err := js.Publish(ctx, "order.created.o-big", big); err == nil {
+		t.Fatal("ORDERS stored a message larger than MaxEventSize")
+	}
+	if _, err := js.Publish(ctx, "order.created.o-ok", big[:stream.MaxEventSize-100]); err != nil {
+		t.Fatalf("ORDERS refused a message under the limit: %v", err)
+	}
+	if _, err := js.Publish(ctx, "dlq.test.ORDERS.1", big); err != nil {
+		t.Fatalf("DLQ refused a dead letter larger than an event: %v", err)
+	}
+}

@@ -66,8 +66,8 @@ func StartNATSWith(t testing.TB, o NATSOptions) *NATS {
 	return n
 }
 
-func startNATSServer(storeDir string, port int, o NATSOptions) (*server.Server, error) {
-	opts := &server.Options{
+func serverOptions(storeDir string, port int, o NATSOptions) *server.Options {
+	return &server.Options{
 		ServerName: "testenv",
 		Host:       "127.0.0.1",
 		Port:       port,
@@ -77,6 +77,27 @@ func startNATSServer(storeDir string, port int, o NATSOptions) (*server.Server, 
 		NoSigs:     true,
 		NoLog:      true,
 	}
+}
+
+// SetMaxControlLine reloads the running server's configuration with
+// max_control_line = mcl (0: the default, 4096). Every connection takes the
+// new limit at once: a client whose next protocol line is longer gets
+// -ERR 'maximum control line exceeded' and is closed, as with a real server.
+func (n *NATS) SetMaxControlLine(t testing.TB, mcl int32) {
+	t.Helper()
+	srv := n.Server()
+	if srv == nil {
+		t.Fatal("SetMaxControlLine: the server is stopped")
+	}
+	opts := serverOptions(n.storeDir, n.port, n.opts)
+	opts.MaxControlLine = mcl
+	if err := srv.ReloadOptions(opts); err != nil {
+		t.Fatalf("reload nats-server with max_control_line %d: %v", mcl, err)
+	}
+}
+
+func startNATSServer(storeDir string, port int, o NATSOptions) (*server.Server, error) {
+	opts := serverOptions(storeDir, port, o)
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configure: %w", err)

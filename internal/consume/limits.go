@@ -1,0 +1,40 @@
+package consume
+
+import (
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsaga/jetsaga/internal/stream"
+)
+
+// Limits of a message the contract allows (DESIGN.md, "Event contract"). The
+// longest contract subject is "inventory.reserved.<order id of 64 chars>",
+// 83 bytes; an event body is a small JSON document.
+const (
+	// MaxSubjectLen is the longest subject a consumer accepts.
+	MaxSubjectLen = 128
+	// MaxMessageSize is the most a message's headers and body may hold
+	// together; the event streams refuse larger ones (max_msg_size).
+	MaxMessageSize = stream.MaxEventSize
+)
+
+// admit checks what a message could carry before anything else looks at it:
+// a subject longer than MaxSubjectLen or a message larger than
+// MaxMessageSize breaks the contract, and the message is dead-lettered in
+// its truncated form.
+func (l *Loop) admit(msg jetstream.Msg) error {
+	if n := len(msg.Subject()); n > MaxSubjectLen {
+		return Permanent(fmt.Errorf("subject of %d bytes exceeds the limit of %d", n, MaxSubjectLen))
+	}
+	size := len(msg.Data())
+	for k, vs := range msg.Headers() {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
+	}
+	if size > MaxMessageSize {
+		return Permanent(fmt.Errorf("message of %d bytes exceeds the limit of %d", size, MaxMessageSize))
+	}
+	return nil
+}
