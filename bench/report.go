@@ -50,7 +50,8 @@ func (rep Report) Write(w io.Writer) {
 	row("CPU ms per saga by process", func(r RunReport) string { return byProcess(r.Result.CPUMSPerSagaByProcess, "%.2f") })
 	row("peak RSS MiB", func(r RunReport) string { return byProcess(r.Result.PeakRSSMiB, "%.0f") })
 	row("events published per saga", func(r RunReport) string { return fmt.Sprintf("%.2f", r.EventsPerSaga) })
-	row("transactions per saga", func(r RunReport) string { return fmt.Sprintf("%.2f", r.TxPerSaga) })
+	row("messages handled per saga", func(r RunReport) string { return fmt.Sprintf("%.2f", r.HandlingsPerSaga) })
+	row("Postgres commits per saga", func(r RunReport) string { return fmt.Sprintf("%.2f", r.TxPerSaga) })
 	row("message rate / publish ceiling", func(r RunReport) string {
 		return fmt.Sprintf("%.0f / %.0f = %.1f%%", r.Result.SagasPerSec*r.EventsPerSaga, rep.Publish.PerSec, 100*r.PublishShare)
 	})

@@ -109,8 +109,8 @@ func TestFatalNATSErrorExitsAndTheSupervisorRestarts(t *testing.T) {
 	logFile := filepath.Join(dir, "inventory.log")
 	procs := []stack.Proc{{
 		Name: "inventory", Path: filepath.Join(bin, "inventory"), LogFile: logFile,
-		Env: []string{"NATS_URL=" + n.URL(), "DATABASE_URL=" + dbURL, "HTTP_ADDR=127.0.0.1:" + strconv.Itoa(port),
-			"LOG_FORMAT=json", "SEED_STOCK=sku-a=1"},
+		Env: []string{"NATS_URL=" + n.URL(), "DATABASE_URL=" + dbURL, "JETSAGA_HTTP_ADDR=127.0.0.1:" + strconv.Itoa(port),
+			"JETSAGA_LOG_FORMAT=json", "JETSAGA_SEED_STOCK=sku-a=1"},
 	}}
 	core, logs := observer.New(zap.InfoLevel)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -8,7 +8,7 @@ import (
 )
 
 // The stack's payment service declines charges over PaymentLimitCents
-// unless PAYMENT_FLAGS says otherwise: its flags come after the default, and
+// unless JETSAGA_PAYMENT_FLAGS says otherwise: its flags come after the default, and
 // the last of a repeated flag wins.
 func TestProcsPaymentLimit(t *testing.T) {
 	for _, tc := range []struct {
@@ -19,7 +19,7 @@ func TestProcsPaymentLimit(t *testing.T) {
 		{"overridden", "--decline-over-cents 500 --seed 7", []string{"--decline-over-cents=1000000", "--decline-over-cents", "500", "--seed", "7"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("PAYMENT_FLAGS", tc.flags)
+			t.Setenv("JETSAGA_PAYMENT_FLAGS", tc.flags)
 			c, err := stack.FromEnv(t.TempDir(), "")
 			if err != nil {
 				t.Fatal(err)
