@@ -3,6 +3,7 @@ package order
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync"
 	"testing"
@@ -67,45 +68,54 @@ func TestHandleTransitions(t *testing.T) {
 	}
 	b := setup(t)
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			o := placeOrder(t, b)
-			var causes []string // the ids of the events delivered
-			for _, s := range tt.steps {
-				e := newEvent(t, s.typ, o.ID, s.reason)
-				causes = append(causes, e.ID)
-				mustDeliver(t, b, e)
-			}
+		for _, batch := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/batch=%t", tt.name, batch), func(t *testing.T) {
+				t.Parallel()
+				o := placeOrder(t, b)
+				var causes []string // the ids of the events delivered
+				var events []event.Event
+				for _, s := range tt.steps {
+					e := newEvent(t, s.typ, o.ID, s.reason)
+					causes = append(causes, e.ID)
+					events = append(events, e)
+					if !batch {
+						mustDeliver(t, b, e)
+					}
+				}
+				if batch { // all of them in one batch, set-based
+					mustDeliverBatch(t, b, events)
+				}
 
-			got := loadOrder(t, b, o.ID)
-			if got.Status != tt.status || got.Reason != tt.reason || got.PaymentFailed != tt.failed || got.Version != tt.version {
-				t.Errorf("order: %s reason %q payment_failed %t version %d; want %s %q %t %d",
-					got.Status, got.Reason, got.PaymentFailed, got.Version, tt.status, tt.reason, tt.failed, tt.version)
-			}
-			if got.CustomerID != o.CustomerID || got.TotalCents != testTotal || !reflect.DeepEqual(got.Items, testItems) ||
-				!got.CreatedAt.Equal(o.CreatedAt) {
-				t.Errorf("order's own fields changed: %+v, placed as %+v", got, o)
-			}
-			if tt.version > 1 && !got.UpdatedAt.After(got.CreatedAt) {
-				t.Errorf("updated_at %v not after created_at %v", got.UpdatedAt, got.CreatedAt)
-			}
+				got := loadOrder(t, b, o.ID)
+				if got.Status != tt.status || got.Reason != tt.reason || got.PaymentFailed != tt.failed || got.Version != tt.version {
+					t.Errorf("order: %s reason %q payment_failed %t version %d; want %s %q %t %d",
+						got.Status, got.Reason, got.PaymentFailed, got.Version, tt.status, tt.reason, tt.failed, tt.version)
+				}
+				if got.CustomerID != o.CustomerID || got.TotalCents != testTotal || !reflect.DeepEqual(got.Items, testItems) ||
+					!got.CreatedAt.Equal(o.CreatedAt) {
+					t.Errorf("order's own fields changed: %+v, placed as %+v", got, o)
+				}
+				if tt.version > 1 && !got.UpdatedAt.After(got.CreatedAt) {
+					t.Errorf("updated_at %v not after created_at %v", got.UpdatedAt, got.CreatedAt)
+				}
 
-			rows := outboxOf(t, b, o.ID)
-			want := append([]event.Type{event.OrderCreated}, tt.emitted...)
-			if types := outboxTypes(rows); !reflect.DeepEqual(types, want) {
-				t.Fatalf("outbox = %v, want %v", types, want)
-			}
-			if len(rows) < 2 {
-				return
-			}
-			// The emitted event: caused by one of the delivered events, and
-			// carrying the order's total or reason.
-			out := rows[1]
-			if !contains(causes, out.CausationID) {
-				t.Errorf("causation id %q is none of the delivered events %v", out.CausationID, causes)
-			}
-			checkPayload(t, out, o.ID, tt.emitPayload)
-		})
+				rows := outboxOf(t, b, o.ID)
+				want := append([]event.Type{event.OrderCreated}, tt.emitted...)
+				if types := outboxTypes(rows); !reflect.DeepEqual(types, want) {
+					t.Fatalf("outbox = %v, want %v", types, want)
+				}
+				if len(rows) < 2 {
+					return
+				}
+				// The emitted event: caused by one of the delivered events, and
+				// carrying the order's total or reason.
+				out := rows[1]
+				if !contains(causes, out.CausationID) {
+					t.Errorf("causation id %q is none of the delivered events %v", out.CausationID, causes)
+				}
+				checkPayload(t, out, o.ID, tt.emitPayload)
+			})
+		}
 	}
 }
 
@@ -307,5 +317,32 @@ func TestHandleEmittedEventIsValid(t *testing.T) {
 	var p event.OrderConfirmedPayload
 	if err := json.Unmarshal(e.Body, &p); err != nil || p.TotalCents != testTotal {
 		t.Errorf("body %s: total %d, err %v", e.Body, p.TotalCents, err)
+	}
+}
+
+// A batch with an event Handle would refuse fails whole, with the same
+// permanent error, and writes nothing: the loop then goes one by one.
+func TestHandleBatchRefusesWhatHandleRefuses(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	good := placeOrder(t, b)
+	events := []event.Event{
+		newEvent(t, event.InventoryReserved, good.ID, ""),
+		newEvent(t, event.InventoryReserved, "no-such-order", ""),
+	}
+	tx, err := b.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(t.Context()) }()
+	err = b.svc.HandleBatch(t.Context(), tx, events)
+	if !consume.IsPermanent(err) || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("HandleBatch = %v, want a permanent ErrNotFound", err)
+	}
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := loadOrder(t, b, good.ID); got.Status != Pending || got.Version != 1 {
+		t.Fatalf("order after the refused batch: %s v%d, want PENDING v1", got.Status, got.Version)
 	}
 }

@@ -114,7 +114,8 @@ func (s *Service) Consumers() []service.Consumer {
 				string(event.InventoryRejected) + ".>",
 				string(event.InventoryReleased) + ".>",
 			},
-			Handle: s.Handle,
+			Handle:      s.Handle,
+			HandleBatch: s.HandleBatch,
 		},
 		{
 			Stream:  stream.Payments,
@@ -123,7 +124,8 @@ func (s *Service) Consumers() []service.Consumer {
 				string(event.PaymentCompleted) + ".>",
 				string(event.PaymentFailed) + ".>",
 			},
-			Handle: s.Handle,
+			Handle:      s.Handle,
+			HandleBatch: s.HandleBatch,
 		},
 	}
 }

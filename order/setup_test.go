@@ -126,6 +126,24 @@ func mustDeliver(t *testing.T, b bundle, e event.Event) {
 	}
 }
 
+// mustDeliverBatch runs the set-based handler over events in one
+// transaction and commits.
+func mustDeliverBatch(t *testing.T, b bundle, events []event.Event) {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := b.svc.HandleBatch(ctx, tx, events); err != nil {
+		t.Fatalf("deliver a batch of %d: %v", len(events), err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // outboxRow is one row of the outbox table.
 type outboxRow struct {
 	Type        event.Type

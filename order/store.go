@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -108,6 +109,56 @@ func lockOrder(ctx context.Context, tx pgx.Tx, id string) (Order, error) {
 		return Order{}, fmt.Errorf("lock order %s: %w", id, err)
 	}
 	return o, nil
+}
+
+// lockOrders reads the given orders and locks their rows, in order id
+// order, until tx ends. Orders that do not exist are missing from the map.
+func lockOrders(ctx context.Context, tx pgx.Tx, ids []string) (map[string]Order, error) {
+	rows, err := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+	}
+	defer rows.Close()
+	orders := make(map[string]Order, len(ids))
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+		}
+		orders[o.ID] = o
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+	}
+	return orders, nil
+}
+
+// updateOrders writes the state of each order if its row is still at the
+// version prev gives, in one statement.
+func updateOrders(ctx context.Context, tx execer, prev map[string]int, orders []Order) error {
+	n := len(orders)
+	ids, statuses, reasons := make([]string, n), make([]string, n), make([]string, n)
+	prevs, versions := make([]int32, n), make([]int32, n)
+	failed := make([]bool, n)
+	updated := make([]time.Time, n)
+	for i, o := range orders {
+		ids[i], statuses[i], reasons[i] = o.ID, string(o.Status), o.Reason
+		prevs[i], versions[i], failed[i], updated[i] = int32(prev[o.ID]), int32(o.Version), o.PaymentFailed, o.UpdatedAt
+	}
+	tag, err := tx.Exec(ctx, `
+		UPDATE orders o
+		SET status = u.status, reason = u.reason, payment_failed = u.failed, version = u.version, updated_at = u.updated
+		FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bool[], $6::int[], $7::timestamptz[])
+			AS u(id, prev, status, reason, failed, version, updated)
+		WHERE o.order_id = u.id AND o.version = u.prev`,
+		ids, prevs, statuses, reasons, failed, versions, updated)
+	if err != nil {
+		return fmt.Errorf("update %d orders: %w", n, err)
+	}
+	if tag.RowsAffected() != int64(n) {
+		return fmt.Errorf("update %d orders: %d at their version: %w", n, tag.RowsAffected(), errVersionConflict)
+	}
+	return nil
 }
 
 // updateOrder writes the state of o if the row is still at version prev.

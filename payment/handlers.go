@@ -31,13 +31,36 @@ func (s *Service) handle(ctx context.Context, tx pgx.Tx, e event.Event) error {
 // repeated inventory.reserved, whatever its event id, is a no-op; the
 // gateway's decision is deterministic per order anyway.
 func (s *Service) charge(ctx context.Context, tx pgx.Tx, e event.Event) error {
+	pay, out, err := s.decide(e)
+	if err != nil {
+		return err
+	}
+	log := s.log.With(zap.String("order_id", pay.OrderID), zap.String("event_id", e.ID))
+	inserted, err := insertPayment(ctx, tx, pay)
+	if err != nil {
+		return fmt.Errorf("charge order %s: %w", pay.OrderID, err)
+	}
+	if !inserted {
+		log.Debug("order has a payment already")
+		return nil
+	}
+	if err := outbox.Add(ctx, tx, out); err != nil {
+		return fmt.Errorf("charge order %s: %w", pay.OrderID, err)
+	}
+	s.decided(pay)
+	return nil
+}
+
+// decide asks the gateway about the order e reserved and returns the payment
+// and the event that would record it, caused by e.
+func (s *Service) decide(e event.Event) (Payment, event.Event, error) {
 	p, err := event.Decode[event.InventoryReservedPayload](e)
 	if err != nil {
-		return fmt.Errorf("charge order %s: %w", e.OrderID, err)
+		return Payment{}, event.Event{}, fmt.Errorf("charge order %s: %w", e.OrderID, err)
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		return fmt.Errorf("charge order %s: payment id: %w", p.OrderID, err)
+		return Payment{}, event.Event{}, fmt.Errorf("charge order %s: payment id: %w", p.OrderID, err)
 	}
 	d := s.gateway.Charge(p.OrderID, p.TotalCents)
 	pay := Payment{
@@ -47,16 +70,6 @@ func (s *Service) charge(ctx context.Context, tx pgx.Tx, e event.Event) error {
 		Status:      d.Status,
 		Reason:      d.Reason,
 	}
-	log := s.log.With(zap.String("order_id", p.OrderID), zap.String("event_id", e.ID))
-	inserted, err := insertPayment(ctx, tx, pay)
-	if err != nil {
-		return fmt.Errorf("charge order %s: %w", p.OrderID, err)
-	}
-	if !inserted {
-		log.Debug("order has a payment already")
-		return nil
-	}
-
 	var out event.Event
 	switch d.Status {
 	case Completed:
@@ -69,13 +82,51 @@ func (s *Service) charge(ctx context.Context, tx pgx.Tx, e event.Event) error {
 		}, s.now())
 	}
 	if err != nil {
-		return consume.Permanent(fmt.Errorf("charge order %s: %w", p.OrderID, err))
+		return Payment{}, event.Event{}, consume.Permanent(fmt.Errorf("charge order %s: %w", p.OrderID, err))
 	}
-	if err := outbox.Add(ctx, tx, out); err != nil {
-		return fmt.Errorf("charge order %s: %w", p.OrderID, err)
+	return pay, out, nil
+}
+
+// decided counts and logs a payment that was recorded.
+func (s *Service) decided(pay Payment) {
+	s.metrics.payments.WithLabelValues(metricStatus(pay.Status)).Inc()
+	s.log.Info("payment decided", zap.String("order_id", pay.OrderID), zap.String("status", string(pay.Status)),
+		zap.String("reason", pay.Reason), zap.Int64("amount_cents", pay.AmountCents), zap.String("payment_id", pay.PaymentID))
+}
+
+// handleBatch is handle for several events at once (consume.BatchHandler):
+// one statement records the payments of the orders that have none yet and,
+// for exactly those, adds the payment events to the outbox. An order's
+// first inventory.reserved in the batch decides; a later one, like one
+// arriving after the payment, is a no-op.
+func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
+	var (
+		pays []Payment
+		outs []event.Event
+		seen = make(map[string]bool, len(events))
+	)
+	for _, e := range events {
+		if e.Type != event.InventoryReserved || seen[e.OrderID] {
+			continue
+		}
+		pay, out, err := s.decide(e)
+		if err != nil {
+			return err
+		}
+		seen[pay.OrderID] = true
+		pays, outs = append(pays, pay), append(outs, out)
 	}
-	s.metrics.payments.WithLabelValues(metricStatus(d.Status)).Inc()
-	log.Info("payment decided", zap.String("status", string(d.Status)), zap.String("reason", d.Reason),
-		zap.Int64("amount_cents", pay.AmountCents), zap.String("payment_id", pay.PaymentID))
+	if len(pays) == 0 {
+		return nil
+	}
+	inserted, err := insertPaymentsWithEvents(ctx, tx, pays, outs)
+	if err != nil {
+		return fmt.Errorf("charge %d orders: %w", len(pays), err)
+	}
+	for _, pay := range pays {
+		if inserted[pay.OrderID] {
+			s.decided(pay)
+		}
+	}
 	return nil
 }

@@ -343,3 +343,67 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value str
 	}
 	return 0
 }
+
+// The set-based handler charges each order of a batch once, as the one-by-one
+// handler does: the same payments and the same events, duplicates in the
+// batch and orders paid before included.
+func TestHandleBatchMatchesHandle(t *testing.T) {
+	t.Parallel()
+	cfg := Config{DeclineRate: 0.5, Seed: 11}
+	one, set := setup(t, cfg), setup(t, cfg)
+	paidBefore := reserved(t, "o0", 100)
+	one.apply(t, paidBefore)
+	set.apply(t, paidBefore)
+
+	var batch []event.Event
+	for _, id := range []string{"o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7"} {
+		batch = append(batch, reserved(t, id, 100))
+	}
+	batch = append(batch, reserved(t, "o3", 100), reserved(t, "o5", 999)) // re-emitted: no-ops
+	for _, e := range batch {
+		one.apply(t, e)
+	}
+	ctx := context.Background()
+	tx, err := set.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if err := set.svc.handleBatch(ctx, tx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	po, ps := one.payments(t), set.payments(t)
+	if len(po) != 8 || len(ps) != len(po) {
+		t.Fatalf("%d payments one by one, %d set-based; want 8 each", len(po), len(ps))
+	}
+	for i := range po {
+		if po[i].OrderID != ps[i].OrderID || po[i].Status != ps[i].Status || po[i].Reason != ps[i].Reason || po[i].AmountCents != ps[i].AmountCents {
+			t.Errorf("payment %d: %+v one by one, %+v set-based", i, po[i], ps[i])
+		}
+	}
+	oo, os := one.outbox(t), set.outbox(t)
+	if len(oo) != 8 || len(os) != len(oo) {
+		t.Fatalf("%d outbox rows one by one, %d set-based; want 8 each", len(oo), len(os))
+	}
+	causes := map[string]string{}
+	for _, e := range batch[:8] {
+		causes[e.OrderID] = e.ID
+	}
+	for i := range oo {
+		if oo[i].Type != os[i].Type || oo[i].OrderID != os[i].OrderID {
+			t.Errorf("outbox row %d: %s %s one by one, %s %s set-based", i, oo[i].Type, oo[i].OrderID, os[i].Type, os[i].OrderID)
+		}
+		if i > 0 && os[i].CausationID != causes[os[i].OrderID] {
+			t.Errorf("outbox row %d (%s) caused by %s, want the batch's first inventory.reserved %s", i, os[i].OrderID, os[i].CausationID, causes[os[i].OrderID])
+		}
+	}
+	total := counterValue(t, set.reg, "jetsaga_payments_total", "status", "completed") +
+		counterValue(t, set.reg, "jetsaga_payments_total", "status", "failed")
+	if total != 8 {
+		t.Errorf("jetsaga_payments_total sums to %v set-based, want 8", total)
+	}
+}

@@ -102,10 +102,11 @@ func New(rt *service.Runtime, cfg Config) (*Service, error) {
 // Consumers returns the service's one durable consumer.
 func (s *Service) Consumers() []service.Consumer {
 	return []service.Consumer{{
-		Stream:   stream.Inventory,
-		Durable:  ConsumerInventory,
-		Subjects: []string{event.Subject(event.InventoryReserved, ">")},
-		Handle:   s.handle,
+		Stream:      stream.Inventory,
+		Durable:     ConsumerInventory,
+		Subjects:    []string{event.Subject(event.InventoryReserved, ">")},
+		Handle:      s.handle,
+		HandleBatch: s.handleBatch,
 	}}
 }
 

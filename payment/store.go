@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/jetsaga/jetsaga/internal/event"
 )
 
 // The store: every SQL statement of the payment service. Table names are
@@ -45,6 +47,51 @@ func insertPayment(ctx context.Context, q db, p Payment) (bool, error) {
 		return false, fmt.Errorf("insert payment of order %s: %w", p.OrderID, err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// insertPaymentsWithEvents records each payment unless its order has one
+// already, and adds to the outbox the event of each payment it recorded
+// (outs[i] records pays[i]; orders are distinct), in one statement. It
+// returns the orders whose payment it recorded.
+func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []event.Event) (map[string]bool, error) {
+	n := len(pays)
+	orders, ids, statuses, reasons := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	amounts := make([]int64, n)
+	evIDs, evTypes, causes := make([]string, n), make([]string, n), make([]string, n)
+	occurred := make([]time.Time, n)
+	bodies := make([][]byte, n)
+	for i, p := range pays {
+		orders[i], ids[i], statuses[i], reasons[i], amounts[i] = p.OrderID, p.PaymentID, string(p.Status), p.Reason, p.AmountCents
+		e := outs[i]
+		evIDs[i], evTypes[i], causes[i], occurred[i], bodies[i] = e.ID, string(e.Type), e.CausationID, e.OccurredAt, e.Body
+	}
+	rows, err := q.Query(ctx, `
+		WITH paid AS (
+			INSERT INTO payments (order_id, payment_id, amount_cents, status, reason)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[])
+			ORDER BY 1
+			ON CONFLICT (order_id) DO NOTHING
+			RETURNING order_id)
+		INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body)
+		SELECT e.id, e.typ, e.ord, e.cause, e.occ, e.body
+		FROM unnest($6::uuid[], $7::text[], $1::text[], $8::text[], $9::timestamptz[], $10::bytea[])
+			WITH ORDINALITY AS e(id, typ, ord, cause, occ, body, n)
+		WHERE e.ord IN (SELECT order_id FROM paid)
+		ORDER BY e.n
+		RETURNING order_id`,
+		orders, ids, amounts, statuses, reasons, evIDs, evTypes, causes, occurred, bodies)
+	if err != nil {
+		return nil, fmt.Errorf("insert %d payments: %w", n, err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("insert %d payments: %w", n, err)
+	}
+	inserted := make(map[string]bool, len(done))
+	for _, o := range done {
+		inserted[o] = true
+	}
+	return inserted, nil
 }
 
 // getPayment returns the order's payment, or errNotFound.

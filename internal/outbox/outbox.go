@@ -10,16 +10,22 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jetsaga/jetsaga/internal/event"
 )
 
-// Add inserts events into the outbox table of the transaction's schema. The
-// events become visible to the relay only when tx commits.
+// Add inserts events into the outbox table of the transaction's schema, in
+// one statement however many they are. The events become visible to the
+// relay only when tx commits.
 func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
-	for _, e := range events {
+	switch len(events) {
+	case 0:
+		return nil
+	case 1:
+		e := events[0]
 		_, err := tx.Exec(ctx, `
 			INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body)
 			VALUES ($1, $2, $3, $4, $5, $6)`,
@@ -27,6 +33,26 @@ func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
 		if err != nil {
 			return fmt.Errorf("outbox add %s %s: %w", e.Type, e.ID, err)
 		}
+		return nil
+	}
+	n := len(events)
+	ids, types, orders, causes := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	occurred := make([]time.Time, n)
+	bodies := make([][]byte, n)
+	for i, e := range events {
+		ids[i], types[i], orders[i], causes[i] = e.ID, string(e.Type), e.OrderID, e.CausationID
+		occurred[i], bodies[i] = e.OccurredAt, e.Body
+	}
+	// WITH ORDINALITY keeps the given order in the seq the rows get.
+	_, err := tx.Exec(ctx, `
+		INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body)
+		SELECT t.id, t.typ, t.ord, t.cause, t.occ, t.body
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])
+			WITH ORDINALITY AS t(id, typ, ord, cause, occ, body, n)
+		ORDER BY t.n`,
+		ids, types, orders, causes, occurred, bodies)
+	if err != nil {
+		return fmt.Errorf("outbox add %d events: %w", n, err)
 	}
 	return nil
 }

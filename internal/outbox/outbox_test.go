@@ -8,6 +8,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -376,5 +377,60 @@ func TestRelaySurvivesNATSRestart(t *testing.T) {
 	})
 	if got := streamMsgs(t, b.js, stream.Orders); got != 20 {
 		t.Fatalf("ORDERS holds %d, want 20", got)
+	}
+}
+
+// Add with several events writes them in one statement, in the given order,
+// and the relay publishes each as written.
+func TestAddSeveralKeepsTheirOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	var events []event.Event
+	for i := range 5 {
+		events = append(events, created(t, "o-several-"+itoa(i)))
+	}
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Add(ctx, tx, events...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := b.pool.Query(ctx, `SELECT event_id::text FROM outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range events {
+		if i >= len(ids) || ids[i] != e.ID {
+			t.Fatalf("outbox holds %v, want the events' ids in order", ids)
+		}
+	}
+	relay, err := outbox.NewRelay(b.pool, b.js, outbox.RelayConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := relay.Flush(ctx); err != nil || n != len(events) {
+		t.Fatalf("Flush = %d, %v; want %d, nil", n, err, len(events))
+	}
+	s, err := b.js.Stream(ctx, stream.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range events {
+		m, err := s.GetMsg(ctx, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Header.Get(event.HeaderMsgID); got != e.ID || string(m.Data) != string(e.Body) {
+			t.Fatalf("stream message %d is %s %q, want %s %q", i+1, got, m.Data, e.ID, e.Body)
+		}
 	}
 }
