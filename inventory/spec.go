@@ -115,18 +115,20 @@ func New(rt *service.Runtime, cfg Config) (*Service, error) {
 func (s *Service) Consumers() []service.Consumer {
 	return []service.Consumer{
 		{
-			Stream:   stream.Orders,
-			Durable:  ConsumerOrders,
-			Subjects: []string{event.Subject(event.OrderCreated, ">"), event.Subject(event.OrderConfirmed, ">")},
-			Handle:   s.handle,
-			Prepare:  s.prepare,
+			Stream:      stream.Orders,
+			Durable:     ConsumerOrders,
+			Subjects:    []string{event.Subject(event.OrderCreated, ">"), event.Subject(event.OrderConfirmed, ">")},
+			Handle:      s.handle,
+			HandleBatch: s.handleBatch,
+			Prepare:     s.prepare,
 		},
 		{
-			Stream:   stream.Payments,
-			Durable:  ConsumerPayments,
-			Subjects: []string{event.Subject(event.PaymentFailed, ">")},
-			Handle:   s.handle,
-			Prepare:  s.prepare,
+			Stream:      stream.Payments,
+			Durable:     ConsumerPayments,
+			Subjects:    []string{event.Subject(event.PaymentFailed, ">")},
+			Handle:      s.handle,
+			HandleBatch: s.handleBatch,
+			Prepare:     s.prepare,
 		},
 	}
 }

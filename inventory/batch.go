@@ -1,0 +1,318 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/jetsaga/jetsaga/internal/consume"
+	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
+)
+
+// handleBatch is handle for several events at once (consume.BatchHandler).
+// It reads, in one round trip, the stock rows the batch may move (locked, in
+// SKU order), the batch's orders' reservations (locked, in order id order)
+// and their lines; applies the events in the order given on that state in
+// memory, with the same rules as reserve, release and commit; then writes
+// new reservations and their lines, moved reservations, the stock rows'
+// new counts and the outgoing events in one more round trip. An event the
+// one-by-one path would refuse (an undecodable payload) fails the batch,
+// which the loop then hands to handle one event at a time.
+func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
+	var skus, orders []string
+	created := make(map[string]event.OrderCreatedPayload)
+	for _, e := range events {
+		switch e.Type {
+		case event.OrderCreated:
+			p, err := event.Decode[event.OrderCreatedPayload](e)
+			if err != nil {
+				return fmt.Errorf("reserve order %s: %w", e.OrderID, err)
+			}
+			created[e.ID] = p
+			for _, it := range p.Items {
+				skus = append(skus, it.SKU)
+			}
+			orders = append(orders, p.OrderID)
+		case event.OrderConfirmed:
+			p, err := event.Decode[event.OrderConfirmedPayload](e)
+			if err != nil {
+				return fmt.Errorf("commit order %s: %w", e.OrderID, err)
+			}
+			orders = append(orders, p.OrderID)
+		case event.PaymentFailed:
+			p, err := event.Decode[event.PaymentFailedPayload](e)
+			if err != nil {
+				return fmt.Errorf("release order %s: %w", e.OrderID, err)
+			}
+			orders = append(orders, p.OrderID)
+		}
+	}
+	if len(orders) == 0 {
+		return nil
+	}
+	st, err := loadBatchState(ctx, tx, skus, orders)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	var out []event.Event
+	for _, e := range events {
+		var (
+			ev  event.Event
+			err error
+		)
+		switch e.Type {
+		case event.OrderCreated:
+			ev, err = s.reserveIn(st, e, created[e.ID], now)
+		case event.OrderConfirmed:
+			ev, err = s.leaveIn(st, e, Commit, now)
+		case event.PaymentFailed:
+			ev, err = s.leaveIn(st, e, Release, now)
+		}
+		if err != nil {
+			return err
+		}
+		if ev.ID != "" {
+			out = append(out, ev)
+		}
+	}
+	if err := st.write(ctx, tx); err != nil {
+		return err
+	}
+	if err := outbox.Add(ctx, tx, out...); err != nil {
+		return fmt.Errorf("inventory batch of %d: %w", len(events), err)
+	}
+	return nil
+}
+
+// reservation is one order's reservation as a batch sees it.
+type reservation struct {
+	status Status
+	reason string
+	lines  []Line
+	fresh  bool // inserted by this batch
+	moved  bool // an existing one whose status this batch changed
+}
+
+// batchState is what a batch reads, changes in memory and writes back.
+type batchState struct {
+	stock        map[string]Stock // locked rows; a SKU missing here is unknown
+	stockChanged map[string]bool
+	res          map[string]*reservation // by order id; missing: no decision yet
+	newOrder     []string                // orders whose reservation this batch inserts, in order
+}
+
+func loadBatchState(ctx context.Context, tx pgx.Tx, skus, orders []string) (*batchState, error) {
+	b := &pgx.Batch{}
+	b.Queue(`
+		SELECT sku, available, reserved, sold FROM stock
+		WHERE sku IN (SELECT unnest($1::text[])
+		              UNION
+		              SELECT sku FROM reservation_items WHERE order_id = ANY($2))
+		ORDER BY sku
+		FOR UPDATE OF stock`, skus, orders)
+	b.Queue(`SELECT order_id, status, reason FROM reservations WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, orders)
+	b.Queue(`SELECT order_id, sku, qty FROM reservation_items WHERE order_id = ANY($1) ORDER BY order_id, sku`, orders)
+	br := tx.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }()
+
+	st := &batchState{stock: map[string]Stock{}, stockChanged: map[string]bool{}, res: map[string]*reservation{}}
+	var (
+		sku, order, status, reason string
+		avail, reserved, sold, qty int
+	)
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("lock stock: %w", err)
+	}
+	if _, err := pgx.ForEachRow(rows, []any{&sku, &avail, &reserved, &sold}, func() error {
+		st.stock[sku] = Stock{SKU: sku, Available: avail, Reserved: reserved, Sold: sold}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("lock stock: %w", err)
+	}
+	if rows, err = br.Query(); err != nil {
+		return nil, fmt.Errorf("lock reservations: %w", err)
+	}
+	if _, err := pgx.ForEachRow(rows, []any{&order, &status, &reason}, func() error {
+		st.res[order] = &reservation{status: Status(status), reason: reason}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("lock reservations: %w", err)
+	}
+	if rows, err = br.Query(); err != nil {
+		return nil, fmt.Errorf("read reservation items: %w", err)
+	}
+	if _, err := pgx.ForEachRow(rows, []any{&order, &sku, &qty}, func() error {
+		if r := st.res[order]; r != nil {
+			r.lines = append(r.lines, Line{SKU: sku, Qty: qty})
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read reservation items: %w", err)
+	}
+	return st, nil
+}
+
+// reserveIn is reserve on the batch's state: all of the order's lines held,
+// or none and the first line (by SKU) that cannot be held named.
+func (s *Service) reserveIn(st *batchState, e event.Event, p event.OrderCreatedPayload, now time.Time) (event.Event, error) {
+	if st.res[p.OrderID] != nil {
+		return event.Event{}, nil // decided before, whatever the event id
+	}
+	lines := Lines(p.Items)
+	held := make([]Stock, 0, len(lines))
+	short, reason := "", ""
+	for _, l := range lines {
+		cur, known := st.stock[l.SKU]
+		next, ok := cur.Hold(l.Qty)
+		if !known || !ok {
+			short, reason = l.SKU, RejectReason(known)
+			break
+		}
+		held = append(held, next)
+	}
+	st.newOrder = append(st.newOrder, p.OrderID)
+	if reason != "" {
+		st.res[p.OrderID] = &reservation{status: Rejected, reason: reason, fresh: true}
+		out, err := event.New(event.InventoryRejected, p.OrderID, e.ID,
+			event.InventoryRejectedPayload{OrderID: p.OrderID, Reason: reason, SKU: short}, now)
+		if err != nil {
+			return event.Event{}, consume.Permanent(fmt.Errorf("reserve order %s: %w", p.OrderID, err))
+		}
+		s.metrics.reservations.WithLabelValues("rejected").Inc()
+		s.log.Info("reservation rejected", zap.String("order_id", p.OrderID), zap.String("event_id", e.ID),
+			zap.String("reason", reason), zap.String("sku", short))
+		return out, nil
+	}
+	for _, next := range held {
+		st.stock[next.SKU] = next
+		st.stockChanged[next.SKU] = true
+	}
+	st.res[p.OrderID] = &reservation{status: Held, lines: lines, fresh: true}
+	out, err := event.New(event.InventoryReserved, p.OrderID, e.ID,
+		event.InventoryReservedPayload{OrderID: p.OrderID, Items: p.Items, TotalCents: Total(p.Items)}, now)
+	if err != nil {
+		return event.Event{}, consume.Permanent(fmt.Errorf("reserve order %s: %w", p.OrderID, err))
+	}
+	s.metrics.reservations.WithLabelValues("held").Inc()
+	return out, nil
+}
+
+// leaveIn is release or commit on the batch's state: a HELD reservation
+// moves, its stock with it; any other state, or none, is a no-op. Release
+// returns inventory.released.
+func (s *Service) leaveIn(st *batchState, e event.Event, t Transition, now time.Time) (event.Event, error) {
+	r := st.res[e.OrderID]
+	if r == nil || r.status != Held {
+		return event.Event{}, nil
+	}
+	if len(r.lines) == 0 {
+		return event.Event{}, consume.Permanent(fmt.Errorf("%s order %s: HELD reservation without items", t.To(), e.OrderID))
+	}
+	for _, l := range r.lines {
+		cur, ok := st.stock[l.SKU]
+		if !ok {
+			return event.Event{}, fmt.Errorf("%s order %s: stock of %s: %w", t.To(), e.OrderID, l.SKU, errNotFound)
+		}
+		st.stock[l.SKU] = cur.Apply(t, l.Qty)
+		st.stockChanged[l.SKU] = true
+	}
+	r.status = t.To()
+	r.moved = !r.fresh
+	if t == Commit {
+		s.metrics.reservations.WithLabelValues("committed").Inc()
+		return event.Event{}, nil
+	}
+	items := make([]event.Item, len(r.lines))
+	for i, l := range r.lines {
+		items[i] = event.Item{SKU: l.SKU, Qty: l.Qty}
+	}
+	out, err := event.New(event.InventoryReleased, e.OrderID, e.ID,
+		event.InventoryReleasedPayload{OrderID: e.OrderID, Items: items}, now)
+	if err != nil {
+		return event.Event{}, consume.Permanent(fmt.Errorf("release order %s: %w", e.OrderID, err))
+	}
+	s.metrics.reservations.WithLabelValues("released").Inc()
+	s.log.Info("reservation released", zap.String("order_id", e.OrderID), zap.String("event_id", e.ID))
+	return out, nil
+}
+
+// write stores what the batch changed, in one round trip.
+func (st *batchState) write(ctx context.Context, tx pgx.Tx) error {
+	b := &pgx.Batch{}
+	var (
+		newIDs, newStatus, newReason []string
+		itemOrder, itemSKU           []string
+		itemQty                      []int32
+	)
+	for _, id := range st.newOrder {
+		r := st.res[id]
+		newIDs, newStatus, newReason = append(newIDs, id), append(newStatus, string(r.status)), append(newReason, r.reason)
+		for _, l := range r.lines {
+			itemOrder, itemSKU, itemQty = append(itemOrder, id), append(itemSKU, l.SKU), append(itemQty, int32(l.Qty))
+		}
+	}
+	if len(newIDs) > 0 {
+		b.Queue(`
+			INSERT INTO reservations (order_id, status, reason)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`, newIDs, newStatus, newReason)
+	}
+	if len(itemOrder) > 0 {
+		b.Queue(`
+			INSERT INTO reservation_items (order_id, sku, qty)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::int[])`, itemOrder, itemSKU, itemQty)
+	}
+	var movedIDs, movedStatus []string
+	for id, r := range st.res {
+		if r.moved {
+			movedIDs, movedStatus = append(movedIDs, id), append(movedStatus, string(r.status))
+		}
+	}
+	moved := -1 // index of the moved reservations' update in b
+	if len(movedIDs) > 0 {
+		moved = b.Len()
+		b.Queue(`
+			UPDATE reservations r SET status = m.status, updated_at = now()
+			FROM unnest($1::text[], $2::text[]) AS m(id, status)
+			WHERE r.order_id = m.id AND r.status = 'HELD'`, movedIDs, movedStatus)
+	}
+	var skus []string
+	var avail, reserved, sold []int32
+	for sku := range st.stockChanged {
+		c := st.stock[sku]
+		skus, avail = append(skus, sku), append(avail, int32(c.Available))
+		reserved, sold = append(reserved, int32(c.Reserved)), append(sold, int32(c.Sold))
+	}
+	if len(skus) > 0 {
+		// The rows are locked by this transaction since it read them: the
+		// counts it computed are the counts.
+		b.Queue(`
+			UPDATE stock s SET available = c.available, reserved = c.reserved, sold = c.sold, updated_at = now()
+			FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) AS c(sku, available, reserved, sold)
+			WHERE s.sku = c.sku`, skus, avail, reserved, sold)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	br := tx.SendBatch(ctx, b)
+	for i := range b.Len() {
+		tag, err := br.Exec()
+		if err == nil && i == moved && tag.RowsAffected() != int64(len(movedIDs)) {
+			// The rows were read HELD under lock: anything else is a bug.
+			err = fmt.Errorf("%d of %d HELD reservations moved", tag.RowsAffected(), len(movedIDs))
+		}
+		if err != nil {
+			_ = br.Close()
+			return fmt.Errorf("write inventory batch: %w", err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("write inventory batch: %w", err)
+	}
+	return nil
+}
