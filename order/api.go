@@ -138,11 +138,11 @@ func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, PlaceResponse{OrderID: placed.ID, Status: Pending, StatusURL: StatusURL(placed.ID)})
 }
 
-// place writes o and its order.created in one transaction. With an
-// idempotency key already used, it writes nothing and returns the order that
-// key placed (replayed true), or errKeyReused when that order came from a
-// different request.
-func (s *Service) place(ctx context.Context, o Order, key, hash string) (placed Order, replayed bool, err error) {
+// placeOne writes o and its order.created in a transaction of its own. With
+// an idempotency key already used, it writes nothing and returns the order
+// that key placed (replayed true), or errKeyReused when that order came from
+// a different request.
+func (s *Service) placeOne(ctx context.Context, o Order, key, hash string) (placed Order, replayed bool, err error) {
 	err = pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		inserted, err := insertOrder(ctx, tx, o, key, hash)
 		if err != nil {

@@ -494,3 +494,80 @@ func TestRoutesMethods(t *testing.T) {
 		}
 	}
 }
+
+// Requests arriving together share transactions: every one is placed once,
+// with its order.created, and fewer transactions than orders commit; a key
+// used twice in the crowd places one order, and a reused key with another
+// body is refused.
+func TestPlaceOrdersTogether(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	srv := server(t, b)
+	const n = 64
+	var wg sync.WaitGroup
+	results := make(chan response, n+3)
+	for range n {
+		wg.Go(func() { results <- post(t, srv, validBody, nil) })
+	}
+	other := strings.Replace(validBody, "cust-1", "cust-2", 1)
+	wg.Go(func() { results <- post(t, srv, validBody, map[string]string{HeaderIdempotencyKey: "crowd"}) })
+	wg.Go(func() { results <- post(t, srv, validBody, map[string]string{HeaderIdempotencyKey: "crowd"}) })
+	wg.Go(func() { results <- post(t, srv, other, map[string]string{HeaderIdempotencyKey: "crowd"}) })
+	wg.Wait()
+	close(results)
+	ids := map[string]bool{}
+	refused := 0
+	for res := range results {
+		switch res.status {
+		case http.StatusAccepted:
+			ids[decodeBody[PlaceResponse](t, res).OrderID] = true
+		case http.StatusUnprocessableEntity:
+			refused++
+		default:
+			t.Errorf("status %d, body %s", res.status, res.body)
+		}
+	}
+	// The two same-body "crowd" requests share an order and the other body
+	// is refused, or the other body came first and both are refused: n+1
+	// orders either way.
+	if got := len(ids); got != n+1 {
+		t.Errorf("%d distinct orders answered, want %d", got, n+1)
+	}
+	if refused != 1 && refused != 2 {
+		t.Errorf("%d requests refused, want the reused key's other body refused", refused)
+	}
+	if c := countRows(t, b, `SELECT count(*) FROM orders`); c != n+1 {
+		t.Errorf("%d orders, want %d", c, n+1)
+	}
+	if c := countRows(t, b, `SELECT count(*) FROM outbox`); c != n+1 {
+		t.Errorf("%d outbox rows, want %d", c, n+1)
+	}
+	if c := countRows(t, b, `SELECT count(*) FROM orders o JOIN outbox x ON x.order_id = o.order_id`); c != n+1 {
+		t.Errorf("%d orders with their order.created, want %d", c, n+1)
+	}
+	commits, placed := perCommit(t, b)
+	if placed != n+1 {
+		t.Errorf("jetsaga_orders_per_commit counts %d orders placed together, want %d", placed, n+1)
+	}
+	if commits >= n+1 {
+		t.Errorf("%d transactions for %d orders: none shared", commits, n+1)
+	}
+}
+
+// perCommit reads jetsaga_orders_per_commit: transactions and the orders
+// they placed.
+func perCommit(t *testing.T, b bundle) (commits, orders uint64) {
+	t.Helper()
+	mfs, err := b.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "jetsaga_orders_per_commit" {
+			h := mf.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), uint64(h.GetSampleSum())
+		}
+	}
+	t.Fatal("jetsaga_orders_per_commit is not registered")
+	return 0, 0
+}

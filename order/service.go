@@ -65,6 +65,9 @@ type Service struct {
 	now    func() time.Time
 	newID  func() (string, error)
 	placed prometheus.Counter
+
+	combine   combiner
+	perCommit prometheus.Histogram
 }
 
 // NewService builds the service on rt. rt.Pool is required; a nil Log, Notify or
@@ -85,6 +88,11 @@ func NewService(rt *service.Runtime, _ Config) (*Service, error) {
 			Help: "Orders accepted by POST /orders (idempotent replays not counted).",
 		}),
 	}
+	s.perCommit = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "jetsaga_orders_per_commit",
+		Help:    "Orders that POST /orders requests arriving together placed in one transaction.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+	})
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -95,7 +103,7 @@ func NewService(rt *service.Runtime, _ Config) (*Service, error) {
 		s.now = func() time.Time { return time.Now().UTC() }
 	}
 	if rt.Registry != nil {
-		if err := rt.Registry.Register(s.placed); err != nil {
+		if err := errors.Join(rt.Registry.Register(s.placed), rt.Registry.Register(s.perCommit)); err != nil {
 			return nil, fmt.Errorf("order: register metrics: %w", err)
 		}
 	}
