@@ -11,6 +11,7 @@ import (
 	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/outbox"
+	"github.com/jetsaga/jetsaga/internal/pg"
 )
 
 // handleBatch is handle for several events at once (consume.BatchHandler).
@@ -299,20 +300,13 @@ func (st *batchState) write(ctx context.Context, tx pgx.Tx) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	br := tx.SendBatch(ctx, b)
-	for i := range b.Len() {
-		tag, err := br.Exec()
-		if err == nil && i == moved && tag.RowsAffected() != int64(len(movedIDs)) {
-			// The rows were read HELD under lock: anything else is a bug.
-			err = fmt.Errorf("%d of %d HELD reservations moved", tag.RowsAffected(), len(movedIDs))
-		}
-		if err != nil {
-			_ = br.Close()
-			return fmt.Errorf("write inventory batch: %w", err)
-		}
-	}
-	if err := br.Close(); err != nil {
+	tags, err := pg.ExecBatch(ctx, tx, b)
+	if err != nil {
 		return fmt.Errorf("write inventory batch: %w", err)
+	}
+	if moved >= 0 && tags[moved].RowsAffected() != int64(len(movedIDs)) {
+		// The rows were read HELD under lock: anything else is a bug.
+		return fmt.Errorf("write inventory batch: %d of %d HELD reservations moved", tags[moved].RowsAffected(), len(movedIDs))
 	}
 	return nil
 }

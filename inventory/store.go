@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jetsaga/jetsaga/internal/pg"
 )
 
 // The store: every SQL statement of the inventory service. Functions take a
@@ -55,19 +57,11 @@ func holdLines(ctx context.Context, tx pgx.Tx, lines []Line) (bool, error) {
 		  AND (SELECT count(*) FROM unnest($1::text[], $2::int[]) AS v(sku, qty)
 		       JOIN stock t ON t.sku = v.sku AND t.available >= v.qty) = cardinality($1::text[])`,
 		skus, qtys)
-	br := tx.SendBatch(ctx, b)
-	_, err := br.Exec()
-	var tag pgconn.CommandTag
-	if err == nil {
-		tag, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	tags, err := pg.ExecBatch(ctx, tx, b)
 	if err != nil {
 		return false, fmt.Errorf("hold %d lines: %w", len(lines), err)
 	}
-	switch n := tag.RowsAffected(); {
+	switch n := tags[1].RowsAffected(); {
 	case n == int64(len(lines)):
 		return true, nil
 	case n == 0:

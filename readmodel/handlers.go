@@ -71,7 +71,7 @@ func (rm *readModel) handleBatch(ctx context.Context, tx pgx.Tx, events []event.
 	for _, recs := range byOrder {
 		views = append(views, Project(recs))
 	}
-	if err := saveViews(ctx, tx, views, now); err != nil {
+	if _, err := saveViews(ctx, tx, views, now); err != nil {
 		return err
 	}
 	for _, e := range events {

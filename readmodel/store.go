@@ -144,8 +144,9 @@ func recordAndLoadAll(ctx context.Context, tx pgx.Tx, events []event.Event, proj
 	return fresh, byOrder, nil
 }
 
-// saveViews is saveView for several views in one statement.
-func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time) error {
+// saveViews is saveView for several views (of distinct orders) in one
+// statement; it returns how many rows changed.
+func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time) (int64, error) {
 	n := len(views)
 	var (
 		ids, customers, statuses, reasons = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -158,17 +159,17 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 	for i, v := range views {
 		it, err := json.Marshal(v.Items)
 		if err != nil {
-			return fmt.Errorf("encode items of order %s: %w", v.OrderID, err)
+			return 0, fmt.Errorf("encode items of order %s: %w", v.OrderID, err)
 		}
 		tl, err := json.Marshal(v.Timeline)
 		if err != nil {
-			return fmt.Errorf("encode timeline of order %s: %w", v.OrderID, err)
+			return 0, fmt.Errorf("encode timeline of order %s: %w", v.OrderID, err)
 		}
 		ids[i], customers[i], statuses[i], reasons[i] = v.OrderID, v.CustomerID, string(v.Status), v.Reason
 		items[i], timelines[i], totals[i], versions[i] = string(it), string(tl), v.TotalCents, int32(v.Version)
 		last[i], lags[i] = v.LastOccurredAt, v.LagMS
 	}
-	_, err := tx.Exec(ctx, `
+	tag, err := tx.Exec(ctx, `
 		INSERT INTO order_views AS v (order_id, customer_id, items, total_cents, status, reason, version,
 			timeline, last_occurred_at, updated_at, lag_ms)
 		SELECT t.id, t.cust, t.items, t.total, t.status, t.reason, t.version, t.timeline, t.last, $11, t.lag
@@ -190,45 +191,17 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 		WHERE v.timeline IS DISTINCT FROM EXCLUDED.timeline`,
 		ids, customers, items, totals, statuses, reasons, versions, timelines, last, lags, updatedAt)
 	if err != nil {
-		return fmt.Errorf("save %d views: %w", n, err)
+		return 0, fmt.Errorf("save %d views: %w", n, err)
 	}
-	return nil
+	return tag.RowsAffected(), nil
 }
 
 // saveView writes v as the order's view, stamped updatedAt, unless the stored
 // view has the same timeline (then the view is the same, and the row, its
 // updated_at included, stays as it is). It reports whether the row changed.
 func saveView(ctx context.Context, tx pgx.Tx, v View, updatedAt time.Time) (bool, error) {
-	items, err := json.Marshal(v.Items)
-	if err != nil {
-		return false, fmt.Errorf("encode items of order %s: %w", v.OrderID, err)
-	}
-	timeline, err := json.Marshal(v.Timeline)
-	if err != nil {
-		return false, fmt.Errorf("encode timeline of order %s: %w", v.OrderID, err)
-	}
-	tag, err := tx.Exec(ctx, `
-		INSERT INTO order_views AS v (order_id, customer_id, items, total_cents, status, reason, version,
-			timeline, last_occurred_at, updated_at, lag_ms)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-		ON CONFLICT (order_id) DO UPDATE SET
-			customer_id = EXCLUDED.customer_id,
-			items = EXCLUDED.items,
-			total_cents = EXCLUDED.total_cents,
-			status = EXCLUDED.status,
-			reason = EXCLUDED.reason,
-			version = EXCLUDED.version,
-			timeline = EXCLUDED.timeline,
-			last_occurred_at = EXCLUDED.last_occurred_at,
-			updated_at = EXCLUDED.updated_at,
-			lag_ms = EXCLUDED.lag_ms
-		WHERE v.timeline IS DISTINCT FROM EXCLUDED.timeline`,
-		v.OrderID, v.CustomerID, items, v.TotalCents, string(v.Status), v.Reason, v.Version,
-		timeline, v.LastOccurredAt, updatedAt, v.LagMS)
-	if err != nil {
-		return false, fmt.Errorf("save view of order %s: %w", v.OrderID, err)
-	}
-	return tag.RowsAffected() == 1, nil
+	n, err := saveViews(ctx, tx, []View{v}, updatedAt)
+	return n == 1, err
 }
 
 // StoredView is a view as read back from order_views.

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/pg"
 )
 
 // Run consumes until ctx is done. One goroutine receives messages from
@@ -350,19 +351,11 @@ func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, e event.Event) (dup bool
 		INSERT INTO inbox (consumer, event_id, event_type, order_id)
 		VALUES ($1, $2, $3, $4)
 		ON CONFLICT DO NOTHING`, l.cfg.Consumer, e.ID, string(e.Type), e.OrderID)
-	br := tx.SendBatch(ctx, b)
-	_, err = br.Exec()
-	var tag pgconn.CommandTag
-	if err == nil {
-		tag, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	tags, err := pg.ExecBatch(ctx, tx, b)
 	if err != nil {
 		return false, fmt.Errorf("inbox insert %s %s: %w", e.Type, e.ID, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if tags[1].RowsAffected() == 0 {
 		return true, nil
 	}
 	if err := l.h(ctx, tx, e); err != nil {

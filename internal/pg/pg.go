@@ -17,6 +17,7 @@ import (
 	"regexp"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 )
@@ -140,4 +141,20 @@ func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error 
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// ExecBatch sends every statement queued in b in one round trip, inside tx,
+// and returns their command tags in order. It stops at the first error.
+func ExecBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) ([]pgconn.CommandTag, error) {
+	br := tx.SendBatch(ctx, b)
+	tags := make([]pgconn.CommandTag, 0, b.Len())
+	for range b.Len() {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return tags, err
+		}
+		tags = append(tags, tag)
+	}
+	return tags, br.Close()
 }
