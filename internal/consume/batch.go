@@ -113,6 +113,9 @@ type delivery struct {
 // retried with backoff or dead-lettered one by one.
 func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	start := time.Now()
+	// From the start: injected delays before handling count too.
+	stopKeep := keepInProgress(msgs, max(l.cfg.AckWait/3, 100*time.Millisecond))
+	defer stopKeep()
 	ds := make([]*delivery, 0, len(msgs))
 	for _, msg := range msgs {
 		md, err := msg.Metadata()
@@ -149,7 +152,6 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	// stable, so one order's events keep the order they arrived in.
 	slices.SortStableFunc(ds, func(a, b *delivery) int { return strings.Compare(a.e.OrderID, b.e.OrderID) })
 
-	stopKeep := keepInProgress(ds, max(l.cfg.AckWait/3, 100*time.Millisecond))
 	if err := l.apply(ctx, ds); err != nil {
 		err = fmt.Errorf("%w: %w", errBatch, err)
 		// Nothing of the batch committed: whatever was applied (or seen as
@@ -161,7 +163,6 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			}
 		}
 	}
-	stopKeep()
 	l.cfg.Metrics.observeBatch(l.cfg.Consumer, len(ds), time.Since(start))
 
 	applied := false
@@ -174,10 +175,10 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	}
 }
 
-// keepInProgress tells JetStream every interval that the batch's messages
-// are still being worked on, so a slow batch keeps its messages past
-// AckWait. The returned func stops it and waits for it.
-func keepInProgress(ds []*delivery, every time.Duration) (stop func()) {
+// keepInProgress tells JetStream every interval that msgs are still being
+// worked on, so a slow batch keeps its messages past AckWait. The returned
+// func stops it and waits for it.
+func keepInProgress(msgs []jetstream.Msg, every time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -188,8 +189,8 @@ func keepInProgress(ds []*delivery, every time.Duration) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				for _, d := range ds {
-					_ = d.msg.InProgress()
+				for _, m := range msgs {
+					_ = m.InProgress()
 				}
 			}
 		}

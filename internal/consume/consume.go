@@ -81,7 +81,7 @@ type Config struct {
 	Consumer   string        // inbox key; default: the durable consumer's name
 	Workers    int           // batches handled at once, each in its own transaction; default 1
 	Batch      int           // most messages per batch (and transaction); default 64
-	Prefetch   int           // messages requested from JetStream ahead of handling; default 2×Batch×Workers
+	Prefetch   int           // messages requested from JetStream ahead of handling; default Batch×Workers
 	FetchWait  time.Duration // how long one pull request waits for messages (at least 1s); default 5s
 	MaxDeliver int           // failures (the message's own) before dead-lettering; default: the consumer's MaxDeliver
 	AckWait    time.Duration // the consumer's AckWait; default: the consumer's
@@ -159,7 +159,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, js JetStream, cons jetstream.C
 	cfg.Consumer = cmp.Or(cfg.Consumer, info.Config.Durable, info.Name)
 	cfg.Workers = cmp.Or(cfg.Workers, 1)
 	cfg.Batch = cmp.Or(cfg.Batch, 64)
-	cfg.Prefetch = cmp.Or(cfg.Prefetch, 2*cfg.Batch*cfg.Workers)
+	cfg.Prefetch = cmp.Or(cfg.Prefetch, cfg.Batch*cfg.Workers)
 	cfg.FetchWait = cmp.Or(cfg.FetchWait, 5*time.Second)
 	cfg.MaxDeliver = cmp.Or(cfg.MaxDeliver, info.Config.MaxDeliver)
 	cfg.AckWait = cmp.Or(cfg.AckWait, info.Config.AckWait, 30*time.Second)

@@ -84,7 +84,7 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 		zap.String("event_type", clip(h.Get(event.HeaderType), 128)))
 
 	dl := l.deadLetterMsg(msg, md, cause)
-	stopKeep := keepInProgress([]*delivery{{msg: msg}}, max(l.cfg.AckWait/3, 100*time.Millisecond))
+	stopKeep := keepInProgress([]jetstream.Msg{msg}, max(l.cfg.AckWait/3, 100*time.Millisecond))
 	pubErr := l.publishDeadLetter(ctx, dl)
 	stopKeep()
 
