@@ -126,7 +126,7 @@ func (rm *readModel) Consumers() []service.Consumer {
 	for _, c := range consumers {
 		out = append(out, service.Consumer{
 			Stream: c.stream, Durable: c.durable, Subjects: []string{c.subject},
-			Handle: rm.handle, HandleBatch: rm.handleBatch,
+			Handle: rm.handle, HandleBatch: rm.handleBatch, Silent: true,
 		})
 	}
 	return out

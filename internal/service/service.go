@@ -56,6 +56,9 @@ type Consumer struct {
 	Durable  string   // durable name, also the inbox key
 	Subjects []string // filter subjects
 	Handle   consume.Handler
+	// Silent says the handlers never write outbox rows (the read model's):
+	// their commits do not wake the outbox relay.
+	Silent bool
 	// HandleBatch, when set, applies several events set-based
 	// (consume.Config.BatchHandler); Handle stays the fallback.
 	HandleBatch consume.BatchHandler
@@ -303,8 +306,11 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 			return err
 		}
 		lc := consume.Config{
-			Service: cfg.Name, Workers: cfg.Workers, Batch: cfg.Batch, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: cm, AfterCommit: relay.Notify,
+			Service: cfg.Name, Workers: cfg.Workers, Batch: cfg.Batch, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: cm,
 			Prepare: c.Prepare, BatchHandler: c.HandleBatch,
+		}
+		if !c.Silent {
+			lc.AfterCommit = relay.Notify
 		}
 		if inj != nil {
 			lc.Faults = consumeFaults(inj)
