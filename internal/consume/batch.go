@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/pg"
 )
 
@@ -152,7 +153,8 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	// stable, so one order's events keep the order they arrived in.
 	slices.SortStableFunc(ds, func(a, b *delivery) int { return strings.Compare(a.e.OrderID, b.e.OrderID) })
 
-	if err := l.apply(ctx, ds); err != nil {
+	written, err := l.apply(ctx, ds)
+	if err != nil {
 		err = fmt.Errorf("%w: %w", errBatch, err)
 		// Nothing of the batch committed: whatever was applied (or seen as
 		// a duplicate of an event applied earlier in this very
@@ -165,6 +167,9 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	}
 	l.cfg.Metrics.observeBatch(l.cfg.Consumer, len(ds), time.Since(start))
 
+	if err == nil && len(written) > 0 && l.cfg.Handoff != nil {
+		l.cfg.Handoff(written)
+	}
 	applied := false
 	for _, d := range ds {
 		l.settle(ctx, d, time.Since(start))
@@ -209,14 +214,15 @@ var (
 
 // apply runs the batch in one transaction: for each delivery not failed
 // already, a savepoint and the inbox insert (sent together, one round trip),
-// then the handler. A delivery whose handler fails is rolled back to its
-// savepoint and keeps its error; the others commit together. The returned
-// error says the transaction as a whole failed (begin, a broken
-// transaction, commit).
-func (l *Loop) apply(ctx context.Context, ds []*delivery) error {
+// then the handler; or all of them set-based first when there is a
+// BatchHandler. A delivery whose handler fails is rolled back to its
+// savepoint and keeps its error; the others commit together. It returns the
+// outbox rows the committed handlers wrote; the error says the transaction
+// as a whole failed (begin, a broken transaction, commit).
+func (l *Loop) apply(ctx context.Context, ds []*delivery) ([]outbox.Row, error) {
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("begin: %w: %w", errNoDatabase, err)
+		return nil, fmt.Errorf("begin: %w: %w", errNoDatabase, err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	if l.cfg.Prepare != nil {
@@ -227,42 +233,45 @@ func (l *Loop) apply(ctx context.Context, ds []*delivery) error {
 			}
 		}
 		if err := l.cfg.Prepare(ctx, tx, events); err != nil {
-			return fmt.Errorf("prepare batch: %w", err)
+			return nil, fmt.Errorf("prepare batch: %w", err)
 		}
 	}
 	if l.cfg.BatchHandler != nil {
-		applied, err := l.applyAll(ctx, tx, ds)
+		written, applied, err := l.applyAll(ctx, tx, ds)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if applied {
 			if err := tx.Commit(ctx); err != nil {
-				return fmt.Errorf("commit %d events: %w", len(ds), err)
+				return nil, fmt.Errorf("commit %d events: %w", len(ds), err)
 			}
-			return nil
+			return written, nil
 		}
 	}
+	var written []outbox.Row
 	pending := 0
 	for _, d := range ds {
 		if d.err != nil {
 			continue
 		}
-		d.dup, d.err = l.applyOne(ctx, tx, d.e)
+		var rows []outbox.Row
+		d.dup, rows, d.err = l.applyOne(ctx, tx, d.e)
 		if d.err == nil {
 			pending++
+			written = append(written, rows...)
 			continue
 		}
 		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT message`); err != nil {
-			return fmt.Errorf("roll back %s %s: %w", d.e.Type, d.e.ID, err)
+			return nil, fmt.Errorf("roll back %s %s: %w", d.e.Type, d.e.ID, err)
 		}
 	}
 	if pending == 0 {
-		return nil // nothing to commit; the deferred rollback ends it
+		return nil, nil // nothing to commit; the deferred rollback ends it
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit %d events: %w", pending, err)
+		return nil, fmt.Errorf("commit %d events: %w", pending, err)
 	}
-	return nil
+	return written, nil
 }
 
 // applyAll tries the batch set-based, behind a savepoint named batch: one
@@ -271,7 +280,7 @@ func (l *Loop) apply(ctx context.Context, ds []*delivery) error {
 // whether that worked; if not, everything since the savepoint is rolled back
 // and the caller goes message by message. An error means the transaction
 // itself is broken.
-func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (applied bool, err error) {
+func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written []outbox.Row, applied bool, err error) {
 	var live []*delivery
 	for _, d := range ds {
 		if d.err == nil {
@@ -279,7 +288,7 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (applied
 		}
 	}
 	if len(live) == 0 {
-		return false, nil
+		return nil, false, nil
 	}
 	ids := make([]string, len(live))
 	types := make([]string, len(live))
@@ -322,7 +331,9 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (applied
 			}
 		}
 		if len(events) > 0 {
-			err = l.cfg.BatchHandler(ctx, tx, events)
+			hctx, col := outbox.Collect(ctx)
+			err = l.cfg.BatchHandler(hctx, tx, events)
+			written = col.Rows()
 		}
 		for _, e := range events {
 			if err == nil && l.cfg.Faults.BeforeCommit != nil {
@@ -331,21 +342,21 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (applied
 		}
 	}
 	if err == nil {
-		return true, nil
+		return written, true, nil
 	}
 	for _, d := range live {
 		d.dup = false
 	}
 	l.log.Debug("batch refused set-based; handling its messages one by one", zap.Int("messages", len(live)), zap.Error(err))
 	if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT batch`); rerr != nil {
-		return false, fmt.Errorf("roll back batch of %d: %w", len(live), rerr)
+		return nil, false, fmt.Errorf("roll back batch of %d: %w", len(live), rerr)
 	}
-	return false, nil
+	return nil, false, nil
 }
 
 // applyOne handles one event inside tx, behind a savepoint named message.
 // dup is true when the inbox already held the event.
-func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, e event.Event) (dup bool, err error) {
+func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, e event.Event) (dup bool, written []outbox.Row, err error) {
 	b := &pgx.Batch{}
 	b.Queue(`SAVEPOINT message`)
 	b.Queue(`
@@ -354,20 +365,21 @@ func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, e event.Event) (dup bool
 		ON CONFLICT DO NOTHING`, l.cfg.Consumer, e.ID, string(e.Type), e.OrderID)
 	tags, err := pg.ExecBatch(ctx, tx, b)
 	if err != nil {
-		return false, fmt.Errorf("inbox insert %s %s: %w", e.Type, e.ID, err)
+		return false, nil, fmt.Errorf("inbox insert %s %s: %w", e.Type, e.ID, err)
 	}
 	if tags[1].RowsAffected() == 0 {
-		return true, nil
+		return true, nil, nil
 	}
-	if err := l.h(ctx, tx, e); err != nil {
-		return false, fmt.Errorf("handle %s %s: %w", e.Type, e.ID, err)
+	hctx, col := outbox.Collect(ctx)
+	if err := l.h(hctx, tx, e); err != nil {
+		return false, nil, fmt.Errorf("handle %s %s: %w", e.Type, e.ID, err)
 	}
 	if l.cfg.Faults.BeforeCommit != nil {
 		if err := l.cfg.Faults.BeforeCommit(ctx, e); err != nil {
-			return false, fmt.Errorf("before commit %s %s: %w", e.Type, e.ID, err)
+			return false, nil, fmt.Errorf("before commit %s %s: %w", e.Type, e.ID, err)
 		}
 	}
-	return false, nil
+	return false, col.Rows(), nil
 }
 
 // settle acks, retries or dead-letters one delivery after its batch ended.

@@ -32,6 +32,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
 )
 
 // Handler applies one event inside tx. It returns nil when the event was
@@ -104,6 +105,11 @@ type Config struct {
 	// AfterCommit runs after a transaction that applied an event committed
 	// (not for duplicates): e.g. wake the outbox relay.
 	AfterCommit func()
+	// Handoff, when set, gets the outbox rows the handlers wrote with
+	// outbox.Add once their transaction committed (e.g. Relay.Hand, which
+	// publishes them without reading them back). Rows of a message rolled
+	// back to its savepoint are never handed over.
+	Handoff func(rows []outbox.Row)
 
 	// Faults reach into the delivery windows for failure injection and
 	// crash-window tests; nil fields do nothing.

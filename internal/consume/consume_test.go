@@ -727,3 +727,97 @@ func TestBatchHandlerAndItsFallback(t *testing.T) {
 		t.Fatalf("one-by-one path ran %d times for good messages, want 0", got)
 	}
 }
+
+// Only committed outbox rows are handed to the relay: a message whose
+// handler wrote an event and then failed is rolled back to its savepoint,
+// and the event it wrote never reaches the stream; the retry's does, once.
+func TestHandoffOnlyCommittedRows(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{maxDeliver: 5})
+	relay, err := outbox.NewRelay(b.pool, b.js, outbox.RelayConfig{PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var inputs []event.Event
+	for i := range 6 {
+		e := created(t, fmt.Sprintf("o-hand-%d", i))
+		inputs = append(inputs, e)
+		publish(t, b.js, e)
+	}
+	bad := inputs[2].OrderID
+	var failed atomic.Bool
+	var written sync.Map // order id -> the id of the event its committed attempt wrote
+	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		if e.Type != event.OrderCreated {
+			return nil // the consumer sees the events it makes too
+		}
+		out, err := event.New(event.OrderConfirmed, e.OrderID, e.ID, &event.OrderConfirmedPayload{OrderID: e.OrderID, TotalCents: 100}, time.Now())
+		if err != nil {
+			return err
+		}
+		if err := outbox.Add(ctx, tx, out); err != nil {
+			return err
+		}
+		if e.OrderID == bad && failed.CompareAndSwap(false, true) {
+			return errors.New("refused after writing its event")
+		}
+		written.Store(e.OrderID, out.ID)
+		return nil
+	}
+	run(t, b, h, consume.Config{Batch: 64, Handoff: relay.Hand})
+	testenv.WaitFor(t, 20*time.Second, "one order.confirmed per order in the stream, outbox empty", func() bool {
+		return confirmedInStream(t, b.js) == len(inputs) && countOutbox(t, b.pool) == 0
+	})
+	waitSettled(t, b)
+	s, err := b.js.Stream(t.Context(), stream.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get(event.HeaderType) != string(event.OrderConfirmed) {
+			continue
+		}
+		want, _ := written.Load(m.Header.Get(event.HeaderOrderID))
+		if got := m.Header.Get(event.HeaderMsgID); got != want {
+			t.Errorf("stream holds %s for %s, want only the committed attempt's %v", got, m.Header.Get(event.HeaderOrderID), want)
+		}
+	}
+	if !failed.Load() {
+		t.Fatal("the bad message never failed")
+	}
+}
+
+func confirmedInStream(t *testing.T, js jetstream.JetStream) int {
+	t.Helper()
+	s, err := js.Stream(t.Context(), stream.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context(), jetstream.WithSubjectFilter("order.confirmed.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(info.State.Subjects)
+}
+
+func countOutbox(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

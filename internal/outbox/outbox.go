@@ -19,20 +19,10 @@ import (
 
 // Add inserts events into the outbox table of the transaction's schema, in
 // one statement however many they are. The events become visible to the
-// relay only when tx commits.
+// relay only when tx commits. Under a context from Collect, Add also
+// records the rows it wrote there.
 func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
-	switch len(events) {
-	case 0:
-		return nil
-	case 1:
-		e := events[0]
-		_, err := tx.Exec(ctx, `
-			INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body)
-			VALUES ($1, $2, $3, $4, $5, $6)`,
-			e.ID, string(e.Type), e.OrderID, e.CausationID, e.OccurredAt, e.Body)
-		if err != nil {
-			return fmt.Errorf("outbox add %s %s: %w", e.Type, e.ID, err)
-		}
+	if len(events) == 0 {
 		return nil
 	}
 	n := len(events)
@@ -44,18 +34,52 @@ func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
 		occurred[i], bodies[i] = e.OccurredAt, e.Body
 	}
 	// WITH ORDINALITY keeps the given order in the seq the rows get.
-	_, err := tx.Exec(ctx, `
+	rows, err := tx.Query(ctx, `
 		INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body)
 		SELECT t.id, t.typ, t.ord, t.cause, t.occ, t.body
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])
 			WITH ORDINALITY AS t(id, typ, ord, cause, occ, body, n)
-		ORDER BY t.n`,
+		ORDER BY t.n
+		RETURNING seq, event_id::text`,
 		ids, types, orders, causes, occurred, bodies)
 	if err != nil {
 		return fmt.Errorf("outbox add %d events: %w", n, err)
 	}
+	seqOf := make(map[string]int64, n)
+	var (
+		seq int64
+		id  string
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&seq, &id}, func() error {
+		seqOf[id] = seq
+		return nil
+	}); err != nil {
+		return fmt.Errorf("outbox add %d events: %w", n, err)
+	}
+	if c, ok := ctx.Value(collectorKey{}).(*Collector); ok {
+		for _, e := range events {
+			c.rows = append(c.rows, Row{Seq: seqOf[e.ID], Event: e})
+		}
+	}
 	return nil
 }
+
+type collectorKey struct{}
+
+// Collector gathers the rows Add writes under a context from Collect, so
+// that once the transaction commits they can be handed to the relay
+// (Relay.Hand) instead of read back. It belongs to one goroutine.
+type Collector struct{ rows []Row }
+
+// Collect returns a context under which Add records what it writes in the
+// returned Collector.
+func Collect(ctx context.Context) (context.Context, *Collector) {
+	c := &Collector{}
+	return context.WithValue(ctx, collectorKey{}, c), c
+}
+
+// Rows returns the rows recorded so far.
+func (c *Collector) Rows() []Row { return c.rows }
 
 // Backlog returns the number of rows waiting to be published.
 func Backlog(ctx context.Context, q interface {

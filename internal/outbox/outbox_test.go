@@ -434,3 +434,49 @@ func TestAddSeveralKeepsTheirOrder(t *testing.T) {
 		}
 	}
 }
+
+// Rows handed to a running relay are published at once, without a round
+// reading them back (the relay polls once an hour and is never notified),
+// and deleted once acked.
+func TestHandPublishesWithoutARound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	r, err := outbox.NewRelay(b.pool, b.js, outbox.RelayConfig{PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var events []event.Event
+	for i := range 3 {
+		events = append(events, created(t, "o-hand-"+itoa(i)))
+	}
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, col := outbox.Collect(ctx)
+	if err := outbox.Add(cctx, tx, events...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows := col.Rows()
+	if len(rows) != len(events) {
+		t.Fatalf("collected %d rows, want %d", len(rows), len(events))
+	}
+	for i, row := range rows {
+		if row.Event.ID != events[i].ID || row.Seq == 0 {
+			t.Fatalf("row %d = seq %d %s, want the event %s with its seq", i, row.Seq, row.Event.ID, events[i].ID)
+		}
+	}
+	r.Hand(rows)
+	testenv.WaitFor(t, 10*time.Second, "handed events published and their rows deleted", func() bool {
+		return streamMsgs(t, b.js, stream.Orders) == uint64(len(events)) && count(t, b.pool, `SELECT count(*) FROM outbox`) == 0
+	})
+}

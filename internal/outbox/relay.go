@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,8 +55,10 @@ type Relay struct {
 	log  *zap.Logger
 	wake chan struct{}
 
+	handed chan []Row // rows handed over by Hand, to publish at once
+
 	mu       sync.Mutex
-	inFlight map[int64]struct{} // seqs locked by this relay's rounds
+	inFlight map[int64]struct{} // seqs this relay is publishing
 }
 
 // NewRelay returns a relay over pool's outbox publishing through pub.
@@ -72,7 +75,7 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error
 		cfg.Logger = zap.NewNop()
 	}
 	return &Relay{pool: pool, pub: pub, cfg: cfg, log: cfg.Logger.Named("relay"), wake: make(chan struct{}, 1),
-		inFlight: make(map[int64]struct{})}, nil
+		handed: make(chan []Row, 64), inFlight: make(map[int64]struct{})}, nil
 }
 
 // Notify wakes the relay; call it after committing a transaction that added
@@ -127,6 +130,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
+			for drained := false; !drained; {
+				select {
+				case rows := <-r.handed:
+					r.unholdRows(rows) // the final flush takes them
+				default:
+					drained = true
+				}
+			}
 			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.AckTimeout)
 			defer cancel()
 			if n, err := r.Flush(final); err != nil {
@@ -135,11 +146,34 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.log.Info("outbox flushed at shutdown", zap.Int("events", n))
 			}
 			return nil
+		case rows := <-r.handed:
+			wg.Go(func() {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					r.unholdRows(rows) // the final flush takes them
+					return
+				}
+				defer func() { <-slots }()
+				if err := r.publishHanded(ctx, rows); err != nil && ctx.Err() == nil {
+					r.log.Warn("publishing handed rows failed; a round takes them", zap.Error(err))
+					r.Notify()
+				}
+			})
+			continue
 		case <-r.wake:
 		case <-poll.C:
 		}
 		start()
 	}
+}
+
+func (r *Relay) unholdRows(rows []Row) {
+	seqs := make([]int64, len(rows))
+	for i, row := range rows {
+		seqs[i] = row.Seq
+	}
+	r.unhold(seqs)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -167,10 +201,11 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 	}
 }
 
-// round locks up to Batch rows, publishes them, waits for every ack, and
-// deletes the acked rows in the same transaction. It first looks, outside
-// any transaction, whether there is a row that no round of this relay holds,
-// and opens none when there is not.
+// round locks up to Batch rows (none that this relay has in flight already),
+// publishes them, waits for every ack, and deletes the acked rows in the
+// same transaction. It first looks, outside any transaction, whether there
+// is a row that no round of this relay holds, and opens none when there is
+// not.
 func (r *Relay) round(ctx context.Context) (int, error) {
 	if ok, err := r.anyToPublish(ctx); err != nil || !ok {
 		return 0, err
@@ -181,26 +216,98 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
-	events, seqs, err := lockBatch(ctx, tx, r.cfg.Batch)
+	events, seqs, err := lockBatch(ctx, tx, r.cfg.Batch, r.held())
 	if err != nil || len(events) == 0 {
 		return 0, err
 	}
 	r.hold(seqs)
 	defer r.unhold(seqs)
+	n, err := r.publishAndDelete(ctx, tx, events, seqs)
+	if n == 0 {
+		return 0, err
+	}
+	if cerr := tx.Commit(ctx); cerr != nil {
+		return 0, fmt.Errorf("relay commit: %w", cerr)
+	}
+	r.published(events[:n])
+	if err != nil {
+		return n, err
+	}
+	// Report a full batch only when every row went, so Flush loops on.
+	return len(events), nil
+}
 
-	futures := make([]jetstream.PubAckFuture, len(events))
+// Row is one outbox row a transaction wrote: its seq and its event.
+type Row struct {
+	Seq   int64
+	Event event.Event
+}
+
+// Hand gives the relay rows that a transaction wrote and has committed, so
+// that it publishes them at once, without reading them back, and then
+// deletes them. It never blocks: when the relay has too much in hand
+// already, the rows are left to its next round. Rows handed and also found
+// by another relay's round are published twice at worst, which the stream's
+// duplicate window absorbs, as it absorbs a republish after a crash.
+func (r *Relay) Hand(rows []Row) {
+	if len(rows) == 0 {
+		return
+	}
+	seqs := make([]int64, len(rows))
+	for i, row := range rows {
+		seqs[i] = row.Seq
+	}
+	r.hold(seqs)
+	select {
+	case r.handed <- rows:
+	default:
+		r.unhold(seqs)
+		r.Notify()
+	}
+}
+
+// publishHanded publishes rows handed over by Hand and deletes those acked,
+// each delete its own short transaction.
+func (r *Relay) publishHanded(ctx context.Context, rows []Row) error {
+	events := make([]event.Event, len(rows))
+	seqs := make([]int64, len(rows))
+	for i, row := range rows {
+		events[i], seqs[i] = row.Event, row.Seq
+	}
+	defer r.unhold(seqs)
+	n, err := r.publishAndDelete(ctx, r.pool, events, seqs)
+	if n > 0 {
+		r.published(events[:n])
+	}
+	return err
+}
+
+func (r *Relay) published(events []event.Event) {
+	if r.cfg.OnPublished != nil {
+		r.cfg.OnPublished(events)
+	}
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// publishAndDelete publishes events (seqs are their rows), waits for the
+// stream's acks, and deletes the acked rows through db. It reorders events
+// and seqs so that the n acked ones come first, and returns n; err is the
+// first failure, if any. Rows not acked stay for a later round.
+func (r *Relay) publishAndDelete(ctx context.Context, db execer, events []event.Event, seqs []int64) (n int, err error) {
+	futures := make([]jetstream.PubAckFuture, 0, len(events))
 	var extra []jetstream.PubAckFuture // duplicates: waited for, outcome ignored
-	for i, e := range events {
+	for _, e := range events {
 		f, err := r.pub.PublishMsgAsync(e.Msg(), jetstream.WithExpectStream(e.Type.Stream()))
 		if err != nil {
-			// Wait for what was sent, then keep only that: rows after a failed
-			// send stay for the next round.
-			events, seqs, futures = events[:i], seqs[:i], futures[:i]
+			// Wait for what was sent: rows after a failed send stay.
 			r.log.Warn("publish failed", zap.String("event_id", e.ID), zap.String("event_type", string(e.Type)),
 				zap.String("order_id", e.OrderID), zap.Error(err))
 			break
 		}
-		futures[i] = f
+		futures = append(futures, f)
 		if r.cfg.Duplicate != nil && r.cfg.Duplicate(e) {
 			if d, err := r.pub.PublishMsgAsync(e.Msg(), jetstream.WithExpectStream(e.Type.Stream())); err == nil {
 				extra = append(extra, d)
@@ -210,16 +317,15 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 
 	timeout := time.NewTimer(r.cfg.AckTimeout)
 	defer timeout.Stop()
-	okEvents := events[:0:0]
-	okSeqs := seqs[:0:0]
 	var firstErr error
 	for i, f := range futures {
 		select {
 		case <-f.Ok():
 			// A duplicate ack (PubAck.Duplicate) is a success too: the stream
 			// has the event.
-			okEvents = append(okEvents, events[i])
-			okSeqs = append(okSeqs, seqs[i])
+			events[n], events[i] = events[i], events[n]
+			seqs[n], seqs[i] = seqs[i], seqs[n]
+			n++
 		case err := <-f.Err():
 			if firstErr == nil {
 				firstErr = fmt.Errorf("publish %s %s: %w", events[i].Type, events[i].ID, err)
@@ -238,44 +344,42 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 		case <-ctx.Done():
 		}
 	}
-	if len(okSeqs) == 0 {
+	if n == 0 {
 		return 0, firstErr
 	}
 	if r.cfg.BeforeDelete != nil {
-		if err := r.cfg.BeforeDelete(ctx, okEvents); err != nil {
+		if err := r.cfg.BeforeDelete(ctx, events[:n]); err != nil {
 			return 0, fmt.Errorf("relay before delete: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, okSeqs); err != nil {
-		return 0, fmt.Errorf("relay delete %d rows: %w", len(okSeqs), err)
+	if _, err := db.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs[:n]); err != nil {
+		return 0, fmt.Errorf("relay delete %d rows: %w", n, err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("relay commit: %w", err)
+	if firstErr == nil && len(futures) < len(events) {
+		firstErr = fmt.Errorf("relay: %d events not sent", len(events)-len(futures))
 	}
-	if r.cfg.OnPublished != nil {
-		r.cfg.OnPublished(okEvents)
-	}
-	if firstErr != nil {
-		return len(okEvents), firstErr
-	}
-	// Report a full batch only when every row went, so Flush loops on.
-	return len(events), nil
+	return n, firstErr
 }
 
 // anyToPublish reports whether the outbox holds a row that no round of this
 // relay has locked.
 func (r *Relay) anyToPublish(ctx context.Context) (bool, error) {
+	var ok bool
+	if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE seq <> ALL($1) ORDER BY seq LIMIT 1)`, r.held()).Scan(&ok); err != nil {
+		return false, fmt.Errorf("relay look: %w", err)
+	}
+	return ok, nil
+}
+
+// held returns the seqs this relay has in flight.
+func (r *Relay) held() []int64 {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	held := make([]int64, 0, len(r.inFlight))
 	for seq := range r.inFlight {
 		held = append(held, seq)
 	}
-	r.mu.Unlock()
-	var ok bool
-	if err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE seq <> ALL($1) ORDER BY seq LIMIT 1)`, held).Scan(&ok); err != nil {
-		return false, fmt.Errorf("relay look: %w", err)
-	}
-	return ok, nil
+	return held
 }
 
 func (r *Relay) hold(seqs []int64) {
@@ -294,13 +398,14 @@ func (r *Relay) unhold(seqs []int64) {
 	}
 }
 
-func lockBatch(ctx context.Context, tx pgx.Tx, limit int) ([]event.Event, []int64, error) {
+func lockBatch(ctx context.Context, tx pgx.Tx, limit int, held []int64) ([]event.Event, []int64, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT seq, event_id::text, event_type, order_id, causation_id, occurred_at, body
 		FROM outbox
+		WHERE seq <> ALL($2)
 		ORDER BY seq
 		LIMIT $1
-		FOR UPDATE SKIP LOCKED`, limit)
+		FOR UPDATE SKIP LOCKED`, limit, held)
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay select: %w", err)
 	}

@@ -310,7 +310,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 			Prepare: c.Prepare, BatchHandler: c.HandleBatch,
 		}
 		if !c.Silent {
-			lc.AfterCommit = relay.Notify
+			lc.AfterCommit, lc.Handoff = relay.Notify, relay.Hand
 		}
 		if inj != nil {
 			lc.Faults = consumeFaults(inj)
