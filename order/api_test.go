@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -551,6 +552,21 @@ func TestPlaceOrdersTogether(t *testing.T) {
 	}
 	if commits >= n+1 {
 		t.Errorf("%d transactions for %d orders: none shared", commits, n+1)
+	}
+	// Every order.created was handed to the relay with its row's seq.
+	rows, err := b.pool.Query(t.Context(), `SELECT event_id::text, seq FROM outbox`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	var seq int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &seq}, func() error {
+		if got, ok := b.handed.Load(id); !ok || got.(int64) != seq {
+			t.Errorf("outbox row %d (%s) handed to the relay as %v", seq, id, got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/pg"
 )
 
@@ -84,12 +85,13 @@ func (s *Service) place(ctx context.Context, o Order, key, hash string) (Order, 
 // same batch) is then answered by placeOne, which replays or refuses it; so
 // is every request of a batch whose transaction failed.
 func (s *Service) placeAll(ctx context.Context, batch []*placement) {
-	inserted, err := s.insertAll(ctx, batch)
+	inserted, rows, err := s.insertAll(ctx, batch)
 	if err != nil {
 		s.log.Warn("placing orders together failed; placing them one by one", zap.Int("orders", len(batch)), zap.Error(err))
 		inserted = nil
 	} else {
 		s.perCommit.Observe(float64(len(inserted)))
+		s.hand(rows)
 	}
 	for _, p := range batch {
 		if inserted[p.o.ID] {
@@ -102,8 +104,9 @@ func (s *Service) placeAll(ctx context.Context, batch []*placement) {
 }
 
 // insertAll writes the batch's orders, and the order.created of each order
-// it wrote, in one statement, and returns the ids of the orders written.
-func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string]bool, error) {
+// it wrote, in one statement, and returns the ids of the orders written and
+// their outbox rows.
+func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string]bool, []outbox.Row, error) {
 	n := len(batch)
 	var (
 		ids, customers, statuses, reasons, hashes = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -115,16 +118,18 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 		created, updated                          = make([]time.Time, n), make([]time.Time, n)
 		evIDs, evBodies                           = make([]string, n), make([][]byte, n)
 		evAt                                      = make([]time.Time, n)
+		createdOf                                 = make(map[string]event.Event, n)
 	)
 	for i, p := range batch {
 		o := p.o
 		e, err := event.New(event.OrderCreated, o.ID, "", o.Created(), o.CreatedAt)
 		if err != nil {
-			return nil, fmt.Errorf("build %s for order %s: %w", event.OrderCreated, o.ID, err)
+			return nil, nil, fmt.Errorf("build %s for order %s: %w", event.OrderCreated, o.ID, err)
 		}
+		createdOf[o.ID] = e
 		it, err := json.Marshal(o.Items)
 		if err != nil {
-			return nil, fmt.Errorf("insert order %s: encode items: %w", o.ID, err)
+			return nil, nil, fmt.Errorf("insert order %s: encode items: %w", o.ID, err)
 		}
 		ids[i], customers[i], statuses[i], reasons[i], hashes[i] = o.ID, o.CustomerID, string(o.Status), o.Reason, p.hash
 		if p.key != "" {
@@ -135,6 +140,7 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 		evIDs[i], evBodies[i], evAt[i] = e.ID, e.Body, e.OccurredAt
 	}
 	inserted := make(map[string]bool, n)
+	var written []outbox.Row
 	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 			WITH placed AS (
@@ -152,23 +158,27 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 			FROM unnest($14::uuid[], $1::text[], $16::timestamptz[], $15::bytea[]) WITH ORDINALITY AS e(id, ord, occ, body, n)
 			WHERE e.ord IN (SELECT order_id FROM placed)
 			ORDER BY e.n
-			RETURNING order_id`,
+			RETURNING order_id, seq`,
 			ids, customers, items, totals, statuses, reasons, failed, versions, keys, hashes, created, updated,
 			string(event.OrderCreated), evIDs, evBodies, evAt)
 		if err != nil {
 			return fmt.Errorf("insert %d orders: %w", n, err)
 		}
-		done, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("insert %d orders: %w", n, err)
-		}
-		for _, id := range done {
+		var (
+			id  string
+			seq int64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&id, &seq}, func() error {
 			inserted[id] = true
+			written = append(written, outbox.Row{Seq: seq, Event: createdOf[id]})
+			return nil
+		}); err != nil {
+			return fmt.Errorf("insert %d orders: %w", n, err)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return inserted, nil
+	return inserted, written, nil
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/service"
 	"github.com/jetsaga/jetsaga/internal/stream"
 )
@@ -62,6 +63,7 @@ type Service struct {
 	pool   *pgxpool.Pool
 	log    *zap.Logger
 	notify func()
+	hand   func([]outbox.Row)
 	now    func() time.Time
 	newID  func() (string, error)
 	placed prometheus.Counter
@@ -81,6 +83,7 @@ func NewService(rt *service.Runtime, _ Config) (*Service, error) {
 		pool:   rt.Pool,
 		log:    rt.Log,
 		notify: rt.Notify,
+		hand:   rt.Hand,
 		now:    rt.Now,
 		newID:  newOrderID,
 		placed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -98,6 +101,9 @@ func NewService(rt *service.Runtime, _ Config) (*Service, error) {
 	}
 	if s.notify == nil {
 		s.notify = func() {}
+	}
+	if s.hand == nil {
+		s.hand = func([]outbox.Row) {}
 	}
 	if s.now == nil {
 		s.now = func() time.Time { return time.Now().UTC() }

@@ -2,6 +2,7 @@ package order
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/service"
 	"github.com/jetsaga/jetsaga/internal/testenv"
 )
@@ -25,6 +27,7 @@ type bundle struct {
 	pool     *pgxpool.Pool
 	reg      *prometheus.Registry
 	notified *atomic.Int64 // calls of rt.Notify
+	handed   *sync.Map     // event id -> outbox seq, of the rows given to rt.Hand
 }
 
 // clockBase is where the test clock starts; each reading is a millisecond
@@ -36,18 +39,24 @@ func setup(t *testing.T) bundle {
 	pool := testenv.Pool(t, Schema, Migrations())
 	var ticks atomic.Int64
 	notified := &atomic.Int64{}
+	handed := &sync.Map{}
 	reg := prometheus.NewRegistry()
 	svc, err := NewService(&service.Runtime{
 		Pool:     pool,
 		Log:      zaptest.NewLogger(t),
 		Registry: reg,
 		Notify:   func() { notified.Add(1) },
-		Now:      func() time.Time { return clockBase.Add(time.Duration(ticks.Add(1)) * time.Millisecond) },
+		Hand: func(rows []outbox.Row) {
+			for _, r := range rows {
+				handed.Store(r.Event.ID, r.Seq)
+			}
+		},
+		Now: func() time.Time { return clockBase.Add(time.Duration(ticks.Add(1)) * time.Millisecond) },
 	}, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bundle{svc: svc, pool: pool, reg: reg, notified: notified}
+	return bundle{svc: svc, pool: pool, reg: reg, notified: notified, handed: handed}
 }
 
 var testItems = []event.Item{{SKU: "sku-1", Qty: 2, UnitPriceCents: 1999}, {SKU: "sku-2", Qty: 1, UnitPriceCents: 500}}

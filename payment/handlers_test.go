@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/service"
 	"github.com/jetsaga/jetsaga/internal/stream"
 	"github.com/jetsaga/jetsaga/internal/testenv"
@@ -369,11 +371,27 @@ func TestHandleBatchMatchesHandle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	if err := set.svc.handleBatch(ctx, tx, batch); err != nil {
+	cctx, col := outbox.Collect(ctx)
+	if err := set.svc.handleBatch(cctx, tx, batch); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// What it told the relay it wrote is what the outbox holds.
+	var wroteIDs, heldIDs []string
+	for _, r := range col.Rows() {
+		wroteIDs = append(wroteIDs, fmt.Sprintf("%d %s", r.Seq, r.Event.ID))
+	}
+	rows, err := set.pool.Query(ctx, `SELECT seq::text || ' ' || event_id::text FROM outbox WHERE seq > 1 ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if heldIDs, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(wroteIDs, heldIDs) {
+		t.Errorf("rows reported written %v, outbox holds %v", wroteIDs, heldIDs)
 	}
 
 	po, ps := one.payments(t), set.payments(t)

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/outbox"
 )
 
 // The store: every SQL statement of the payment service. Table names are
@@ -52,7 +53,8 @@ func insertPayment(ctx context.Context, q db, p Payment) (bool, error) {
 // insertPaymentsWithEvents records each payment unless its order has one
 // already, and adds to the outbox the event of each payment it recorded
 // (outs[i] records pays[i]; orders are distinct), in one statement. It
-// returns the orders whose payment it recorded.
+// returns the orders whose payment it recorded, and tells outbox.Wrote the
+// rows it wrote.
 func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []event.Event) (map[string]bool, error) {
 	n := len(pays)
 	orders, ids, statuses, reasons := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -78,18 +80,26 @@ func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []
 			WITH ORDINALITY AS e(id, typ, ord, cause, occ, body, n)
 		WHERE e.ord IN (SELECT order_id FROM paid)
 		ORDER BY e.n
-		RETURNING order_id`,
+		RETURNING order_id, seq`,
 		orders, ids, amounts, statuses, reasons, evIDs, evTypes, causes, occurred, bodies)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d payments: %w", n, err)
 	}
-	done, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("insert %d payments: %w", n, err)
+	outOf := make(map[string]event.Event, n)
+	for _, e := range outs {
+		outOf[e.OrderID] = e
 	}
-	inserted := make(map[string]bool, len(done))
-	for _, o := range done {
-		inserted[o] = true
+	inserted := make(map[string]bool, n)
+	var (
+		order string
+		seq   int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&order, &seq}, func() error {
+		inserted[order] = true
+		outbox.Wrote(ctx, outbox.Row{Seq: seq, Event: outOf[order]})
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("insert %d payments: %w", n, err)
 	}
 	return inserted, nil
 }

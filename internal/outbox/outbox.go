@@ -56,12 +56,21 @@ func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
 	}); err != nil {
 		return fmt.Errorf("outbox add %d events: %w", n, err)
 	}
-	if c, ok := ctx.Value(collectorKey{}).(*Collector); ok {
-		for _, e := range events {
-			c.rows = append(c.rows, Row{Seq: seqOf[e.ID], Event: e})
-		}
+	rowsOf := make([]Row, len(events))
+	for i, e := range events {
+		rowsOf[i] = Row{Seq: seqOf[e.ID], Event: e}
 	}
+	Wrote(ctx, rowsOf...)
 	return nil
+}
+
+// Wrote records, under a context from Collect, outbox rows a caller wrote
+// with SQL of its own (a single statement that writes state and events
+// together); elsewhere it does nothing.
+func Wrote(ctx context.Context, rows ...Row) {
+	if c, ok := ctx.Value(collectorKey{}).(*Collector); ok {
+		c.rows = append(c.rows, rows...)
+	}
 }
 
 type collectorKey struct{}

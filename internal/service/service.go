@@ -47,7 +47,11 @@ type Runtime struct {
 	// Notify wakes the outbox relay; call it after committing a
 	// transaction that added outbox rows outside a consumer handler.
 	Notify func()
-	Now    func() time.Time
+	// Hand gives the relay rows a committed transaction wrote outside a
+	// consumer handler (outbox.Relay.Hand): it publishes them at once,
+	// without reading them back.
+	Hand func([]outbox.Row)
+	Now  func() time.Time
 }
 
 // Consumer is one durable consumer of a service and its handler.
@@ -282,7 +286,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		return err
 	}
 	part, err := spec.New(&Runtime{
-		Pool: pool, JS: js, Log: log, Registry: reg, Notify: relay.Notify,
+		Pool: pool, JS: js, Log: log, Registry: reg, Notify: relay.Notify, Hand: relay.Hand,
 		Now: func() time.Time { return time.Now().UTC() },
 	})
 	if err != nil {
