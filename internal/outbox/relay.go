@@ -245,8 +245,8 @@ type Row struct {
 
 // Hand gives the relay rows that a transaction wrote and has committed, so
 // that it publishes them at once, without reading them back, and then
-// deletes them. It never blocks: when the relay has too much in hand
-// already, the rows are left to its next round. Rows handed and also found
+// deletes them. It never blocks: when the relay is busy publishing already,
+// the rows are left to its next round. Rows handed and also found
 // by another relay's round are published twice at worst, which the stream's
 // duplicate window absorbs, as it absorbs a republish after a crash.
 func (r *Relay) Hand(rows []Row) {
@@ -257,7 +257,21 @@ func (r *Relay) Hand(rows []Row) {
 	for i, row := range rows {
 		seqs[i] = row.Seq
 	}
-	r.hold(seqs)
+	// Only an idle relay takes rows by hand. A busy one is better left to
+	// gather them into its next round: under load the rounds grow, and so
+	// do the batches of the consumers downstream.
+	r.mu.Lock()
+	busy := len(r.inFlight) > 0
+	if !busy {
+		for _, s := range seqs {
+			r.inFlight[s] = struct{}{}
+		}
+	}
+	r.mu.Unlock()
+	if busy {
+		r.Notify()
+		return
+	}
 	select {
 	case r.handed <- rows:
 	default:
