@@ -110,8 +110,8 @@ func DatabaseURL(t testing.TB) string {
 	return u
 }
 
-// sharedClusterURL returns the URL of the "postgres" database of the shared
-// throwaway cluster, starting the cluster on the first call.
+// sharedClusterURL returns the URL of the "postgres" database of the
+// throwaway cluster the test binary shares, starting it on the first call.
 func sharedClusterURL(t testing.TB) string {
 	t.Helper()
 	shared.mu.Lock()
