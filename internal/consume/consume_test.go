@@ -368,20 +368,8 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 func TestDatabaseDownIsNotDeadLettered(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{maxDeliver: -1}) // as the services run: JetStream never gives up, the loop does
-	var down atomic.Bool
+	pool, down := downablePool(t, b)
 	down.Store(true)
-	cfg := b.pool.Config() // a second pool on the same schema, whose connections fail while down
-	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error {
-		if down.Load() {
-			return errors.New("connection refused (the test's database is down)")
-		}
-		return nil
-	}
-	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
 	b.pool = pool
 	run(t, b, countEffect, consume.Config{MaxDeliver: 2})
 	e := created(t, "o-db-down")
@@ -601,19 +589,7 @@ func batchesOver(t *testing.T, m *consume.Metrics, n int) uint64 {
 func TestConnectionLostMidTransactionIsNotCounted(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{maxDeliver: -1})
-	var down atomic.Bool
-	cfg := b.pool.Config()
-	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error {
-		if down.Load() {
-			return errors.New("connection refused (the test's database is down)")
-		}
-		return nil
-	}
-	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool, down := downablePool(t, b)
 	b.pool = pool
 	var kills atomic.Int32
 	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
@@ -820,4 +796,24 @@ func countOutbox(t *testing.T, pool *pgxpool.Pool) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// downablePool is a second pool on the bundle's schema whose new
+// connections fail while down is true: the database as an outage shows it.
+func downablePool(t *testing.T, b bundle) (*pgxpool.Pool, *atomic.Bool) {
+	t.Helper()
+	down := &atomic.Bool{}
+	cfg := b.pool.Config()
+	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error {
+		if down.Load() {
+			return errors.New("connection refused (the test's database is down)")
+		}
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, down
 }
