@@ -109,9 +109,10 @@ type delivery struct {
 }
 
 // handleBatch decodes every message, applies the decodable ones in one
-// transaction (a savepoint each, so that a failing message is rolled back
-// alone), commits, and only then acks what committed; failed messages are
-// retried with backoff or dead-lettered one by one.
+// transaction (set-based, or one by one behind a savepoint each, so that a
+// failing message is rolled back alone), commits, hands the outbox rows
+// written to the relay, and only then acks what committed; failed messages
+// are retried with backoff or dead-lettered one by one.
 func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	start := time.Now()
 	// From the start: injected delays before handling count too.
