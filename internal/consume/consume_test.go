@@ -817,3 +817,39 @@ func downablePool(t *testing.T, b bundle) (*pgxpool.Pool, *atomic.Bool) {
 	t.Cleanup(pool.Close)
 	return pool, down
 }
+
+// The pruner deletes inbox rows handled before the retention, in batches,
+// and keeps the younger ones.
+func TestInboxPrunerKeepsTheRetention(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	ctx := t.Context()
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	if _, err := b.pool.Exec(ctx, `
+		INSERT INTO inbox (consumer, event_id, event_type, order_id, handled_at)
+		SELECT 'c', gen_random_uuid(), 'order.created', 'o-' || i,
+		       CASE WHEN i <= 2500 THEN $1::timestamptz - interval '8 days' ELSE $1::timestamptz - interval '6 days' END
+		FROM generate_series(1, 3000) AS i`, now); err != nil {
+		t.Fatal(err)
+	}
+	p, err := consume.NewInboxPruner(b.pool, consume.PrunerConfig{
+		Retention: 7 * 24 * time.Hour, Batch: 1000, Pause: time.Millisecond, Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := p.Prune(ctx)
+	if err != nil || n != 2500 {
+		t.Fatalf("Prune = %d, %v; want 2500, nil", n, err)
+	}
+	var left, old int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE handled_at < $1::timestamptz - interval '7 days') FROM inbox`, now).Scan(&left, &old); err != nil {
+		t.Fatal(err)
+	}
+	if left != 500 || old != 0 {
+		t.Fatalf("inbox holds %d rows (%d older than the retention), want the 500 younger ones", left, old)
+	}
+	if n, err := p.Prune(ctx); err != nil || n != 0 {
+		t.Fatalf("a second Prune = %d, %v; want 0, nil", n, err)
+	}
+}

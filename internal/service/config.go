@@ -29,6 +29,7 @@ type Config struct {
 	DBMaxConns  int           // Postgres pool size
 	RelayBatch  int           // outbox rows per relay round
 	RelayWindow int           // relay rounds in flight at once
+	InboxKeep   time.Duration // how long inbox rows are kept
 	MaxAge      time.Duration // stream history kept (0: forever)
 	DupWindow   time.Duration // stream duplicate window on Nats-Msg-Id
 	PProf       bool          // serve net/http/pprof under /debug/pprof/ on HTTPAddr
@@ -91,6 +92,7 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", 16, "Postgres connections in the service's pool")
 	fs.IntVar(&cfg.RelayBatch, "relay-batch", 256, "outbox rows the relay locks, publishes and deletes per round")
 	fs.IntVar(&cfg.RelayWindow, "relay-window", 4, "relay rounds in flight at once, each waiting for its acks")
+	fs.DurationVar(&cfg.InboxKeep, "inbox-retention", 7*24*time.Hour, "how long the inbox keeps a handled event's id (its idempotency record); older rows are pruned in small batches. Keep it far longer than anything can redeliver or republish an event; past it the business keys are the guard")
 	fs.DurationVar(&cfg.MaxAge, "stream-max-age", 0, "history the streams keep when this service creates them (0: forever; keep the inbox at least as long)")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "consumers' AckWait: an unacked message is redelivered after this")
 	fs.IntVar(&cfg.MaxDeliver, "max-deliver", 10, "deliveries of a failing message before it is dead-lettered to DLQ (JetStream itself redelivers without limit, so nothing is dropped silently)")

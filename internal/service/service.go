@@ -339,8 +339,15 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRelay()
 	var loopWG, relayWG sync.WaitGroup
+	pruner, err := consume.NewInboxPruner(pool, consume.PrunerConfig{Retention: cfg.InboxKeep, Logger: log})
+	if err != nil {
+		return err
+	}
 	for _, l := range loops {
 		loopWG.Go(func() { _ = l.Run(loopCtx) })
+	}
+	if len(loops) > 0 {
+		loopWG.Go(func() { _ = pruner.Run(loopCtx) })
 	}
 	relayWG.Go(func() { _ = relay.Run(relayCtx) })
 
