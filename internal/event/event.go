@@ -24,6 +24,7 @@ const (
 	InventoryReleased Type = "inventory.released"
 	OrderConfirmed    Type = "order.confirmed"
 	OrderCancelled    Type = "order.cancelled"
+	PaymentRefunded   Type = "payment.refunded"
 )
 
 // Types returns every event type, in saga order.
@@ -37,6 +38,7 @@ func Types() []Type {
 		InventoryReleased,
 		OrderConfirmed,
 		OrderCancelled,
+		PaymentRefunded,
 	}
 }
 
@@ -44,7 +46,7 @@ func Types() []Type {
 func (t Type) Valid() bool {
 	switch t {
 	case OrderCreated, InventoryReserved, InventoryRejected, PaymentCompleted,
-		PaymentFailed, InventoryReleased, OrderConfirmed, OrderCancelled:
+		PaymentFailed, InventoryReleased, OrderConfirmed, OrderCancelled, PaymentRefunded:
 		return true
 	}
 	return false
