@@ -77,6 +77,13 @@ type Participant interface {
 	Routes(mux *http.ServeMux)
 }
 
+// Runner is a participant with background work of its own (the order
+// service's deadline scheduler). The runtime runs it beside the consumer
+// loops, from ready until the drain begins.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
 // Spec names a service and builds its participant.
 type Spec struct {
 	Name       string
@@ -348,6 +355,13 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 	if len(loops) > 0 {
 		loopWG.Go(func() { _ = pruner.Run(loopCtx) })
+	}
+	if r, ok := part.(Runner); ok {
+		loopWG.Go(func() {
+			if err := r.Run(loopCtx); err != nil {
+				log.Error("background work stopped", zap.Error(err))
+			}
+		})
 	}
 	relayWG.Go(func() { _ = relay.Run(relayCtx) })
 
