@@ -57,7 +57,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, seqs []uint64, opt Opti
 func replayOne(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, seq uint64, opt Options) (Outcome, error) {
 	m, err := get(ctx, s, seq)
 	if errors.Is(err, ErrNotFound) {
-		return Outcome{Entry: Entry{Seq: seq}, Skipped: err}, nil
+		return Outcome{Entry: Entry{Seq: seq}, Skipped: ErrNotFound}, nil
 	}
 	if err != nil {
 		return Outcome{}, err

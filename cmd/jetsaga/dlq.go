@@ -92,7 +92,7 @@ func writeEntries(w io.Writer, entries []dlq.Entry) {
 			cut(e.Subject, 60), or(e.EventType, "?"), or(e.OrderID, "?"), e.Deliveries, cut(cause, 80))
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(w, "%d dead letters (times UTC); jetsaga dlq show SEQ for one\n", len(entries))
+	fmt.Fprintf(w, "%s (times UTC); jetsaga dlq show SEQ for one\n", deadLetters(len(entries)))
 }
 
 func dlqShow(ctx context.Context, args []string) error {
@@ -192,7 +192,7 @@ func dlqReplay(ctx context.Context, args []string) error {
 			return
 		}
 		replayed++
-		fmt.Printf("%s DLQ #%d: %s %s of order %s (event %s) to %s\n", verb, o.Seq, o.EventType, o.Subject, o.OrderID, o.EventID, o.To)
+		fmt.Printf("%s DLQ #%d: %s (event %s) for %s, on %s\n", verb, o.Seq, o.Subject, o.EventID, o.Consumer, o.To)
 	})
 	if replayed+skipped > 0 || err == nil {
 		fmt.Printf("%s %d, skipped %d\n", verb, replayed, skipped)
@@ -248,8 +248,15 @@ func purgeReport(gone []dlq.Entry) string {
 	for i, n := range names {
 		parts[i] = fmt.Sprintf("%s %d", or(n, "?"), per[n])
 	}
-	return fmt.Sprintf("purged %d dead letters (%s), DLQ #%d to #%d; the services' dead_letters tables still record them (jetsaga check reports them)\n",
-		len(gone), strings.Join(parts, ", "), gone[0].Seq, gone[len(gone)-1].Seq)
+	return fmt.Sprintf("purged %s (%s), DLQ #%d to #%d; the services' dead_letters tables still record them (jetsaga check reports them)\n",
+		deadLetters(len(gone)), strings.Join(parts, ", "), gone[0].Seq, gone[len(gone)-1].Seq)
+}
+
+func deadLetters(n int) string {
+	if n == 1 {
+		return "1 dead letter"
+	}
+	return strconv.Itoa(n) + " dead letters"
 }
 
 func or(s, def string) string {
