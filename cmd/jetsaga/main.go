@@ -8,6 +8,7 @@
 //	jetsaga chaos                 the saga under fire, then the invariants (make chaos)
 //	jetsaga load                  put a load on the stack and measure it
 //	jetsaga bench                 the benchmark of make bench on a fresh stack
+//	jetsaga dlq ls|show|replay|purge   the dead letters
 package main
 
 import (
@@ -43,6 +44,10 @@ usage:
                     on a fresh stack in .run/bench: the machine's ceilings (JetStream
                     publish, Postgres transactions), then the maximum sustained rate
                     and a fixed offered rate; one table (make bench)
+  jetsaga dlq ls [--service S] [--json] | show SEQ | replay SEQ...|--all [--service S] [--dry-run]
+              | purge [--service S]
+                    the dead letters: list, show one, hand them again to the consumer
+                    that dead-lettered them, remove them
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
 Every command takes -h, which names each flag's environment variable.
@@ -69,6 +74,7 @@ func main() {
 		"chaos":     chaosCmd,
 		"load":      loadCmd,
 		"bench":     benchCmd,
+		"dlq":       dlqCmd,
 		"supervise": supervise,
 	}
 	name, args := os.Args[1], os.Args[2:]

@@ -334,6 +334,13 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		}
 		loops = append(loops, l)
 	}
+	if cs := part.Consumers(); len(cs) > 0 {
+		l, err := replayLoop(ctx, log, pool, js, cfg, cs, cm, relay, inj)
+		if err != nil {
+			return err
+		}
+		loops = append(loops, l)
+	}
 	apiMux := http.NewServeMux()
 	part.Routes(apiMux)
 	api.Store(apiMux)
