@@ -137,6 +137,7 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			l.deadLetter(ctx, msg, md, "", fmt.Errorf("decode %s: %w", msg.Subject(), err))
 			continue
 		}
+		e.Stream, e.Seq = md.Stream, md.Sequence.Stream
 		d := &delivery{msg: msg, md: md, e: e}
 		if l.cfg.Faults.BeforeHandle != nil {
 			if err := l.cfg.Faults.BeforeHandle(ctx, e); err != nil {
