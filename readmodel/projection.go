@@ -41,6 +41,11 @@ type Recorded struct {
 	OccurredAt  time.Time
 	ProjectedAt time.Time
 	Body        []byte // JSON payload of Type
+	// Stream and Seq are where the event was read: its stream and its
+	// sequence there ("" and 0 when unknown, e.g. a dead letter replayed
+	// from another stream).
+	Stream string
+	Seq    uint64
 }
 
 // Step is one entry of an order's timeline.
@@ -70,6 +75,10 @@ type View struct {
 	// LagMS is the lag of the event projected last (the one with the latest
 	// ProjectedAt among the timeline's).
 	LagMS float64 `json:"lag_ms"`
+	// Seen is the view's version: the stream sequences of every event
+	// projected into it, so that a replayed event is known as one and a view
+	// is never overwritten by one that has seen less (see [Seen]).
+	Seen Seen `json:"seen"`
 }
 
 // stepRank orders event types causally: an event's cause always has a lower
@@ -137,6 +146,9 @@ func Project(events []Recorded) View {
 		}
 	}
 	v.LagMS = latest.LagMS
+	for _, r := range events {
+		v.Seen.add(r.Stream, r.Seq)
+	}
 
 	if r, ok := kept[event.OrderCreated]; ok {
 		if p, err := event.DecodePayload(r.Type, r.Body); err == nil {
