@@ -77,6 +77,13 @@ type Participant interface {
 	Routes(mux *http.ServeMux)
 }
 
+// Worker is implemented by a participant with background work of its own
+// (the read model's event pruner, say): the runtime runs it beside the
+// consumer loops and stops it with them, Run returning once ctx is done.
+type Worker interface {
+	Run(ctx context.Context) error
+}
+
 // Spec names a service and builds its participant.
 type Spec struct {
 	Name       string
@@ -348,6 +355,13 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 	if len(loops) > 0 {
 		loopWG.Go(func() { _ = pruner.Run(loopCtx) })
+	}
+	if w, ok := part.(Worker); ok {
+		loopWG.Go(func() {
+			if err := w.Run(loopCtx); err != nil {
+				log.Error("background work stopped", zap.Error(err))
+			}
+		})
 	}
 	relayWG.Go(func() { _ = relay.Run(relayCtx) })
 
