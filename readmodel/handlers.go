@@ -21,7 +21,7 @@ func (rm *readModel) handle(ctx context.Context, tx pgx.Tx, e event.Event) error
 	if err := e.Validate(); err != nil {
 		return consume.Permanent(fmt.Errorf("project %s %s: %w", e.Type, e.ID, err))
 	}
-	fresh, v, err := project(ctx, tx, []event.Event{e}, rm.now().UTC())
+	fresh, v, err := project(ctx, tx, []event.Event{e}, rm.now().UTC(), true)
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func (rm *readModel) handleBatch(ctx context.Context, tx pgx.Tx, events []event.
 			return consume.Permanent(fmt.Errorf("project %s %s: %w", e.Type, e.ID, err))
 		}
 	}
-	fresh, views, err := project(ctx, tx, events, rm.now().UTC())
+	fresh, views, err := project(ctx, tx, events, rm.now().UTC(), true)
 	if err != nil {
 		return err
 	}
@@ -76,9 +76,10 @@ func (rm *readModel) count(e event.Event, fresh map[string]bool) {
 // project records events and saves the views of the orders they change,
 // inside tx, at now: the projection both the consumers and the rebuild run.
 // fresh holds the ids of the events new to the read model; views are the
-// views computed (saved unless the stored one has seen more).
-func project(ctx context.Context, tx pgx.Tx, events []event.Event, now time.Time) (fresh map[string]bool, views []View, err error) {
-	fresh, byOrder, pruned, err := recordAndLoadAll(ctx, tx, events, now)
+// views computed (saved unless the stored one has seen more). lock takes the
+// per-order locks (see recordAndLoadAll).
+func project(ctx context.Context, tx pgx.Tx, events []event.Event, now time.Time, lock bool) (fresh map[string]bool, views []View, err error) {
+	fresh, byOrder, pruned, err := recordAndLoadAll(ctx, tx, events, now, lock)
 	if err != nil {
 		return nil, nil, err
 	}

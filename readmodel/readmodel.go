@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -97,6 +98,8 @@ type readModel struct {
 	projected  atomic.Int64 // events this process recorded for the first time
 	duplicates atomic.Int64 // events it had recorded already
 
+	rebuilding sync.Mutex // held by the running rebuild
+
 	watchPoll      time.Duration
 	watchHeartbeat time.Duration
 	watchGrace     time.Duration // how long a watch waits for an unknown order before 404
@@ -166,4 +169,5 @@ func (rm *readModel) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /orders/{id}", rm.getOrder)
 	mux.HandleFunc("GET /orders/{id}/watch", rm.watchOrder)
 	mux.HandleFunc("GET /stats", rm.stats)
+	mux.HandleFunc("POST /admin/rebuild", rm.postRebuild)
 }

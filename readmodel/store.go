@@ -36,7 +36,10 @@ const orderLockClass = int32(0x726d) // "rm"
 // when its order's view has seen its stream sequence (it is in the view
 // already), nor when the view was pruned: a pruned view keeps no events, and
 // its order's new events are folded into it (Fold).
-func recordAndLoadAll(ctx context.Context, tx pgx.Tx, events []event.Event, projectedAt time.Time) (fresh map[string]bool, byOrder map[string][]Recorded, pruned map[string]View, err error) {
+//
+// lock false leaves out the per-order locks: for a writer that has its
+// tables to itself (a rebuild).
+func recordAndLoadAll(ctx context.Context, tx pgx.Tx, events []event.Event, projectedAt time.Time, lock bool) (fresh map[string]bool, byOrder map[string][]Recorded, pruned map[string]View, err error) {
 	n := len(events)
 	var (
 		ids, orders, types, causes = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -49,9 +52,11 @@ func recordAndLoadAll(ctx context.Context, tx pgx.Tx, events []event.Event, proj
 		occurred[i], bodies[i], streams[i], seqs[i] = e.OccurredAt, string(e.Body), e.Stream, int64(e.Seq)
 	}
 	b := &pgx.Batch{}
-	b.Queue(`
+	if lock {
+		b.Queue(`
 		SELECT pg_advisory_xact_lock($1, hashtext(o))
 		FROM (SELECT DISTINCT o FROM unnest($2::text[]) AS o ORDER BY o) AS sorted`, orderLockClass, orders)
+	}
 	b.Queue(`
 		INSERT INTO events (event_id, order_id, event_type, causation_id, occurred_at, projected_at, body, stream, seq)
 		SELECT t.id, t.ord, t.typ, t.cause, t.occ, $7, t.body, t.stream, t.seq
@@ -74,8 +79,10 @@ func recordAndLoadAll(ctx context.Context, tx pgx.Tx, events []event.Event, proj
 			err = fmt.Errorf("project %d events: %w", n, cerr)
 		}
 	}()
-	if _, err := br.Exec(); err != nil {
-		return nil, nil, nil, fmt.Errorf("lock %d orders: %w", n, err)
+	if lock {
+		if _, err := br.Exec(); err != nil {
+			return nil, nil, nil, fmt.Errorf("lock %d orders: %w", n, err)
+		}
 	}
 	rows, err := br.Query()
 	if err != nil {
