@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetsaga/jetsaga/internal/stream"
 	"github.com/jetsaga/jetsaga/internal/testenv"
 	"github.com/jetsaga/jetsaga/readmodel"
 )
@@ -211,6 +212,17 @@ func TestRebuildReadModel(t *testing.T) {
 	}
 	if got := w.scalar(`SELECT count(*)::text FROM pg_namespace WHERE nspname LIKE 'readmodel_%'`); got != "0" {
 		t.Errorf("%s schemas readmodel_* left", got)
+	}
+	for _, name := range []string{stream.Orders, stream.Inventory, stream.Payments} {
+		s, err := w.js.Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for c := range s.ListConsumers(t.Context()).Info() {
+			if c.Config.Durable == "" {
+				t.Errorf("stream %s: consumer %s left behind by the rebuild", name, c.Name)
+			}
+		}
 	}
 	if got := w.viewStatus(untouched); got == "" {
 		t.Errorf("no view of %s", untouched)

@@ -124,10 +124,10 @@ func (rm *readModel) rebuild(ctx context.Context, opt RebuildOptions) (RebuildRe
 	}()
 
 	b := &rebuilder{rm: rm, opt: opt}
+	defer b.close(context.WithoutCancel(ctx))
 	if err := b.prepare(ctx); err != nil {
 		return RebuildReport{}, err
 	}
-	defer b.pool.Close()
 
 	// Replay each stream up to its last sequence at the start, then catch up
 	// with what arrived meanwhile (a few rounds: each is shorter), so that
@@ -164,6 +164,22 @@ func (rm *readModel) rebuild(ctx context.Context, opt RebuildOptions) (RebuildRe
 	return rep, nil
 }
 
+// close deletes the rebuild's ordered consumers (they would linger in
+// /stats and in the quiescence checks until their inactivity threshold) and
+// closes its pool.
+func (b *rebuilder) close(ctx context.Context) {
+	for _, r := range b.readers {
+		if info := r.cons.CachedInfo(); info != nil {
+			if err := b.rm.js.DeleteConsumer(ctx, r.report.Stream, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				b.rm.log.Warn("rebuild: delete ordered consumer", zap.String("stream", r.report.Stream), zap.Error(err))
+			}
+		}
+	}
+	if b.pool != nil {
+		b.pool.Close()
+	}
+}
+
 // rebuildLockClass keys the session advisory lock one rebuild holds.
 const rebuildLockClass = int32(0x7262) // "rb"
 
@@ -185,28 +201,25 @@ func (b *rebuilder) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("rebuild: pool: %w", err)
 	}
+	b.pool = pool
 	if err := pg.Migrate(ctx, pool, rebuildSchema, Migrations()); err != nil {
-		pool.Close()
 		return fmt.Errorf("rebuild: %w", err)
 	}
-	b.pool = pool
 	for _, c := range consumers {
 		s, err := b.rm.js.Stream(ctx, c.stream)
 		if err != nil {
-			pool.Close()
 			return fmt.Errorf("rebuild: stream %s: %w", c.stream, err)
 		}
 		st := s.CachedInfo().State
 		if st.FirstSeq > 1 && !b.opt.Force {
-			pool.Close()
 			return fmt.Errorf("rebuild: stream %s holds its history from sequence %d only (a max age or a purge dropped the rest): "+
 				"the views of older orders would be partial; force to rebuild anyway", c.stream, st.FirstSeq)
 		}
 		cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{c.subject}, DeliverPolicy: jetstream.DeliverAllPolicy,
+			InactiveThreshold: time.Minute, // gone soon should this process die mid-rebuild
 		})
 		if err != nil {
-			pool.Close()
 			return fmt.Errorf("rebuild: consumer on %s: %w", c.stream, err)
 		}
 		b.readers = append(b.readers, &streamReader{

@@ -8,6 +8,7 @@
 //	jetsaga chaos                 the saga under fire, then the invariants (make chaos)
 //	jetsaga load                  put a load on the stack and measure it
 //	jetsaga bench                 the benchmark of make bench on a fresh stack
+//	jetsaga readmodel rebuild     rebuild the read model from the streams
 package main
 
 import (
@@ -43,6 +44,9 @@ usage:
                     on a fresh stack in .run/bench: the machine's ceilings (JetStream
                     publish, Postgres transactions), then the maximum sustained rate
                     and a fixed offered rate; one table (make bench)
+  jetsaga readmodel rebuild [--readmodel-url URL] [--force] [--json]
+                    rebuild the read model from the streams' history while it keeps
+                    serving, switch over atomically, report events replayed and time
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
 Every command takes -h, which names each flag's environment variable.
@@ -70,6 +74,7 @@ func main() {
 		"load":      loadCmd,
 		"bench":     benchCmd,
 		"supervise": supervise,
+		"readmodel": readmodelCmd,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {
