@@ -200,6 +200,10 @@ func TestRebuildReadModel(t *testing.T) {
 		t.Errorf("report: %+v", rep)
 	}
 
+	// Sagas after the switch: the live consumers, whose connections
+	// prepared their statements against the old schema, project into the
+	// new one.
+	more = append(more, w.placeMany(50, 4, "rb-after")...)
 	w.waitAllTerminal(2*time.Minute, append(append([]string(nil), ids...), more...))
 	after := w.views()
 	for _, id := range ids {
