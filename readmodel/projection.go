@@ -41,12 +41,18 @@ type Recorded struct {
 	OccurredAt  time.Time
 	ProjectedAt time.Time
 	Body        []byte // JSON payload of Type
+	// Stream and Seq are where the event was read: its stream and its
+	// sequence there ("" and 0 when unknown, e.g. a dead letter replayed
+	// from another stream).
+	Stream string
+	Seq    uint64
 }
 
 // Step is one entry of an order's timeline.
 type Step struct {
 	EventID     string     `json:"event_id"`
 	EventType   event.Type `json:"event_type"`
+	CausationID string     `json:"causation_id,omitempty"` // the event that caused it ("" for order.created)
 	OccurredAt  time.Time  `json:"occurred_at"`
 	ProjectedAt time.Time  `json:"projected_at"`
 	LagMS       float64    `json:"lag_ms"` // ProjectedAt - OccurredAt
@@ -70,6 +76,10 @@ type View struct {
 	// LagMS is the lag of the event projected last (the one with the latest
 	// ProjectedAt among the timeline's).
 	LagMS float64 `json:"lag_ms"`
+	// Seen is the view's version: the stream sequences of every event
+	// projected into it, so that a replayed event is known as one and a view
+	// is never overwritten by one that has seen less (see [Seen]).
+	Seen Seen `json:"seen"`
 }
 
 // stepRank is each saga event type's step: the types the read model
@@ -124,6 +134,7 @@ func Project(events []Recorded) View {
 		s := Step{
 			EventID:     r.EventID,
 			EventType:   r.Type,
+			CausationID: r.CausationID,
 			OccurredAt:  r.OccurredAt.UTC(),
 			ProjectedAt: r.ProjectedAt.UTC(),
 			LagMS:       lagMS(r.ProjectedAt, r.OccurredAt),
@@ -139,6 +150,9 @@ func Project(events []Recorded) View {
 		}
 	}
 	v.LagMS = latest.LagMS
+	for _, r := range events {
+		v.Seen.add(r.Stream, r.Seq)
+	}
 
 	if r, ok := kept[event.OrderCreated]; ok {
 		if p, err := event.DecodePayload(r.Type, r.Body); err == nil {

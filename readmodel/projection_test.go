@@ -42,7 +42,7 @@ func TestProjectPaths(t *testing.T) {
 			}
 			for _, e := range events {
 				want.Timeline = append(want.Timeline, Step{
-					EventID: e.ID, EventType: e.Type, OccurredAt: e.OccurredAt, ProjectedAt: e.OccurredAt.Add(lag), LagMS: 7,
+					EventID: e.ID, EventType: e.Type, CausationID: e.CausationID, OccurredAt: e.OccurredAt, ProjectedAt: e.OccurredAt.Add(lag), LagMS: 7,
 				})
 			}
 

@@ -1,11 +1,13 @@
 package readmodel
 
 import (
+	"cmp"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,8 +45,29 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// Config holds the readmodel's own options. It has none yet.
-type Config struct{}
+// Config holds the readmodel's own options. Zero values take the defaults.
+type Config struct {
+	// EventRetention is how long the events of a terminal order are kept
+	// after its last event occurred; then they are deleted and its view
+	// stands for them (pruned). Default 24h.
+	EventRetention time.Duration
+	PruneEvery     time.Duration // how often to look for prunable orders; default 1m
+	PruneBatch     int           // orders pruned per transaction; default 500
+	PrunePause     time.Duration // between two transactions of one pass; default 20ms
+}
+
+// withDefaults fills the zero fields and checks the others.
+func (c Config) withDefaults() (Config, error) {
+	c.EventRetention = cmp.Or(c.EventRetention, 24*time.Hour)
+	c.PruneEvery = cmp.Or(c.PruneEvery, time.Minute)
+	c.PruneBatch = cmp.Or(c.PruneBatch, 500)
+	c.PrunePause = cmp.Or(c.PrunePause, 20*time.Millisecond)
+	if c.EventRetention < 0 || c.PruneEvery < 0 || c.PruneBatch < 0 || c.PrunePause < 0 {
+		return c, fmt.Errorf("readmodel: event retention %s, prune every %s, batch %d, pause %s: none may be negative",
+			c.EventRetention, c.PruneEvery, c.PruneBatch, c.PrunePause)
+	}
+	return c, nil
+}
 
 // Spec returns the readmodel service for the runtime.
 func Spec(cfg Config) service.Spec {
@@ -64,6 +87,7 @@ const watchPoll = 200 * time.Millisecond
 // readModel is the readmodel participant: the projecting handler, the query
 // API and the in-memory lag statistics.
 type readModel struct {
+	cfg   Config
 	store *store
 	js    jetstream.JetStream // for /stats "behind"; may be nil
 	log   *zap.Logger
@@ -74,16 +98,23 @@ type readModel struct {
 	projected  atomic.Int64 // events this process recorded for the first time
 	duplicates atomic.Int64 // events it had recorded already
 
+	rebuilding sync.Mutex // held by the running rebuild
+
 	watchPoll      time.Duration
 	watchHeartbeat time.Duration
 	watchGrace     time.Duration // how long a watch waits for an unknown order before 404
 }
 
-func newReadModel(rt *service.Runtime, _ Config) (*readModel, error) {
+func newReadModel(rt *service.Runtime, cfg Config) (*readModel, error) {
 	if rt == nil || rt.Pool == nil {
 		return nil, errors.New("readmodel: runtime with a pool is required")
 	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	rm := &readModel{
+		cfg:   cfg,
 		store: &store{pool: rt.Pool},
 		js:    rt.JS,
 		log:   rt.Log,
@@ -138,4 +169,5 @@ func (rm *readModel) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /orders/{id}", rm.getOrder)
 	mux.HandleFunc("GET /orders/{id}/watch", rm.watchOrder)
 	mux.HandleFunc("GET /stats", rm.stats)
+	mux.HandleFunc("POST /admin/rebuild", rm.postRebuild)
 }

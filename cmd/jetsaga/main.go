@@ -9,6 +9,7 @@
 //	jetsaga load                  put a load on the stack and measure it
 //	jetsaga bench                 the benchmark of make bench on a fresh stack
 //	jetsaga dlq ls|show|replay|purge   the dead letters
+//	jetsaga readmodel rebuild     rebuild the read model from the streams
 package main
 
 import (
@@ -48,6 +49,9 @@ usage:
               | purge [--service S]
                     the dead letters: list, show one, hand them again to the consumer
                     that dead-lettered them, remove them
+  jetsaga readmodel rebuild [--readmodel-url URL] [--force] [--json]
+                    rebuild the read model from the streams' history while it keeps
+                    serving, switch over atomically, report events replayed and time
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
 Every command takes -h, which names each flag's environment variable.
@@ -76,6 +80,7 @@ func main() {
 		"bench":     benchCmd,
 		"dlq":       dlqCmd,
 		"supervise": supervise,
+		"readmodel": readmodelCmd,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {

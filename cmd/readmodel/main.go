@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/jetsaga/jetsaga/internal/service"
 	"github.com/jetsaga/jetsaga/readmodel"
@@ -14,11 +15,14 @@ import (
 
 func main() {
 	var cfg service.Config
+	var rc readmodel.Config
 	fs := flag.NewFlagSet("readmodel", flag.ExitOnError)
 	service.AddFlags(fs, &cfg, "127.0.0.1:8084")
+	fs.DurationVar(&rc.EventRetention, "event-retention", 24*time.Hour, "how long the events of a finished (CONFIRMED or CANCELLED) order are kept after its last event; then they are deleted and its view stands for them")
+	fs.DurationVar(&rc.PruneEvery, "prune-every", time.Minute, "how often the read model deletes the events past --event-retention")
 	if err := service.ParseConfig(fs, &cfg, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "readmodel:", err)
 		os.Exit(2)
 	}
-	os.Exit(service.Main(cfg, readmodel.Spec(readmodel.Config{})))
+	os.Exit(service.Main(cfg, readmodel.Spec(rc)))
 }

@@ -150,6 +150,11 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			l.deadLetter(ctx, msg, md, rp, "", fmt.Errorf("decode %s: %w", subject, err))
 			continue
 		}
+		if rp == nil {
+			// Where the event sits in its own stream (a replay sits in
+			// REPLAY: it carries no sequence, its id deduplicates it).
+			e.Stream, e.Seq = md.Stream, md.Sequence.Stream
+		}
 		d := &delivery{msg: msg, md: md, e: e, replay: rp}
 		if l.cfg.Faults.BeforeHandle != nil {
 			if err := l.cfg.Faults.BeforeHandle(ctx, e); err != nil {

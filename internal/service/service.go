@@ -77,9 +77,10 @@ type Participant interface {
 	Routes(mux *http.ServeMux)
 }
 
-// Runner is a participant with background work of its own (the order
-// service's deadline scheduler). The runtime runs it beside the consumer
-// loops, from ready until the drain begins.
+// Runner is implemented by a participant with background work of its own
+// (the order service's deadline scheduler, the read model's event pruner):
+// the runtime runs it beside the consumer loops and stops it with them, Run
+// returning once ctx is done.
 type Runner interface {
 	Run(ctx context.Context) error
 }
