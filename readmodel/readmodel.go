@@ -1,6 +1,7 @@
 package readmodel
 
 import (
+	"cmp"
 	"embed"
 	"errors"
 	"fmt"
@@ -43,8 +44,12 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// Config holds the readmodel's own options. It has none yet.
-type Config struct{}
+// Config holds the readmodel's own options.
+type Config struct {
+	// StuckAfter is the age past which a saga not terminal yet is stuck
+	// (GET /sagas?state=stuck, /stats); default DefaultStuckAfter.
+	StuckAfter time.Duration
+}
 
 // Spec returns the readmodel service for the runtime.
 func Spec(cfg Config) service.Spec {
@@ -77,11 +82,16 @@ type readModel struct {
 	watchPoll      time.Duration
 	watchHeartbeat time.Duration
 	watchGrace     time.Duration // how long a watch waits for an unknown order before 404
+
+	stuckAfter time.Duration // Config.StuckAfter
 }
 
-func newReadModel(rt *service.Runtime, _ Config) (*readModel, error) {
+func newReadModel(rt *service.Runtime, cfg Config) (*readModel, error) {
 	if rt == nil || rt.Pool == nil {
 		return nil, errors.New("readmodel: runtime with a pool is required")
+	}
+	if cfg.StuckAfter < 0 {
+		return nil, fmt.Errorf("readmodel: stuck-after %s: want ≥ 0", cfg.StuckAfter)
 	}
 	rm := &readModel{
 		store: &store{pool: rt.Pool},
@@ -96,6 +106,7 @@ func newReadModel(rt *service.Runtime, _ Config) (*readModel, error) {
 		watchPoll:      watchPoll,
 		watchHeartbeat: 15 * time.Second,
 		watchGrace:     3 * time.Second,
+		stuckAfter:     cmp.Or(cfg.StuckAfter, DefaultStuckAfter),
 	}
 	if rm.log == nil {
 		rm.log = zap.NewNop()
@@ -138,4 +149,5 @@ func (rm *readModel) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /orders/{id}", rm.getOrder)
 	mux.HandleFunc("GET /orders/{id}/watch", rm.watchOrder)
 	mux.HandleFunc("GET /stats", rm.stats)
+	mux.HandleFunc("GET /sagas", rm.listSagas)
 }

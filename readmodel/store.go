@@ -153,7 +153,7 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 		items, timelines                  = make([]string, n), make([]string, n)
 		totals                            = make([]int64, n)
 		versions                          = make([]int32, n)
-		last                              = make([]time.Time, n)
+		last, created                     = make([]time.Time, n), make([]time.Time, n)
 		lags                              = make([]float64, n)
 	)
 	for i, v := range views {
@@ -167,15 +167,15 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 		}
 		ids[i], customers[i], statuses[i], reasons[i] = v.OrderID, v.CustomerID, string(v.Status), v.Reason
 		items[i], timelines[i], totals[i], versions[i] = string(it), string(tl), v.TotalCents, int32(v.Version)
-		last[i], lags[i] = v.LastOccurredAt, v.LagMS
+		last[i], lags[i], created[i] = v.LastOccurredAt, v.LagMS, sagaStart(v)
 	}
 	tag, err := tx.Exec(ctx, `
 		INSERT INTO order_views AS v (order_id, customer_id, items, total_cents, status, reason, version,
-			timeline, last_occurred_at, updated_at, lag_ms)
-		SELECT t.id, t.cust, t.items, t.total, t.status, t.reason, t.version, t.timeline, t.last, $11, t.lag
+			timeline, last_occurred_at, updated_at, lag_ms, created_at)
+		SELECT t.id, t.cust, t.items, t.total, t.status, t.reason, t.version, t.timeline, t.last, $11, t.lag, t.created
 		FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::text[], $7::int[],
-			$8::jsonb[], $9::timestamptz[], $10::float8[])
-			AS t(id, cust, items, total, status, reason, version, timeline, last, lag)
+			$8::jsonb[], $9::timestamptz[], $10::float8[], $12::timestamptz[])
+			AS t(id, cust, items, total, status, reason, version, timeline, last, lag, created)
 		ORDER BY t.id
 		ON CONFLICT (order_id) DO UPDATE SET
 			customer_id = EXCLUDED.customer_id,
@@ -187,9 +187,10 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 			timeline = EXCLUDED.timeline,
 			last_occurred_at = EXCLUDED.last_occurred_at,
 			updated_at = EXCLUDED.updated_at,
-			lag_ms = EXCLUDED.lag_ms
+			lag_ms = EXCLUDED.lag_ms,
+			created_at = EXCLUDED.created_at
 		WHERE v.timeline IS DISTINCT FROM EXCLUDED.timeline`,
-		ids, customers, items, totals, statuses, reasons, versions, timelines, last, lags, updatedAt)
+		ids, customers, items, totals, statuses, reasons, versions, timelines, last, lags, updatedAt, created)
 	if err != nil {
 		return 0, fmt.Errorf("save %d views: %w", n, err)
 	}
