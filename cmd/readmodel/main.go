@@ -13,12 +13,16 @@ import (
 )
 
 func main() {
-	var cfg service.Config
+	var (
+		cfg   service.Config
+		rmCfg readmodel.Config
+	)
 	fs := flag.NewFlagSet("readmodel", flag.ExitOnError)
 	service.AddFlags(fs, &cfg, "127.0.0.1:8084")
+	fs.DurationVar(&rmCfg.StuckAfter, "stuck-after", readmodel.DefaultStuckAfter, "a saga not CONFIRMED or CANCELLED this long after its order.created is stuck (GET /sagas?state=stuck, /stats)")
 	if err := service.ParseConfig(fs, &cfg, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "readmodel:", err)
 		os.Exit(2)
 	}
-	os.Exit(service.Main(cfg, readmodel.Spec(readmodel.Config{})))
+	os.Exit(service.Main(cfg, readmodel.Spec(rmCfg)))
 }
