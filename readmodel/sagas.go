@@ -154,6 +154,7 @@ type Saga struct {
 	// last of its timeline); IdleMS is how long ago it occurred.
 	LastEvent SagaEvent `json:"last_event"`
 	IdleMS    int64     `json:"idle_ms"`
+	Idle      string    `json:"idle"`  // IdleMS for people
 	Stuck     bool      `json:"stuck"` // older than the list's stuck_after
 	// WaitingFor is null only for a view without any saga event.
 	WaitingFor *Waiting `json:"waiting_for"`
@@ -316,7 +317,7 @@ func (row sagaRow) saga(now, cutoff time.Time) (Saga, error) {
 	if len(steps) > 0 {
 		last := steps[len(steps)-1]
 		s.LastEvent = SagaEvent{Type: last.EventType, ID: last.EventID, OccurredAt: last.OccurredAt.UTC()}
-		s.IdleMS = now.Sub(last.OccurredAt).Milliseconds()
+		s.IdleMS, s.Idle = now.Sub(last.OccurredAt).Milliseconds(), HumanAge(now.Sub(last.OccurredAt))
 	}
 	if w, ok := WaitingFor(seen); ok {
 		s.WaitingFor = &w

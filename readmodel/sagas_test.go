@@ -210,7 +210,7 @@ func TestSagasInFlightAndStuck(t *testing.T) {
 	want := Saga{
 		OrderID: "s-old", Status: Pending, CreatedAt: t0, AgeMS: now.Sub(t0).Milliseconds(), Age: "1m00s",
 		LastEvent: SagaEvent{Type: event.OrderCreated, ID: old[0].ID, OccurredAt: t0},
-		IdleMS:    now.Sub(t0).Milliseconds(), Stuck: true,
+		IdleMS:    now.Sub(t0).Milliseconds(), Idle: "1m00s", Stuck: true,
 		WaitingFor: &Waiting{Service: "inventory", Action: "reserve", Event: event.OrderCreated,
 			Expects: []event.Type{event.InventoryReserved, event.InventoryRejected}},
 	}
