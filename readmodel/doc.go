@@ -11,7 +11,9 @@
 //     event_type, causation_id, occurred_at, projected_at, body);
 //   - order_views: one row per order (customer_id, items, total_cents,
 //     status, reason, version, timeline, last_occurred_at, updated_at,
-//     lag_ms), indexed by (status, order_id) for the list.
+//     lag_ms, created_at: when the saga began), indexed by (status,
+//     order_id) for the list and, for the views in flight only (PENDING,
+//     RESERVED), by (created_at, order_id) for GET /sagas.
 //
 // # Consumes
 //
@@ -43,7 +45,13 @@
 //	                                   version changes, until it is terminal
 //	GET /stats                         views per status, events projected, lag
 //	                                   p50/p99 of the last 1,000 events, and how
-//	                                   many messages each consumer is behind
+//	                                   many messages each consumer is behind,
+//	                                   sagas in flight and stuck
+//	GET /sagas?state=&limit=&after=&older_than=
+//	                                   sagas in flight (or stuck: older than
+//	                                   --stuck-after) oldest first, with age,
+//	                                   last event and [WaitingFor]; limit 1-1000,
+//	                                   default 100; after the next cursor
 //
 // Bad input answers 400 with {"error": "..."}.
 //
