@@ -47,7 +47,7 @@ func Migrations() fs.FS {
 // Config holds the readmodel's own options.
 type Config struct {
 	// StuckAfter is the age past which a saga not terminal yet is stuck
-	// (GET /sagas?state=stuck, /stats); default DefaultStuckAfter.
+	// (GET /sagas?state=stuck, /stats); zero is DefaultStuckAfter.
 	StuckAfter time.Duration
 }
 

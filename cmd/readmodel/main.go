@@ -24,5 +24,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "readmodel:", err)
 		os.Exit(2)
 	}
+	if rmCfg.StuckAfter <= 0 {
+		fmt.Fprintf(os.Stderr, "readmodel: --stuck-after %s: want > 0\n", rmCfg.StuckAfter)
+		os.Exit(2)
+	}
 	os.Exit(service.Main(cfg, readmodel.Spec(rmCfg)))
 }
