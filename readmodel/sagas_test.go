@@ -13,8 +13,6 @@ import (
 	"testing/fstest"
 	"time"
 
-	"go.uber.org/zap/zaptest"
-
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/pg"
 	"github.com/jetsaga/jetsaga/internal/service"
@@ -412,31 +410,8 @@ func TestSagasService(t *testing.T) {
 
 	n := testenv.StartNATS(t)
 	js := testenv.JetStream(t, n.Connect(t))
-	dbURL := testenv.DatabaseURL(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- service.Run(ctx, service.Config{
-			NATSURL: n.URL(), DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0",
-			Logger: zaptest.NewLogger(t), OnReady: func(a string) { addr <- a },
-		}, Spec(Config{StuckAfter: time.Hour}))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("service.Run: %v", err)
-		}
-	})
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("service.Run ended before ready: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("service not ready within 60s")
-	}
+	base := testenv.RunService(t, service.Config{NATSURL: n.URL(), DatabaseURL: testenv.DatabaseURL(t)},
+		Spec(Config{StuckAfter: time.Hour}))
 	getJSON := func(path string, v any) {
 		t.Helper()
 		resp, err := http.Get(base + path)

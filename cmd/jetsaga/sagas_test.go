@@ -2,13 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
-
-	"go.uber.org/zap/zaptest"
 
 	"github.com/jetsaga/jetsaga/client"
 	"github.com/jetsaga/jetsaga/internal/event"
@@ -18,35 +15,13 @@ import (
 )
 
 // startReadmodel runs the read model alone against a fresh NATS and
-// database, and returns its URL and a JetStream handle to publish with.
+// database, and returns its URL and a function that publishes an event.
 func startReadmodel(t *testing.T) (string, func(event.Event)) {
 	t.Helper()
 	n := testenv.StartNATS(t)
 	js := testenv.JetStream(t, n.Connect(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- service.Run(ctx, service.Config{
-			NATSURL: n.URL(), DatabaseURL: testenv.DatabaseURL(t), HTTPAddr: "127.0.0.1:0",
-			Logger: zaptest.NewLogger(t), OnReady: func(a string) { addr <- a },
-		}, readmodel.Spec(readmodel.Config{StuckAfter: time.Hour}))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("service.Run: %v", err)
-		}
-	})
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("readmodel ended before ready: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("readmodel not ready within 60s")
-	}
+	base := testenv.RunService(t, service.Config{NATSURL: n.URL(), DatabaseURL: testenv.DatabaseURL(t)},
+		readmodel.Spec(readmodel.Config{StuckAfter: time.Hour}))
 	publish := func(e event.Event) {
 		t.Helper()
 		if _, err := js.PublishMsg(t.Context(), e.Msg()); err != nil {
