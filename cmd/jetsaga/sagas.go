@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jetsaga/jetsaga/client"
 )
@@ -29,7 +30,8 @@ func runSagas(ctx context.Context, w io.Writer, args []string) error {
 	var ep endpoints
 	ep.flags(fs, "readmodel-url")
 	stuck := fs.Bool("stuck", false, "only the sagas stuck: not CONFIRMED or CANCELLED and older than the threshold")
-	olderThan := fs.Duration("older-than", 0, "the stuck threshold (default: the read model's --stuck-after, 1m)")
+	var olderThan optionalDuration
+	fs.Var(&olderThan, "older-than", "the stuck threshold, a `duration` such as 30s (default: the read model's --stuck-after, 1m)")
 	limit := fs.Int("limit", 100, "list at most this many sagas, oldest first")
 	asJSON := fs.Bool("json", false, "print the list as JSON (GET /sagas), all pages in one")
 	if err := parse(fs, args); err != nil {
@@ -41,15 +43,10 @@ func runSagas(ctx context.Context, w io.Writer, args []string) error {
 	if *limit < 1 {
 		return fmt.Errorf("--limit %d: want ≥ 1", *limit)
 	}
-	if *olderThan < 0 {
-		return fmt.Errorf("--older-than %s: want ≥ 0", *olderThan)
-	}
 	q := client.SagaQuery{Stuck: *stuck}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "older-than" {
-			q.OlderThan = olderThan
-		}
-	})
+	if olderThan.set {
+		q.OlderThan = &olderThan.d
+	}
 	c := &client.Client{ReadmodelURL: strings.TrimRight(ep.readmodelURL, "/")}
 	list, err := fetchSagas(ctx, c, q, *limit)
 	if err != nil {
@@ -61,6 +58,32 @@ func runSagas(ctx context.Context, w io.Writer, args []string) error {
 		return enc.Encode(list)
 	}
 	writeSagas(w, list)
+	return nil
+}
+
+// optionalDuration is a duration flag that knows whether it was given (on
+// the command line or in its environment variable).
+type optionalDuration struct {
+	d   time.Duration
+	set bool
+}
+
+func (o *optionalDuration) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return o.d.String()
+}
+
+func (o *optionalDuration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d < 0 {
+		return fmt.Errorf("%s: want ≥ 0", s)
+	}
+	o.d, o.set = d, true
 	return nil
 }
 
