@@ -158,3 +158,20 @@ func TestSagasCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSagasOlderThanFromEnv: JETSAGA_OLDER_THAN sets the threshold as
+// --older-than does. Not parallel: it sets the environment.
+func TestSagasOlderThanFromEnv(t *testing.T) {
+	base, publish := startReadmodel(t)
+	publish(newEvent(t, event.OrderCreated, "env-a", "", time.Now().Add(-time.Minute)))
+	c := &client.Client{ReadmodelURL: base}
+	testenv.WaitFor(t, 30*time.Second, "env-a projected", func() bool {
+		l, err := c.Sagas(t.Context(), client.SagaQuery{})
+		return err == nil && l.Counts.InFlight == 1
+	})
+	t.Setenv("JETSAGA_OLDER_THAN", "30s")
+	out := runCLI(t, "--readmodel-url", base, "--stuck")
+	if !strings.HasPrefix(strings.Split(out, "\n")[1], "env-a ") || !strings.Contains(out, "1 stuck (older than 30s)") {
+		t.Errorf("--stuck with JETSAGA_OLDER_THAN=30s:\n%s", out)
+	}
+}
