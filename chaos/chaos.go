@@ -40,6 +40,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,6 +66,11 @@ type Options struct {
 	Duplicate float64       // --inject-duplicate-publish of every service
 	Redeliver float64       // --inject-redeliver of every service
 	AckWait   time.Duration // --ack-wait of every service: how soon a crashed service's messages come back
+	// Deadline is the order service's --saga-deadline: short enough that,
+	// with the kills, some sagas time out mid-way (cancelled with reason
+	// timeout, stock released, charges refunded); 0 keeps the service's
+	// default.
+	Deadline time.Duration
 
 	KillEvery time.Duration // kill -9 a random service this often; 0: never
 	NATSKill  bool          // kill -9 nats-server once, a third of the way in, and start it again
@@ -90,7 +96,7 @@ type Options struct {
 func Defaults() Options {
 	return Options{
 		Orders: 2000, Rate: 25, Workers: 8, Seed: 1,
-		Crash: 0.05, Duplicate: 0.05, Redeliver: 0.05, AckWait: 3 * time.Second,
+		Crash: 0.05, Duplicate: 0.05, Redeliver: 0.05, AckWait: 3 * time.Second, Deadline: 3 * time.Second,
 		KillEvery: 4 * time.Second, NATSKill: true, PGRestart: true,
 		Timeout: 2 * time.Minute,
 	}
@@ -130,6 +136,9 @@ func (o Options) validate() error {
 	if o.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--timeout=%s: want > 0", o.Timeout))
 	}
+	if o.Deadline < 0 {
+		errs = append(errs, fmt.Errorf("--deadline=%s: want ≥ 0", o.Deadline))
+	}
 	return errors.Join(errs...)
 }
 
@@ -151,6 +160,10 @@ func stackConfig(opts Options) stack.Config {
 			fmt.Sprintf("--ack-wait=%s", opts.AckWait),
 		}
 		switch s {
+		case "order":
+			if opts.Deadline > 0 {
+				flags = append(flags, fmt.Sprintf("--saga-deadline=%s", opts.Deadline))
+			}
 		case "inventory":
 			flags = append(flags, "--seed-stock="+seedStock())
 		case "payment":
@@ -367,6 +380,9 @@ func run(ctx context.Context, c stack.Config, opts Options, rep *Report, step fu
 	if rep.OrderRows, rep.Outcomes, err = outcomes(ctx, pool); err != nil {
 		return err
 	}
+	if rep.Payments, err = paymentsByStatus(ctx, pool); err != nil {
+		return err
+	}
 	rep.Faults = map[string]map[string]int{}
 	for _, s := range stack.Services {
 		if rep.Faults[s], err = countFile(c.LogFile(s), countFaults); err != nil {
@@ -444,6 +460,23 @@ func notTerminal(ctx context.Context, pool *pgxpool.Pool, ids []string) ([]strin
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("orders not terminal: %w", err)
+	}
+	return out, nil
+}
+
+// paymentsByStatus counts payment.payments by status.
+func paymentsByStatus(ctx context.Context, pool *pgxpool.Pool) (map[string]int, error) {
+	rows, err := pool.Query(ctx, `SELECT status, count(*) FROM payment.payments GROUP BY 1`)
+	if err != nil {
+		return nil, fmt.Errorf("payments by status: %w", err)
+	}
+	out := map[string]int{}
+	var (
+		st string
+		n  int
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&st, &n}, func() error { out[st] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("payments by status: %w", err)
 	}
 	return out, nil
 }

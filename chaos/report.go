@@ -33,10 +33,11 @@ type Report struct {
 	PlaceErr []string       // why orders could not be placed (at most 20 listed)
 
 	// Outcomes, from orders.orders.
-	OrderRows   int       // rows in orders.orders; must equal Placed
-	Outcomes    []Outcome // by status and reason
-	NotTerminal []string  // placed orders not terminal in the read model when the wait ended (at most 20 listed)
-	Stuck       int       // how many placed orders that is in all
+	OrderRows   int            // rows in orders.orders; must equal Placed
+	Outcomes    []Outcome      // by status and reason
+	Payments    map[string]int // payment.payments rows by status: COMPLETED, FAILED, REFUNDED (a timed-out order's charge given back), CANCELLED (timed out before its charge)
+	NotTerminal []string       // placed orders not terminal in the read model when the wait ended (at most 20 listed)
+	Stuck       int            // how many placed orders that is in all
 
 	// Messages JetStream stopped delivering after MaxDeliver deliveries
 	// without an ack (its max_deliver advisories): never handled to the end
@@ -105,6 +106,9 @@ func (r Report) Write(w io.Writer) {
 	fmt.Fprintf(&b, "settings: %d orders at %g/s by %d workers; every service --inject-crash-after-commit=%g --inject-duplicate-publish=%g --inject-redeliver=%g --ack-wait=%s\n",
 		o.Orders, o.Rate, o.Workers, o.Crash, o.Duplicate, o.Redeliver, o.AckWait)
 	var chaos []string
+	if o.Deadline > 0 {
+		chaos = append(chaos, fmt.Sprintf("order --saga-deadline=%s", o.Deadline))
+	}
 	if o.KillEvery > 0 {
 		chaos = append(chaos, fmt.Sprintf("kill -9 a random service every %s", o.KillEvery))
 	}
@@ -143,6 +147,13 @@ func (r Report) Write(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "  not terminal\t\t%d\n", r.Stuck)
 	tw.Flush()
+	if len(r.Payments) > 0 {
+		var ps []string
+		for _, st := range []string{"COMPLETED", "FAILED", "REFUNDED", "CANCELLED"} {
+			ps = append(ps, fmt.Sprintf("%d %s", r.Payments[st], st))
+		}
+		fmt.Fprintf(&b, "payments: %s\n", strings.Join(ps, ", "))
+	}
 	for _, s := range r.NotTerminal {
 		fmt.Fprintf(&b, "    %s\n", s)
 	}

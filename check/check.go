@@ -224,7 +224,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, opt Op
 	}{
 		{fmt.Sprintf("every order older than %v is terminal (order service and read model)", opt.Deadline), c.terminal},
 		{"stock adds up per SKU (initial + adjusted = available + reserved + sold) and reservations match order outcomes", c.stock},
-		{"a CONFIRMED order has exactly one completed payment of its total; a CANCELLED order has no charge", c.payments},
+		{"a CONFIRMED order has exactly one completed payment of its total; a CANCELLED order has no net charge (a refunded charge counts as none)", c.payments},
 		{"outboxes are empty, every event id is in the streams once, at most one event of a type per order, DLQ empty and no dead letter recorded, nothing ack-pending past the bound", c.delivery},
 		{"the read model agrees with the order service (status, reason, total, customer)", c.readModel},
 	}

@@ -87,7 +87,7 @@ type where struct {
 
 // firstSeqs holds, for one order, the stream sequence of its first event of
 // each type, indexed as event.Types(); 0 for none yet.
-type firstSeqs [8]uint64
+type firstSeqs [9]uint64
 
 // streams reads every message of the event streams (headers only) and
 // reports event ids seen twice and orders with two events of one type.

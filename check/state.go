@@ -229,7 +229,8 @@ WHERE NOT EXISTS (SELECT 1 FROM orders.orders o WHERE o.order_id = p.order_id)
 ORDER BY p.order_id`
 
 // payments checks invariant 3: a CONFIRMED order has exactly one COMPLETED
-// payment, of its total; a CANCELLED order has none; every payment belongs
+// payment, of its total; a CANCELLED order has none left (REFUNDED and
+// CANCELLED payments charge nothing); every payment belongs
 // to an order.
 func (c *checker) payments(ctx context.Context, r *Result) error {
 	rows, err := c.pool.Query(ctx, chargesSQL)

@@ -120,6 +120,7 @@ func TestEveryEventDeliveredTwiceHasOneEffect(t *testing.T) {
 		w.place("c2", item{"sku-a", 2, 6000}),
 		w.place("c3", item{"sku-scarce", 5, 100}),
 	}
+	ids = append(ids, w.placeTimedOutAfterCharge("c4", item{"sku-a", 1, 300}))
 	w.waitTerminal(ids...)
 	w.checkInvariants()
 	before := w.snapshot()

@@ -56,7 +56,8 @@ type worldOptions struct {
 	faults           fault.Config            // on every service
 	faultsFor        map[string]fault.Config // per service, instead of faults
 	maxDeliver       int
-	dbURL            string // default: a fresh database on the shared cluster
+	sagaDeadline     time.Duration // the order service's --saga-deadline; 0: off
+	dbURL            string        // default: a fresh database on the shared cluster
 }
 
 type running struct {
@@ -97,7 +98,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 func (w *world) spec(name string) service.Spec {
 	switch name {
 	case "order":
-		return order.Spec(order.Config{})
+		return order.Spec(order.Config{SagaDeadline: w.opts.sagaDeadline})
 	case "inventory":
 		return inventory.Spec(inventory.Config{SeedStock: w.opts.seedStock})
 	case "payment":
@@ -353,9 +354,10 @@ func (w *world) wantSequence(orderID string, want map[string][]event.Type) {
 		event.InventoryRejected: {event.OrderCreated},
 		event.PaymentCompleted:  {event.InventoryReserved},
 		event.PaymentFailed:     {event.InventoryReserved},
-		event.InventoryReleased: {event.PaymentFailed},
+		event.InventoryReleased: {event.PaymentFailed, event.OrderCancelled},
 		event.OrderConfirmed:    {event.PaymentCompleted},
-		event.OrderCancelled:    {event.InventoryRejected, event.InventoryReleased},
+		event.OrderCancelled:    {event.InventoryRejected, event.InventoryReleased, event.OrderCreated},
+		event.PaymentRefunded:   {event.OrderCancelled},
 	}
 	for _, e := range byID {
 		if e.Type == event.OrderCreated {

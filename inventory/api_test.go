@@ -233,7 +233,7 @@ func TestConsumers(t *testing.T) {
 		subjects        []string
 	}
 	want := []row{
-		{stream.Orders, "inventory-orders", []string{"order.created.>", "order.confirmed.>"}},
+		{stream.Orders, "inventory-orders", []string{"order.created.>", "order.confirmed.>", "order.cancelled.>"}},
 		{stream.Payments, "inventory-payments", []string{"payment.failed.>"}},
 	}
 	if len(cs) != len(want) {

@@ -26,6 +26,7 @@ import (
 func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
 	var skus, orders []string
 	created := make(map[string]event.OrderCreatedPayload)
+	cancelled := make(map[string]event.OrderCancelledPayload)
 	for _, e := range events {
 		switch e.Type {
 		case event.OrderCreated:
@@ -50,6 +51,13 @@ func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Eve
 				return fmt.Errorf("release order %s: %w", e.OrderID, err)
 			}
 			orders = append(orders, p.OrderID)
+		case event.OrderCancelled:
+			p, err := event.Decode[event.OrderCancelledPayload](e)
+			if err != nil {
+				return fmt.Errorf("cancel order %s: %w", e.OrderID, err)
+			}
+			cancelled[e.ID] = p
+			orders = append(orders, p.OrderID)
 		}
 	}
 	if len(orders) == 0 {
@@ -73,6 +81,8 @@ func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Eve
 			ev, err = s.leaveIn(st, e, Commit, now)
 		case event.PaymentFailed:
 			ev, err = s.leaveIn(st, e, Release, now)
+		case event.OrderCancelled:
+			ev, err = s.cancelIn(st, e, cancelled[e.ID], now)
 		}
 		if err != nil {
 			return err
@@ -202,6 +212,20 @@ func (s *Service) reserveIn(st *batchState, e event.Event, p event.OrderCreatedP
 	}
 	s.metrics.reservations.WithLabelValues("held").Inc()
 	return out, nil
+}
+
+// cancelIn is cancel on the batch's state: an order without a reservation
+// decision gets a CANCELLED one (holding nothing); a HELD one is released.
+func (s *Service) cancelIn(st *batchState, e event.Event, p event.OrderCancelledPayload, now time.Time) (event.Event, error) {
+	if st.res[p.OrderID] == nil {
+		st.res[p.OrderID] = &reservation{status: Cancelled, reason: p.Reason, fresh: true}
+		st.newOrder = append(st.newOrder, p.OrderID)
+		s.metrics.reservations.WithLabelValues("cancelled").Inc()
+		s.log.Info("order cancelled before its reservation; none will be made", zap.String("order_id", p.OrderID),
+			zap.String("event_id", e.ID), zap.String("event_type", string(e.Type)), zap.String("reason", p.Reason))
+		return event.Event{}, nil
+	}
+	return s.leaveIn(st, e, Release, now)
 }
 
 // leaveIn is release or commit on the batch's state: a HELD reservation

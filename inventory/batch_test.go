@@ -54,6 +54,11 @@ func TestHandleBatchMatchesHandle(t *testing.T) {
 	add(paymentFailed(t, "o9")) // unknown: no-op
 	add(paymentFailed(t, "o1")) // released already: no-op
 	add(confirmed(t, "o5"))
+	add(cancelledEvent(t, "o7", event.ReasonTimeout))    // held: released
+	add(cancelledEvent(t, "o8", event.ReasonTimeout))    // before its order.created: CANCELLED
+	add(created(t, "o8", item("plenty", 5, 10)))         // late: reserves nothing
+	add(cancelledEvent(t, "o2", event.ReasonOutOfStock)) // rejected: no-op
+	add(cancelledEvent(t, "o7", event.ReasonTimeout))    // released already: no-op
 
 	one := setup(t, seed)
 	for _, e := range events {
@@ -69,7 +74,7 @@ func TestHandleBatchMatchesHandle(t *testing.T) {
 		if got, want := set.stock(t), one.stock(t); !maps.Equal(got, want) {
 			t.Errorf("cuts %v: stock %v set-based, %v one by one", cuts, got, want)
 		}
-		for _, id := range []string{"o1", "o2", "o3", "o4", "o5", "o6", "o7", "o9"} {
+		for _, id := range []string{"o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8", "o9"} {
 			gs, gr := set.reservation(t, id)
 			ws, wr := one.reservation(t, id)
 			if gs != ws || gr != wr {

@@ -17,6 +17,11 @@
 //     reservation's merged lines; unit prices are not kept, so they are 0.
 //   - order.confirmed (consumer inventory-orders): a HELD reservation becomes
 //     COMMITTED, its stock moves from reserved to sold. Nothing is published.
+//   - order.cancelled (consumer inventory-orders): a HELD reservation (the
+//     order timed out while its stock was held) is released as on
+//     payment.failed, inventory.released caused by the order.cancelled; an
+//     order with no reservation decision yet gets a CANCELLED one that holds
+//     nothing, so its late order.created reserves nothing.
 //
 // Every handler is idempotent per order, not only per event: the reservation
 // row, keyed by order id, is inserted with ON CONFLICT DO NOTHING, and every
@@ -38,10 +43,11 @@
 //     later PUT.
 //   - stock_adjustments (id, sku, delta, available_before, available_after,
 //     adjusted_at): one row per PUT on an existing SKU.
-//   - reservations (order_id, status HELD|COMMITTED|RELEASED|REJECTED,
+//   - reservations (order_id, status HELD|COMMITTED|RELEASED|REJECTED|CANCELLED,
 //     reason, created_at, updated_at): one per order.
 //   - reservation_items (order_id, sku, qty): what a HELD, COMMITTED or
-//     RELEASED reservation holds or held, one row per SKU; none for REJECTED.
+//     RELEASED reservation holds or held, one row per SKU; none for REJECTED
+//     or CANCELLED.
 //
 // # HTTP
 //

@@ -23,6 +23,8 @@ func (s *Service) handle(ctx context.Context, tx pgx.Tx, e event.Event) error {
 		return s.release(ctx, tx, e)
 	case event.OrderConfirmed:
 		return s.commit(ctx, tx, e)
+	case event.OrderCancelled:
+		return s.cancel(ctx, tx, e)
 	}
 	s.log.Debug("event type not handled", zap.String("event_type", string(e.Type)),
 		zap.String("order_id", e.OrderID), zap.String("event_id", e.ID))
@@ -46,7 +48,7 @@ func (s *Service) prepare(ctx context.Context, tx pgx.Tx, events []event.Event) 
 			for _, it := range p.Items {
 				skus = append(skus, it.SKU)
 			}
-		case event.OrderConfirmed, event.PaymentFailed:
+		case event.OrderConfirmed, event.PaymentFailed, event.OrderCancelled:
 			orders = append(orders, e.OrderID)
 		}
 	}
@@ -139,7 +141,39 @@ func (s *Service) release(ctx context.Context, tx pgx.Tx, e event.Event) error {
 	if err != nil {
 		return fmt.Errorf("release order %s: %w", e.OrderID, err)
 	}
-	lines, moved, err := s.leave(ctx, tx, p.OrderID, Release)
+	return s.releaseHeld(ctx, tx, e, zap.String("payment_reason", p.Reason))
+}
+
+// cancel handles order.cancelled: a HELD reservation is released (the order
+// timed out while its stock was held) and inventory.released published; an
+// order with no reservation decision yet gets a CANCELLED one, so that its
+// late order.created reserves nothing. Any other state is a no-op: the
+// order.cancelled that follows a rejection or a release.
+func (s *Service) cancel(ctx context.Context, tx pgx.Tx, e event.Event) error {
+	p, err := event.Decode[event.OrderCancelledPayload](e)
+	if err != nil {
+		return fmt.Errorf("cancel order %s: %w", e.OrderID, err)
+	}
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO reservations (order_id, status, reason) VALUES ($1, $2, $3)
+		ON CONFLICT (order_id) DO NOTHING`, p.OrderID, string(Cancelled), p.Reason)
+	if err != nil {
+		return fmt.Errorf("cancel order %s: %w", p.OrderID, err)
+	}
+	if tag.RowsAffected() == 1 {
+		s.metrics.reservations.WithLabelValues("cancelled").Inc()
+		s.log.Info("order cancelled before its reservation; none will be made", zap.String("order_id", p.OrderID),
+			zap.String("event_id", e.ID), zap.String("event_type", string(e.Type)), zap.String("reason", p.Reason))
+		return nil
+	}
+	return s.releaseHeld(ctx, tx, e, zap.String("order_reason", p.Reason))
+}
+
+// releaseHeld gives a HELD reservation's stock back and publishes
+// inventory.released, caused by e. Any other reservation state, or none, is
+// a no-op.
+func (s *Service) releaseHeld(ctx context.Context, tx pgx.Tx, e event.Event, why zap.Field) error {
+	lines, moved, err := s.leave(ctx, tx, e.OrderID, Release)
 	if err != nil || !moved {
 		return err
 	}
@@ -147,17 +181,17 @@ func (s *Service) release(ctx context.Context, tx pgx.Tx, e event.Event) error {
 	for i, l := range lines {
 		items[i] = event.Item{SKU: l.SKU, Qty: l.Qty}
 	}
-	out, err := event.New(event.InventoryReleased, p.OrderID, e.ID,
-		event.InventoryReleasedPayload{OrderID: p.OrderID, Items: items}, s.now())
+	out, err := event.New(event.InventoryReleased, e.OrderID, e.ID,
+		event.InventoryReleasedPayload{OrderID: e.OrderID, Items: items}, s.now())
 	if err != nil {
-		return consume.Permanent(fmt.Errorf("release order %s: %w", p.OrderID, err))
+		return consume.Permanent(fmt.Errorf("release order %s: %w", e.OrderID, err))
 	}
 	if err := outbox.Add(ctx, tx, out); err != nil {
-		return fmt.Errorf("release order %s: %w", p.OrderID, err)
+		return fmt.Errorf("release order %s: %w", e.OrderID, err)
 	}
 	s.metrics.reservations.WithLabelValues("released").Inc()
-	s.log.Info("reservation released", zap.String("order_id", p.OrderID), zap.String("event_id", e.ID),
-		zap.String("payment_reason", p.Reason))
+	s.log.Info("reservation released", zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
+		zap.String("event_type", string(e.Type)), why)
 	return nil
 }
 

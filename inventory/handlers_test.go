@@ -193,6 +193,16 @@ func confirmed(t *testing.T, orderID string) event.Event {
 	return e
 }
 
+func cancelledEvent(t *testing.T, orderID, reason string) event.Event {
+	t.Helper()
+	e, err := event.New(event.OrderCancelled, orderID, newID(t),
+		event.OrderCancelledPayload{OrderID: orderID, Reason: reason}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 func TestReserve(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -404,6 +414,7 @@ func TestSagaSequences(t *testing.T) {
 		createX = "created-short" // an order.created that cannot be reserved
 		fail    = "payment.failed"
 		confirm = "order.confirmed"
+		cancel  = "order.cancelled" // reason timeout
 	)
 	tests := []struct {
 		name       string
@@ -474,6 +485,41 @@ func TestSagaSequences(t *testing.T) {
 			wantEvents: []event.Type{event.InventoryRejected},
 		},
 		{
+			name:       "timeout while held: released",
+			steps:      []string{create, cancel},
+			wantStatus: Released,
+			wantStock:  Stock{SKU: "a", Available: 10, Initial: 10},
+			wantEvents: []event.Type{event.InventoryReserved, event.InventoryReleased},
+		},
+		{
+			name:       "timeout released twice",
+			steps:      []string{create, cancel, cancel},
+			wantStatus: Released,
+			wantStock:  Stock{SKU: "a", Available: 10, Initial: 10},
+			wantEvents: []event.Type{event.InventoryReserved, event.InventoryReleased},
+		},
+		{
+			name:       "timeout before order.created: the late order.created reserves nothing",
+			steps:      []string{cancel, create},
+			wantStatus: Cancelled,
+			wantStock:  Stock{SKU: "a", Available: 10, Initial: 10},
+			wantEvents: nil,
+		},
+		{
+			name:       "cancellation after a release is a no-op",
+			steps:      []string{create, fail, cancel},
+			wantStatus: Released,
+			wantStock:  Stock{SKU: "a", Available: 10, Initial: 10},
+			wantEvents: []event.Type{event.InventoryReserved, event.InventoryReleased},
+		},
+		{
+			name:       "cancellation of a rejected order is a no-op",
+			steps:      []string{createX, cancel},
+			wantStatus: Rejected,
+			wantStock:  Stock{SKU: "a", Available: 10, Initial: 10},
+			wantEvents: []event.Type{event.InventoryRejected},
+		},
+		{
 			name:       "commit of a rejected order is a no-op",
 			steps:      []string{createX, confirm},
 			wantStatus: Rejected,
@@ -496,6 +542,8 @@ func TestSagaSequences(t *testing.T) {
 					e = paymentFailed(t, "o1")
 				case confirm:
 					e = confirmed(t, "o1")
+				case cancel:
+					e = cancelledEvent(t, "o1", event.ReasonTimeout)
 				}
 				b.mustApply(t, e)
 				b.stock(t) // checks the invariant

@@ -15,13 +15,16 @@ import (
 type Status string
 
 // Reservation states. HELD is the only state that moves: to COMMITTED when the
-// order is confirmed, to RELEASED when its payment failed. REJECTED is decided
-// at once and holds nothing.
+// order is confirmed, to RELEASED when its payment failed or the order was
+// cancelled. REJECTED is decided at once and holds nothing. CANCELLED is the
+// decision recorded for an order cancelled before its order.created came:
+// it holds nothing, and the late order.created reserves nothing.
 const (
 	Held      Status = "HELD"
 	Committed Status = "COMMITTED"
 	Released  Status = "RELEASED"
 	Rejected  Status = "REJECTED"
+	Cancelled Status = "CANCELLED"
 )
 
 // MaxAvailable bounds the stock one PUT /stock or --seed-stock entry may set,
@@ -77,7 +80,7 @@ type Transition int
 
 // The transitions of a HELD reservation.
 const (
-	Release Transition = iota + 1 // payment.failed: HELD → RELEASED, stock back to available
+	Release Transition = iota + 1 // payment.failed or order.cancelled: HELD → RELEASED, stock back to available
 	Commit                        // order.confirmed: HELD → COMMITTED, stock from reserved to sold
 )
 

@@ -117,7 +117,7 @@ func (s *Service) Consumers() []service.Consumer {
 		{
 			Stream:      stream.Orders,
 			Durable:     ConsumerOrders,
-			Subjects:    []string{event.Subject(event.OrderCreated, ">"), event.Subject(event.OrderConfirmed, ">")},
+			Subjects:    []string{event.Subject(event.OrderCreated, ">"), event.Subject(event.OrderConfirmed, ">"), event.Subject(event.OrderCancelled, ">")},
 			Handle:      s.handle,
 			HandleBatch: s.handleBatch,
 			Prepare:     s.prepare,
@@ -149,7 +149,7 @@ func newMetrics() metrics {
 	return metrics{
 		reservations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetsaga_reservations_total",
-			Help: "Reservation decisions and transitions written, by outcome (held, rejected, released, committed). Counted in the handler's transaction, so a transaction that then fails to commit may count once more when it is retried.",
+			Help: "Reservation decisions and transitions written, by outcome (held, rejected, released, committed, cancelled: an order cancelled before its order.created was handled). Counted in the handler's transaction, so a transaction that then fails to commit may count once more when it is retried.",
 		}, []string{"outcome"}),
 	}
 }

@@ -143,16 +143,17 @@ func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
 // that key placed (replayed true), or errKeyReused when that order came from
 // a different request.
 func (s *Service) placeOne(ctx context.Context, o Order, key, hash string) (placed Order, replayed bool, err error) {
+	created, err := event.New(event.OrderCreated, o.ID, "", o.Created(), o.CreatedAt)
+	if err != nil {
+		return Order{}, false, fmt.Errorf("build %s for order %s: %w", event.OrderCreated, o.ID, err)
+	}
+	o.CreatedEventID = created.ID
 	err = pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		inserted, err := insertOrder(ctx, tx, o, key, hash)
 		if err != nil {
 			return err
 		}
 		if inserted {
-			created, err := event.New(event.OrderCreated, o.ID, "", o.Created(), o.CreatedAt)
-			if err != nil {
-				return fmt.Errorf("build %s for order %s: %w", event.OrderCreated, o.ID, err)
-			}
 			placed = o
 			return outbox.Add(ctx, tx, created)
 		}

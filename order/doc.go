@@ -10,10 +10,11 @@
 //
 //	orders  one row per order: order_id (UUIDv7), customer_id, items (jsonb),
 //	        total_cents, status (PENDING, RESERVED, CONFIRMED, CANCELLED),
-//	        reason (out_of_stock, unknown_sku, payment_failed, or ""),
+//	        reason (out_of_stock, unknown_sku, payment_failed, timeout, or ""),
 //	        payment_failed, version (1, +1 per change), idempotency_key
 //	        (NULL without an Idempotency-Key header), request_hash,
-//	        created_at, updated_at
+//	        created_at, updated_at, deadline (NULL without one),
+//	        created_event_id (the order.created's id)
 //
 // # HTTP
 //
@@ -34,11 +35,20 @@
 //	order.confirmed  on payment.completed
 //	order.cancelled  on inventory.rejected (reason out_of_stock or unknown_sku),
 //	                 or on inventory.released after a failed payment
-//	                 (reason payment_failed)
+//	                 (reason payment_failed), or when the order's deadline
+//	                 passed while it was PENDING or RESERVED (reason timeout)
 //
 // Consumes, with the durable consumers order-inventory (INVENTORY stream:
 // inventory.reserved, inventory.rejected, inventory.released) and
-// order-payments (PAYMENTS stream: payment.completed, payment.failed).
+// order-payments (PAYMENTS stream: payment.completed, payment.failed,
+// payment.refunded, the last a no-op).
+//
+// # Deadlines
+//
+// With Config.SagaDeadline set (--saga-deadline, 30s by default), every
+// order gets a deadline when placed, and [Service.Run], the deadline
+// scheduler, cancels open orders past it ([Order.Expire]), claiming them
+// with FOR UPDATE SKIP LOCKED so that several instances share the work.
 //
 // # State machine
 //

@@ -72,7 +72,8 @@ func eventReason(e event.Event) (string, error) {
 			return "", consume.Permanent(fmt.Errorf("decode %s: %w", e.Type, err))
 		}
 		return p.Reason, nil
-	case event.InventoryReserved, event.PaymentCompleted, event.PaymentFailed, event.InventoryReleased:
+	case event.InventoryReserved, event.PaymentCompleted, event.PaymentFailed, event.InventoryReleased,
+		event.PaymentRefunded:
 		return "", nil
 	default:
 		return "", consume.Permanent(fmt.Errorf("%w: %s", ErrUnhandledEvent, e.Type))

@@ -46,11 +46,17 @@ type Order struct {
 	Items         []event.Item
 	TotalCents    int64
 	Status        Status
-	Reason        string // "" unless cancelled: out_of_stock, unknown_sku or payment_failed
+	Reason        string // "" unless cancelled: out_of_stock, unknown_sku, payment_failed or timeout
 	PaymentFailed bool   // a payment.failed (or the release it causes) was seen
 	Version       int    // 1 when placed, +1 on every change
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// Deadline is when an order still PENDING or RESERVED is cancelled
+	// with reason timeout (Expire); zero for none.
+	Deadline time.Time
+	// CreatedEventID is the id of the order's order.created, the cause of
+	// a timeout's order.cancelled; "" for orders placed before it was kept.
+	CreatedEventID string
 }
 
 // Domain errors, matched with errors.Is.
@@ -163,6 +169,9 @@ type Transition struct {
 //	payment.failed      PENDING|RESERVED: payment_failed = true, status unchanged
 //	inventory.released  PENDING|RESERVED → CANCELLED(payment_failed) and
 //	                    payment_failed = true, emits order.cancelled
+//	payment.refunded    no-op: it follows an order.cancelled
+//
+// The deadline is not an event: see Expire.
 //
 // Every other combination — a terminal order, a duplicate, a late event — is
 // a no-op (Changed false, nothing emitted), so the same events in any order
@@ -175,6 +184,11 @@ func (o Order) Apply(t event.Type, reason string, now time.Time) (Transition, er
 	switch t {
 	case event.InventoryReserved, event.InventoryRejected, event.PaymentCompleted,
 		event.PaymentFailed, event.InventoryReleased:
+	case event.PaymentRefunded:
+		// The refund of a charge that completed after the order was
+		// cancelled (a timeout): the order is CANCELLED already and
+		// stays so; it has nothing to record.
+		return Transition{Order: o}, nil
 	default:
 		return Transition{}, fmt.Errorf("%w: %s", ErrUnhandledEvent, t)
 	}
@@ -215,6 +229,24 @@ func (o Order) Apply(t event.Type, reason string, now time.Time) (Transition, er
 	next.Version = o.Version + 1
 	next.UpdatedAt = now.UTC()
 	return Transition{Order: next, Changed: true, Emit: emit}, nil
+}
+
+// Expire decides what the order's deadline does to it at now: a PENDING or
+// RESERVED order at or past its deadline becomes CANCELLED(timeout) and emits
+// order.cancelled. A terminal order, one without a deadline or one before it
+// is left alone (Changed false). An event that finishes the order first wins:
+// the scheduler and the handlers lock the order's row, so whichever comes
+// second sees the other's outcome.
+func (o Order) Expire(now time.Time) Transition {
+	if o.Status.Terminal() || !o.Status.Valid() || o.Deadline.IsZero() || now.Before(o.Deadline) {
+		return Transition{Order: o}
+	}
+	next := o
+	next.Status = Cancelled
+	next.Reason = event.ReasonTimeout
+	next.Version = o.Version + 1
+	next.UpdatedAt = now.UTC()
+	return Transition{Order: next, Changed: true, Emit: event.OrderCancelledPayload{OrderID: o.ID, Reason: event.ReasonTimeout}}
 }
 
 // validToken reports whether s is 1 to 64 bytes of [A-Za-z0-9_-].

@@ -42,11 +42,14 @@ type placed struct {
 	err      error
 }
 
-// place writes o and its order.created, sharing a transaction with the
+// place gives o its deadline and writes it and its order.created, sharing a transaction with the
 // requests that arrive at the same time. With an idempotency key already
 // used, it writes nothing and returns the order that key placed (replayed
 // true), or errKeyReused when that order came from a different request.
 func (s *Service) place(ctx context.Context, o Order, key, hash string) (Order, bool, error) {
+	if s.deadline > 0 && o.Deadline.IsZero() {
+		o.Deadline = o.CreatedAt.Add(s.deadline)
+	}
 	p := &placement{o: o, key: key, hash: hash, done: make(chan placed, 1)}
 	c := &s.combine
 	c.mu.Lock()
@@ -116,6 +119,7 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 		versions                                  = make([]int32, n)
 		failed                                    = make([]bool, n)
 		created, updated                          = make([]time.Time, n), make([]time.Time, n)
+		deadlines                                 = make([]*time.Time, n)
 		evIDs, evBodies                           = make([]string, n), make([][]byte, n)
 		evAt                                      = make([]time.Time, n)
 		createdOf                                 = make(map[string]event.Event, n)
@@ -136,7 +140,7 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 			keys[i] = &p.key
 		}
 		items[i], totals[i], versions[i], failed[i] = string(it), o.TotalCents, int32(o.Version), o.PaymentFailed
-		created[i], updated[i] = o.CreatedAt, o.UpdatedAt
+		created[i], updated[i], deadlines[i] = o.CreatedAt, o.UpdatedAt, nullTime(o.Deadline)
 		evIDs[i], evBodies[i], evAt[i] = e.ID, e.Body, e.OccurredAt
 	}
 	inserted := make(map[string]bool, n)
@@ -145,11 +149,14 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 		rows, err := tx.Query(ctx, `
 			WITH placed AS (
 				INSERT INTO orders (order_id, customer_id, items, total_cents, status, reason,
-					payment_failed, version, idempotency_key, request_hash, created_at, updated_at)
-				SELECT o.id, o.cust, o.items, o.total, o.status, o.reason, o.failed, o.version, o.key, o.hash, o.created, o.updated
+					payment_failed, version, idempotency_key, request_hash, created_at, updated_at,
+					deadline, created_event_id)
+				SELECT o.id, o.cust, o.items, o.total, o.status, o.reason, o.failed, o.version, o.key, o.hash, o.created, o.updated,
+					o.deadline, o.event
 				FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::text[], $7::bool[],
-					$8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[])
-					WITH ORDINALITY AS o(id, cust, items, total, status, reason, failed, version, key, hash, created, updated, n)
+					$8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $17::timestamptz[], $14::uuid[])
+					WITH ORDINALITY AS o(id, cust, items, total, status, reason, failed, version, key, hash, created, updated,
+						deadline, event, n)
 				ORDER BY o.n
 				ON CONFLICT (idempotency_key) DO NOTHING
 				RETURNING order_id)
@@ -160,7 +167,7 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 			ORDER BY e.n
 			RETURNING order_id, seq`,
 			ids, customers, items, totals, statuses, reasons, failed, versions, keys, hashes, created, updated,
-			string(event.OrderCreated), evIDs, evBodies, evAt)
+			string(event.OrderCreated), evIDs, evBodies, evAt, deadlines)
 		if err != nil {
 			return fmt.Errorf("insert %d orders: %w", n, err)
 		}

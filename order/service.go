@@ -1,6 +1,7 @@
 package order
 
 import (
+	"cmp"
 	"embed"
 	"errors"
 	"fmt"
@@ -42,8 +43,19 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// Config holds the order service's own options. It has none yet.
-type Config struct{}
+// Config holds the order service's own options.
+type Config struct {
+	// SagaDeadline is how long an order may stay PENDING or RESERVED:
+	// past it the deadline scheduler cancels it with reason timeout.
+	// Zero turns deadlines off. cmd/order defaults it to DefaultSagaDeadline.
+	SagaDeadline time.Duration
+	// DeadlineEvery is how often the scheduler looks for orders past their
+	// deadline; default min(1s, SagaDeadline/10), at least 10ms.
+	DeadlineEvery time.Duration
+}
+
+// DefaultSagaDeadline is --saga-deadline's default.
+const DefaultSagaDeadline = 30 * time.Second
 
 // Spec returns the order service for service.Main.
 func Spec(cfg Config) service.Spec {
@@ -70,12 +82,16 @@ type Service struct {
 
 	combine   combiner
 	perCommit prometheus.Histogram
+
+	deadline      time.Duration // 0: none
+	deadlineEvery time.Duration
+	timeouts      prometheus.Counter
 }
 
 // NewService builds the service on rt. rt.Pool is required; a nil Log, Notify or
 // Now take a no-op logger, a no-op and the UTC wall clock, and a nil
 // Registry leaves the metrics unregistered.
-func NewService(rt *service.Runtime, _ Config) (*Service, error) {
+func NewService(rt *service.Runtime, cfg Config) (*Service, error) {
 	if rt == nil || rt.Pool == nil {
 		return nil, errors.New("order: runtime with a Postgres pool is required")
 	}
@@ -90,7 +106,16 @@ func NewService(rt *service.Runtime, _ Config) (*Service, error) {
 			Name: "jetsaga_orders_placed_total",
 			Help: "Orders accepted by POST /orders (idempotent replays not counted).",
 		}),
+		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetsaga_orders_timed_out_total",
+			Help: "Orders the deadline scheduler cancelled with reason timeout (--saga-deadline).",
+		}),
 	}
+	if cfg.SagaDeadline < 0 {
+		return nil, fmt.Errorf("order: saga deadline %v: must be >= 0 (0 turns deadlines off)", cfg.SagaDeadline)
+	}
+	s.deadline = cfg.SagaDeadline
+	s.deadlineEvery = cmp.Or(cfg.DeadlineEvery, max(min(time.Second, cfg.SagaDeadline/10), 10*time.Millisecond))
 	s.perCommit = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "jetsaga_orders_per_commit",
 		Help:    "Orders that POST /orders requests arriving together placed in one transaction.",
@@ -109,7 +134,8 @@ func NewService(rt *service.Runtime, _ Config) (*Service, error) {
 		s.now = func() time.Time { return time.Now().UTC() }
 	}
 	if rt.Registry != nil {
-		if err := errors.Join(rt.Registry.Register(s.placed), rt.Registry.Register(s.perCommit)); err != nil {
+		if err := errors.Join(rt.Registry.Register(s.placed), rt.Registry.Register(s.perCommit),
+			rt.Registry.Register(s.timeouts)); err != nil {
 			return nil, fmt.Errorf("order: register metrics: %w", err)
 		}
 	}
@@ -137,6 +163,7 @@ func (s *Service) Consumers() []service.Consumer {
 			Subjects: []string{
 				string(event.PaymentCompleted) + ".>",
 				string(event.PaymentFailed) + ".>",
+				string(event.PaymentRefunded) + ".>",
 			},
 			Handle:      s.Handle,
 			HandleBatch: s.HandleBatch,

@@ -71,7 +71,7 @@ func TestServiceRun(t *testing.T) {
 		subjects        []string
 	}{
 		{stream.Inventory, ConsumerInventory, []string{"inventory.reserved.>", "inventory.rejected.>", "inventory.released.>"}},
-		{stream.Payments, ConsumerPayments, []string{"payment.completed.>", "payment.failed.>"}},
+		{stream.Payments, ConsumerPayments, []string{"payment.completed.>", "payment.failed.>", "payment.refunded.>"}},
 	} {
 		cons, err := js.Consumer(t.Context(), c.stream, c.durable)
 		if err != nil {

@@ -31,14 +31,15 @@ type execer interface {
 }
 
 const orderColumns = `order_id, customer_id, items, total_cents, status, reason,
-	payment_failed, version, created_at, updated_at`
+	payment_failed, version, created_at, updated_at, deadline, coalesce(created_event_id::text, '')`
 
 func scanOrder(row pgx.Row, extra ...any) (Order, error) {
 	var o Order
 	var items []byte
 	var status string
+	var deadline *time.Time
 	dest := append([]any{&o.ID, &o.CustomerID, &items, &o.TotalCents, &status, &o.Reason,
-		&o.PaymentFailed, &o.Version, &o.CreatedAt, &o.UpdatedAt}, extra...)
+		&o.PaymentFailed, &o.Version, &o.CreatedAt, &o.UpdatedAt, &deadline, &o.CreatedEventID}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Order{}, ErrNotFound
@@ -51,6 +52,9 @@ func scanOrder(row pgx.Row, extra ...any) (Order, error) {
 	o.Status = Status(status)
 	o.CreatedAt = o.CreatedAt.UTC()
 	o.UpdatedAt = o.UpdatedAt.UTC()
+	if deadline != nil {
+		o.Deadline = deadline.UTC()
+	}
 	return o, nil
 }
 
@@ -59,6 +63,10 @@ func scanOrder(row pgx.Row, extra ...any) (Order, error) {
 // insert waits for a concurrent transaction inserting the same key, so after
 // a false the winner is committed and readable.
 func insertOrder(ctx context.Context, tx execer, o Order, idempotencyKey, requestHash string) (inserted bool, err error) {
+	var createdEvent *string
+	if o.CreatedEventID != "" {
+		createdEvent = &o.CreatedEventID
+	}
 	items, err := json.Marshal(o.Items)
 	if err != nil {
 		return false, fmt.Errorf("insert order %s: encode items: %w", o.ID, err)
@@ -69,11 +77,12 @@ func insertOrder(ctx context.Context, tx execer, o Order, idempotencyKey, reques
 	}
 	tag, err := tx.Exec(ctx, `
 		INSERT INTO orders (order_id, customer_id, items, total_cents, status, reason,
-			payment_failed, version, idempotency_key, request_hash, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			payment_failed, version, idempotency_key, request_hash, created_at, updated_at,
+			deadline, created_event_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (idempotency_key) DO NOTHING`,
 		o.ID, o.CustomerID, items, o.TotalCents, string(o.Status), o.Reason,
-		o.PaymentFailed, o.Version, key, requestHash, o.CreatedAt, o.UpdatedAt)
+		o.PaymentFailed, o.Version, key, requestHash, o.CreatedAt, o.UpdatedAt, nullTime(o.Deadline), createdEvent)
 	if err != nil {
 		return false, fmt.Errorf("insert order %s: %w", o.ID, err)
 	}
@@ -175,4 +184,12 @@ func updateOrder(ctx context.Context, tx execer, prev int, o Order) error {
 		return fmt.Errorf("update order %s from version %d: %w", o.ID, prev, errVersionConflict)
 	}
 	return nil
+}
+
+// nullTime is t for a timestamptz column, NULL for the zero time.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

@@ -16,16 +16,22 @@
 // the first inventory.reserved of an order, whatever its event id, charges
 // and publishes; any later one is a no-op.
 //
+// order.cancelled (consumer payment-orders on ORDERS): a COMPLETED payment
+// of the cancelled order is refunded (REFUNDED, payment.refunded); an order
+// that timed out before it was charged gets a CANCELLED row, charging
+// nothing, so that its late inventory.reserved is a no-op.
+//
 // # Publishes
 //
 // payment.completed {payment_id, amount_cents} or payment.failed {reason,
-// amount_cents}, through the transactional outbox in the handler's
-// transaction.
+// amount_cents}, and payment.refunded {payment_id, amount_cents, reason},
+// through the transactional outbox in the handler's transaction.
 //
 // # Tables
 //
 //   - payments (order_id, payment_id UUIDv7, amount_cents, status
-//     COMPLETED|FAILED, reason, created_at): one row per order.
+//     COMPLETED|FAILED|REFUNDED|CANCELLED, reason, created_at, refunded_at):
+//     one row per order.
 //
 // # HTTP
 //

@@ -11,10 +11,15 @@ import (
 // Status is the outcome of a payment.
 type Status string
 
-// Payment outcomes.
+// Payment outcomes. The gateway decides COMPLETED or FAILED; an
+// order.cancelled turns a COMPLETED payment into REFUNDED (the charge given
+// back) and records CANCELLED for an order that was never charged, so that
+// it never will be.
 const (
 	Completed Status = "COMPLETED"
 	Failed    Status = "FAILED"
+	Refunded  Status = "REFUNDED"
+	Cancelled Status = "CANCELLED"
 )
 
 // Reasons the simulated gateway declines a charge.

@@ -309,13 +309,16 @@ func TestConsumers(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{})
 	cs := b.svc.Consumers()
-	if len(cs) != 1 {
-		t.Fatalf("%d consumers, want 1", len(cs))
+	if len(cs) != 2 {
+		t.Fatalf("%d consumers, want 2", len(cs))
 	}
-	c := cs[0]
-	if c.Stream != stream.Inventory || c.Durable != "payment-inventory" ||
-		!slices.Equal(c.Subjects, []string{"inventory.reserved.>"}) || c.Handle == nil {
-		t.Errorf("consumer = %s %s %v", c.Stream, c.Durable, c.Subjects)
+	if c := cs[0]; c.Stream != stream.Inventory || c.Durable != "payment-inventory" ||
+		!slices.Equal(c.Subjects, []string{"inventory.reserved.>"}) || c.Handle == nil || c.HandleBatch == nil {
+		t.Errorf("consumer 0 = %s %s %v", c.Stream, c.Durable, c.Subjects)
+	}
+	if c := cs[1]; c.Stream != stream.Orders || c.Durable != "payment-orders" ||
+		!slices.Equal(c.Subjects, []string{"order.cancelled.>"}) || c.Handle == nil || c.HandleBatch == nil {
+		t.Errorf("consumer 1 = %s %s %v", c.Stream, c.Durable, c.Subjects)
 	}
 	spec := Spec(Config{})
 	if spec.Name != "payment" || spec.Schema != "payment" || spec.Migrations == nil || spec.New == nil {

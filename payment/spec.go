@@ -25,9 +25,12 @@ const (
 	Schema = "payment"
 )
 
-// ConsumerInventory is the service's durable consumer, also its inbox key:
-// inventory.reserved on INVENTORY.
-const ConsumerInventory = "payment-inventory"
+// The service's durable consumers, also its inbox keys: inventory.reserved
+// on INVENTORY (charge), order.cancelled on ORDERS (refund).
+const (
+	ConsumerInventory = "payment-inventory"
+	ConsumerOrders    = "payment-orders"
+)
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -99,7 +102,7 @@ func New(rt *service.Runtime, cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Consumers returns the service's one durable consumer.
+// Consumers returns the service's two durable consumers.
 func (s *Service) Consumers() []service.Consumer {
 	return []service.Consumer{{
 		Stream:      stream.Inventory,
@@ -107,6 +110,12 @@ func (s *Service) Consumers() []service.Consumer {
 		Subjects:    []string{event.Subject(event.InventoryReserved, ">")},
 		Handle:      s.handle,
 		HandleBatch: s.handleBatch,
+	}, {
+		Stream:      stream.Orders,
+		Durable:     ConsumerOrders,
+		Subjects:    []string{event.Subject(event.OrderCancelled, ">")},
+		Handle:      s.handleCancelled,
+		HandleBatch: s.handleCancelledBatch,
 	}}
 }
 
@@ -124,10 +133,10 @@ func newMetrics() metrics {
 	m := metrics{
 		payments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetsaga_payments_total",
-			Help: "Payments decided, by status (completed, failed). Counted in the handler's transaction, so a transaction that then fails to commit may count once more when it is retried.",
+			Help: "Payments decided, by status (completed, failed, refunded; cancelled: an order cancelled before it was charged). Counted in the handler's transaction, so a transaction that then fails to commit may count once more when it is retried.",
 		}, []string{"status"}),
 	}
-	for _, st := range []Status{Completed, Failed} {
+	for _, st := range []Status{Completed, Failed, Refunded, Cancelled} {
 		m.payments.WithLabelValues(metricStatus(st)) // export zeros from the start
 	}
 	return m

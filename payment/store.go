@@ -34,6 +34,8 @@ type Payment struct {
 	Status      Status    `json:"status"`
 	Reason      string    `json:"reason"`
 	CreatedAt   time.Time `json:"created_at"`
+	// RefundedAt is when a REFUNDED payment was given back.
+	RefundedAt *time.Time `json:"refunded_at,omitempty"`
 }
 
 // insertPayment records p unless the order has a payment already (the
@@ -107,14 +109,14 @@ func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []
 // getPayment returns the order's payment, or errNotFound.
 func getPayment(ctx context.Context, q db, orderID string) (Payment, error) {
 	rows, err := q.Query(ctx, `
-		SELECT order_id, payment_id, amount_cents, status, reason, created_at
+		SELECT order_id, payment_id, amount_cents, status, reason, created_at, refunded_at
 		FROM payments WHERE order_id = $1`, orderID)
 	if err != nil {
 		return Payment{}, fmt.Errorf("get payment of order %s: %w", orderID, err)
 	}
 	p, err := pgx.CollectExactlyOneRow(rows, func(r pgx.CollectableRow) (Payment, error) {
 		var p Payment
-		err := r.Scan(&p.OrderID, &p.PaymentID, &p.AmountCents, &p.Status, &p.Reason, &p.CreatedAt)
+		err := r.Scan(&p.OrderID, &p.PaymentID, &p.AmountCents, &p.Status, &p.Reason, &p.CreatedAt, &p.RefundedAt)
 		return p, err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -125,4 +127,59 @@ func getPayment(ctx context.Context, q db, orderID string) (Payment, error) {
 	}
 	p.CreatedAt = p.CreatedAt.UTC()
 	return p, nil
+}
+
+// cancelPayments applies order.cancelled to the orders' payments, in one
+// round trip: a COMPLETED payment becomes REFUNDED, and an order with no
+// payment whose entry in noCharge has status CANCELLED gets that row
+// (nothing is charged, and a late inventory.reserved charges nothing).
+// Orders are distinct. It returns the payments it refunded, as they were
+// before (COMPLETED), and the orders it marked CANCELLED.
+func cancelPayments(ctx context.Context, tx pgx.Tx, noCharge []Payment, now time.Time) (refunded []Payment, marked map[string]bool, err error) {
+	n := len(noCharge)
+	orders := make([]string, n)
+	var markOrders, ids, reasons []string
+	for i, p := range noCharge {
+		orders[i] = p.OrderID
+		if p.Status == Cancelled {
+			markOrders, ids, reasons = append(markOrders, p.OrderID), append(ids, p.PaymentID), append(reasons, p.Reason)
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(`
+		INSERT INTO payments (order_id, payment_id, amount_cents, status, reason)
+		SELECT o, id, 0, 'CANCELLED', r FROM unnest($1::text[], $2::text[], $3::text[]) AS t(o, id, r)
+		ORDER BY o
+		ON CONFLICT (order_id) DO NOTHING
+		RETURNING order_id`, markOrders, ids, reasons)
+	b.Queue(`
+		UPDATE payments SET status = 'REFUNDED', refunded_at = $2
+		WHERE order_id = ANY($1) AND status = 'COMPLETED'
+		RETURNING order_id, payment_id, amount_cents, reason, created_at`, orders, now)
+	br := tx.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }()
+	marked = make(map[string]bool)
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cancel payments of %d orders: %w", n, err)
+	}
+	var order string
+	if _, err := pgx.ForEachRow(rows, []any{&order}, func() error {
+		marked[order] = true
+		return nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("cancel payments of %d orders: %w", n, err)
+	}
+	if rows, err = br.Query(); err != nil {
+		return nil, nil, fmt.Errorf("refund payments of %d orders: %w", n, err)
+	}
+	refunded, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Payment, error) {
+		p := Payment{Status: Completed}
+		err := r.Scan(&p.OrderID, &p.PaymentID, &p.AmountCents, &p.Reason, &p.CreatedAt)
+		return p, err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("refund payments of %d orders: %w", n, err)
+	}
+	return refunded, marked, nil
 }

@@ -112,12 +112,12 @@ func (rm *readModel) stats(w http.ResponseWriter, r *http.Request) {
 		rm.internalError(w, r, err)
 		return
 	}
-	sagas, err := rm.store.sagaCounts(r.Context(), rm.now().Add(-rm.stuckAfter))
+	sagas, err := rm.store.sagaCounts(r.Context(), rm.now().Add(-rm.cfg.StuckAfter))
 	if err != nil {
 		rm.internalError(w, r, err)
 		return
 	}
-	sagas.StuckAfter = rm.stuckAfter.String()
+	sagas.StuckAfter = rm.cfg.StuckAfter.String()
 	st := Stats{Orders: byStatus, EventsProjected: events, Lag: rm.lags.summary(), Behind: rm.behind(r.Context()), Sagas: sagas}
 	st.SinceStart.Projected = rm.projected.Load()
 	st.SinceStart.Duplicates = rm.duplicates.Load()

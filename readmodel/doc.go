@@ -8,12 +8,16 @@
 // (outbox, unused here, and inbox):
 //
 //   - events: every distinct event seen (event_id primary key, order_id,
-//     event_type, causation_id, occurred_at, projected_at, body);
+//     event_type, causation_id, occurred_at, projected_at, body, and the
+//     stream and seq it was read at), until its order is terminal and older
+//     than --event-retention (then pruned);
 //   - order_views: one row per order (customer_id, items, total_cents,
 //     status, reason, version, timeline, last_occurred_at, updated_at,
-//     lag_ms, created_at: when the saga began), indexed by (status,
-//     order_id) for the list and, for the views in flight only (PENDING,
-//     RESERVED), by (created_at, order_id) for GET /sagas.
+//     lag_ms; orders_seqs, inventory_seqs, payments_seqs: the stream
+//     sequences it has seen; pruned: its events are deleted; created_at:
+//     when the saga began), indexed by (status, order_id) for the list and,
+//     for the views in flight only (PENDING, RESERVED), by (created_at,
+//     order_id) for GET /sagas.
 //
 // # Consumes
 //
@@ -35,6 +39,17 @@
 // PENDING. Lag is projected_at (the read model's clock when it first recorded
 // the event) minus occurred_at (the producer's commit time).
 //
+// A view records the stream sequences of the events projected into it
+// ([Seen]): an event it has seen is skipped, and a view is never replaced by
+// one that has not seen all of them. A pruned view stands for its deleted
+// events: a late event is folded into it ([Fold]).
+//
+// # Rebuild
+//
+// POST /admin/rebuild replays the three streams from their first sequence
+// into the schema readmodel_rebuild while "readmodel" keeps serving, then
+// swaps the two in one transaction (docs/DESIGN.md, "Read model: versions,
+// retention, rebuild").
 // # HTTP
 //
 //	GET /orders?status=&limit=&after=  views by order id, cursor-paginated:
@@ -52,6 +67,8 @@
 //	                                   --stuck-after) oldest first, with age,
 //	                                   last event and [WaitingFor]; limit 1-1000,
 //	                                   default 100; after the next cursor
+//	POST /admin/rebuild[?force=true]   rebuild from the streams; streams progress
+//	                                   and the report as JSON lines
 //
 // Bad input answers 400 with {"error": "..."}.
 //

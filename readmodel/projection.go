@@ -41,12 +41,18 @@ type Recorded struct {
 	OccurredAt  time.Time
 	ProjectedAt time.Time
 	Body        []byte // JSON payload of Type
+	// Stream and Seq are where the event was read: its stream and its
+	// sequence there ("" and 0 when unknown, e.g. a dead letter replayed
+	// from another stream).
+	Stream string
+	Seq    uint64
 }
 
 // Step is one entry of an order's timeline.
 type Step struct {
 	EventID     string     `json:"event_id"`
 	EventType   event.Type `json:"event_type"`
+	CausationID string     `json:"causation_id,omitempty"` // the event that caused it ("" for order.created)
 	OccurredAt  time.Time  `json:"occurred_at"`
 	ProjectedAt time.Time  `json:"projected_at"`
 	LagMS       float64    `json:"lag_ms"` // ProjectedAt - OccurredAt
@@ -63,18 +69,23 @@ type View struct {
 	// Version counts the distinct saga events projected: one per event
 	// type, so a re-emitted event (same order and type, new id) counts once.
 	Version int `json:"version"`
-	// Timeline holds those events in causal order: by saga step, then
-	// occurrence time, then id. Never nil.
+	// Timeline holds those events in causal order: each after its cause,
+	// otherwise by occurrence time (causalOrder). Never nil.
 	Timeline       []Step    `json:"timeline"`
 	LastOccurredAt time.Time `json:"last_occurred_at"`
 	// LagMS is the lag of the event projected last (the one with the latest
 	// ProjectedAt among the timeline's).
 	LagMS float64 `json:"lag_ms"`
+	// Seen is the view's version: the stream sequences of every event
+	// projected into it, so that a replayed event is known as one and a view
+	// is never overwritten by one that has seen less (see [Seen]).
+	Seen Seen `json:"seen"`
 }
 
-// stepRank orders event types causally: an event's cause always has a lower
-// rank. Types of one step are alternatives (reserved or rejected; completed or
-// failed) except released and confirmed, which never occur in one saga.
+// stepRank is each saga event type's step: the types the read model
+// projects, and a tie-breaker for events that occurred at the same instant
+// (a cause has a lower step than its effect in every saga but a timeout's,
+// which causation orders; see causalOrder).
 var stepRank = map[event.Type]int{
 	event.OrderCreated:      0,
 	event.InventoryReserved: 1,
@@ -84,6 +95,7 @@ var stepRank = map[event.Type]int{
 	event.InventoryReleased: 3,
 	event.OrderConfirmed:    3,
 	event.OrderCancelled:    4,
+	event.PaymentRefunded:   5,
 }
 
 // Project computes the view of one order from all of its recorded events.
@@ -111,7 +123,7 @@ func Project(events []Recorded) View {
 	for _, r := range kept {
 		chosen = append(chosen, r)
 	}
-	slices.SortFunc(chosen, causal)
+	chosen = causalOrder(chosen)
 
 	v := View{Items: []event.Item{}, Status: Pending, Version: len(chosen), Timeline: make([]Step, 0, len(chosen))}
 	var latest Step
@@ -122,6 +134,7 @@ func Project(events []Recorded) View {
 		s := Step{
 			EventID:     r.EventID,
 			EventType:   r.Type,
+			CausationID: r.CausationID,
 			OccurredAt:  r.OccurredAt.UTC(),
 			ProjectedAt: r.ProjectedAt.UTC(),
 			LagMS:       lagMS(r.ProjectedAt, r.OccurredAt),
@@ -137,6 +150,9 @@ func Project(events []Recorded) View {
 		}
 	}
 	v.LagMS = latest.LagMS
+	for _, r := range events {
+		v.Seen.add(r.Stream, r.Seq)
+	}
 
 	if r, ok := kept[event.OrderCreated]; ok {
 		if p, err := event.DecodePayload(r.Type, r.Body); err == nil {
@@ -174,13 +190,47 @@ func before(a, b Recorded) bool {
 	return a.EventID < b.EventID
 }
 
-// causal orders events by saga step, then occurrence time, then id.
-func causal(a, b Recorded) int {
-	return cmp.Or(
-		cmp.Compare(stepRank[a.Type], stepRank[b.Type]),
-		a.OccurredAt.Compare(b.OccurredAt),
-		cmp.Compare(a.EventID, b.EventID),
-	)
+// causalOrder returns rs so that every event comes after the event that
+// caused it, when that one is among rs, and otherwise in occurrence order
+// (then saga step, then id). After a timeout the saga's steps interleave: an
+// order.cancelled caused by order.created can come between
+// payment.completed and the inventory.released and payment.refunded it
+// causes; this order shows that as it happened. It depends only on the set
+// (a causation cycle, which only forged events can make, is broken in
+// occurrence order).
+func causalOrder(rs []Recorded) []Recorded {
+	slices.SortFunc(rs, func(a, b Recorded) int {
+		return cmp.Or(
+			a.OccurredAt.Compare(b.OccurredAt),
+			cmp.Compare(stepRank[a.Type], stepRank[b.Type]),
+			cmp.Compare(a.EventID, b.EventID),
+		)
+	})
+	present := make(map[string]bool, len(rs))
+	for _, r := range rs {
+		present[r.EventID] = true
+	}
+	out := make([]Recorded, 0, len(rs))
+	taken := make([]bool, len(rs))
+	placed := make(map[string]bool, len(rs)) // event ids in out
+	for len(out) < len(rs) {
+		next := -1
+		for i, r := range rs {
+			if taken[i] {
+				continue
+			}
+			if next < 0 {
+				next = i // the earliest left: taken if nothing is ready (a cycle)
+			}
+			if r.CausationID == "" || !present[r.CausationID] || placed[r.CausationID] {
+				next = i
+				break
+			}
+		}
+		taken[next], placed[rs[next].EventID] = true, true
+		out = append(out, rs[next])
+	}
+	return out
 }
 
 // lagMS returns projected - occurred in milliseconds.

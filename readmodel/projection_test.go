@@ -42,7 +42,7 @@ func TestProjectPaths(t *testing.T) {
 			}
 			for _, e := range events {
 				want.Timeline = append(want.Timeline, Step{
-					EventID: e.ID, EventType: e.Type, OccurredAt: e.OccurredAt, ProjectedAt: e.OccurredAt.Add(lag), LagMS: 7,
+					EventID: e.ID, EventType: e.Type, CausationID: e.CausationID, OccurredAt: e.OccurredAt, ProjectedAt: e.OccurredAt.Add(lag), LagMS: 7,
 				})
 			}
 
@@ -229,4 +229,64 @@ func factorial(n int) int {
 		return 1
 	}
 	return n * factorial(n-1)
+}
+
+// TestProjectTimeoutAfterCharge: a timeout that lands after the charge
+// interleaves the saga's steps: order.cancelled (caused by order.created)
+// occurs after payment.completed, and causes inventory.released and
+// payment.refunded. The view is CANCELLED(timeout) and its timeline puts
+// each event after its cause, in occurrence order otherwise, whatever
+// order the events arrive in — even when a clock puts an effect before its
+// cause.
+func TestProjectTimeoutAfterCharge(t *testing.T) {
+	t.Parallel()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	mk := func(typ event.Type, cause string, p event.Payload, ms int) event.Event {
+		e, err := event.New(typ, "order-1", cause, p, at(ms))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	created := mk(event.OrderCreated, "", payload(event.OrderCreated, "order-1", pathConfirmed), 0)
+	reserved := mk(event.InventoryReserved, created.ID, payload(event.InventoryReserved, "order-1", pathConfirmed), 10)
+	completed := mk(event.PaymentCompleted, reserved.ID, payload(event.PaymentCompleted, "order-1", pathConfirmed), 20)
+	cancelled := mk(event.OrderCancelled, created.ID, event.OrderCancelledPayload{OrderID: "order-1", Reason: event.ReasonTimeout}, 30)
+	// The refund's clock runs behind: it says it occurred before its cause.
+	refunded := mk(event.PaymentRefunded, cancelled.ID, event.PaymentRefundedPayload{
+		OrderID: "order-1", PaymentID: "pay-1", AmountCents: testTotal, Reason: event.ReasonTimeout}, 25)
+	released := mk(event.InventoryReleased, cancelled.ID, event.InventoryReleasedPayload{OrderID: "order-1", Items: testItems}, 40)
+	events := []event.Event{created, reserved, completed, cancelled, refunded, released}
+	want := []event.Type{event.OrderCreated, event.InventoryReserved, event.PaymentCompleted,
+		event.OrderCancelled, event.PaymentRefunded, event.InventoryReleased}
+
+	permutations(recorded(events, lag), func(perm []Recorded) {
+		v := Project(perm)
+		if v.Status != Cancelled || v.Reason != event.ReasonTimeout || v.Version != 6 {
+			t.Fatalf("view %s %q version %d, want CANCELLED timeout version 6", v.Status, v.Reason, v.Version)
+		}
+		var got []event.Type
+		for _, s := range v.Timeline {
+			got = append(got, s.EventType)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("timeline %v from %s, want %v", got, typesOf(perm), want)
+		}
+	})
+}
+
+// TestCausalOrderBreaksCycles: forged events that name each other as
+// causes still come out, every one, in occurrence order.
+func TestCausalOrderBreaksCycles(t *testing.T) {
+	t.Parallel()
+	a := Recorded{EventID: "a", CausationID: "b", Type: event.OrderCreated, OccurredAt: t0}
+	b := Recorded{EventID: "b", CausationID: "a", Type: event.InventoryReserved, OccurredAt: t0.Add(time.Millisecond)}
+	c := Recorded{EventID: "a", CausationID: "", Type: event.PaymentCompleted, OccurredAt: t0.Add(2 * time.Millisecond)}
+	got := causalOrder([]Recorded{c, b, a})
+	if len(got) != 3 {
+		t.Fatalf("%d events out of 3", len(got))
+	}
+	if got[0].Type != event.PaymentCompleted && got[0].Type != event.OrderCreated {
+		t.Errorf("first %s", got[0].Type)
+	}
 }

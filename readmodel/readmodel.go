@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,11 +45,32 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// Config holds the readmodel's own options.
+// Config holds the readmodel's own options. Zero values take the defaults.
 type Config struct {
+	// EventRetention is how long the events of a terminal order are kept
+	// after its last event occurred; then they are deleted and its view
+	// stands for them (pruned). Default 24h.
+	EventRetention time.Duration
+	PruneEvery     time.Duration // how often to look for prunable orders; default 1m
+	PruneBatch     int           // orders pruned per transaction; default 500
+	PrunePause     time.Duration // between two transactions of one pass; default 20ms
 	// StuckAfter is the age past which a saga not terminal yet is stuck
-	// (GET /sagas?state=stuck, /stats); zero is DefaultStuckAfter.
+	// (GET /sagas?state=stuck, /stats); default DefaultStuckAfter.
 	StuckAfter time.Duration
+}
+
+// withDefaults fills the zero fields and checks the others.
+func (c Config) withDefaults() (Config, error) {
+	c.EventRetention = cmp.Or(c.EventRetention, 24*time.Hour)
+	c.PruneEvery = cmp.Or(c.PruneEvery, time.Minute)
+	c.PruneBatch = cmp.Or(c.PruneBatch, 500)
+	c.PrunePause = cmp.Or(c.PrunePause, 20*time.Millisecond)
+	c.StuckAfter = cmp.Or(c.StuckAfter, DefaultStuckAfter)
+	if c.EventRetention < 0 || c.PruneEvery < 0 || c.PruneBatch < 0 || c.PrunePause < 0 || c.StuckAfter < 0 {
+		return c, fmt.Errorf("readmodel: event retention %s, prune every %s, batch %d, pause %s, stuck after %s: none may be negative",
+			c.EventRetention, c.PruneEvery, c.PruneBatch, c.PrunePause, c.StuckAfter)
+	}
+	return c, nil
 }
 
 // Spec returns the readmodel service for the runtime.
@@ -69,6 +91,7 @@ const watchPoll = 200 * time.Millisecond
 // readModel is the readmodel participant: the projecting handler, the query
 // API and the in-memory lag statistics.
 type readModel struct {
+	cfg   Config
 	store *store
 	js    jetstream.JetStream // for /stats "behind"; may be nil
 	log   *zap.Logger
@@ -79,21 +102,23 @@ type readModel struct {
 	projected  atomic.Int64 // events this process recorded for the first time
 	duplicates atomic.Int64 // events it had recorded already
 
+	rebuilding sync.Mutex // held by the running rebuild
+
 	watchPoll      time.Duration
 	watchHeartbeat time.Duration
 	watchGrace     time.Duration // how long a watch waits for an unknown order before 404
-
-	stuckAfter time.Duration // Config.StuckAfter
 }
 
 func newReadModel(rt *service.Runtime, cfg Config) (*readModel, error) {
 	if rt == nil || rt.Pool == nil {
 		return nil, errors.New("readmodel: runtime with a pool is required")
 	}
-	if cfg.StuckAfter < 0 {
-		return nil, fmt.Errorf("readmodel: stuck-after %s: want ≥ 0", cfg.StuckAfter)
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	rm := &readModel{
+		cfg:   cfg,
 		store: &store{pool: rt.Pool},
 		js:    rt.JS,
 		log:   rt.Log,
@@ -106,7 +131,6 @@ func newReadModel(rt *service.Runtime, cfg Config) (*readModel, error) {
 		watchPoll:      watchPoll,
 		watchHeartbeat: 15 * time.Second,
 		watchGrace:     3 * time.Second,
-		stuckAfter:     cmp.Or(cfg.StuckAfter, DefaultStuckAfter),
 	}
 	if rm.log == nil {
 		rm.log = zap.NewNop()
@@ -150,4 +174,5 @@ func (rm *readModel) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /orders/{id}/watch", rm.watchOrder)
 	mux.HandleFunc("GET /stats", rm.stats)
 	mux.HandleFunc("GET /sagas", rm.listSagas)
+	mux.HandleFunc("POST /admin/rebuild", rm.postRebuild)
 }

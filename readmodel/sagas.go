@@ -31,10 +31,6 @@ const (
 	DefaultStuckAfter = time.Minute
 )
 
-// paymentRefunded is the planned payment.refunded (docs/DESIGN.md): it
-// follows a terminal order.cancelled, so a saga that has it is over.
-const paymentRefunded event.Type = "payment.refunded"
-
 // Waiting says who a saga in flight waits for: the service that has to
 // handle the saga's latest event, what it does then, and what it publishes.
 type Waiting struct {
@@ -98,7 +94,7 @@ func WaitingFor(seen []event.Type) (w Waiting, ok bool) {
 	if set[event.OrderConfirmed] || set[event.OrderCancelled] {
 		return Waiting{}, false
 	}
-	if set[paymentRefunded] {
+	if set[event.PaymentRefunded] {
 		return Waiting{Service: Name, Action: "project", Event: event.OrderCancelled,
 			Expects: []event.Type{}, Missing: []event.Type{event.OrderCancelled}}, true
 	}
@@ -256,7 +252,7 @@ func parseSagaQuery(r *http.Request, stuckAfter time.Duration) (sagaQuery, error
 
 // listSagas serves GET /sagas?state=in_flight|stuck&limit=&after=&older_than=.
 func (rm *readModel) listSagas(w http.ResponseWriter, r *http.Request) {
-	sq, err := parseSagaQuery(r, rm.stuckAfter)
+	sq, err := parseSagaQuery(r, rm.cfg.StuckAfter)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return

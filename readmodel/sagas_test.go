@@ -65,14 +65,14 @@ func TestWaitingFor(t *testing.T) {
 			Waiting{Service: "inventory", Action: "release", Event: failed, Expects: []T{released}, Missing: []T{created, reserved}}, true},
 		{"released alone", []T{released},
 			Waiting{Service: "order", Action: "cancel", Event: released, Expects: []T{cancelled}, Missing: []T{created, reserved}}, true},
-		{"refunded, cancel not seen", []T{created, reserved, completed, paymentRefunded},
+		{"refunded, cancel not seen", []T{created, reserved, completed, event.PaymentRefunded},
 			Waiting{Service: "readmodel", Action: "project", Event: cancelled, Expects: []T{}, Missing: []T{cancelled}}, true},
 
 		// Terminal, or nothing to go by.
 		{"confirmed", []T{created, reserved, completed, confirmed}, Waiting{}, false},
 		{"cancelled", []T{created, rejected, cancelled}, Waiting{}, false},
 		{"cancelled alone", []T{cancelled}, Waiting{}, false},
-		{"timeout then refund", []T{created, reserved, cancelled, released, completed, paymentRefunded}, Waiting{}, false},
+		{"timeout then refund", []T{created, reserved, cancelled, released, completed, event.PaymentRefunded}, Waiting{}, false},
 		{"confirmed, late duplicate", []T{confirmed, created, reserved}, Waiting{}, false},
 		{"nothing", nil, Waiting{}, false},
 		{"unknown type only", []T{"order.archived"}, Waiting{}, false},
@@ -360,21 +360,33 @@ func TestSagasInFlightIndex(t *testing.T) {
 	}
 }
 
-// TestSagasMigrationBackfill runs migration 001, projects views the way the
-// code before 002 did, then runs 002: each view gets its created_at from its
-// timeline.
+// TestSagasMigrationBackfill runs the migrations before 003, projects views
+// the way the code before it did, then runs 003: each view gets its
+// created_at from its timeline.
 func TestSagasMigrationBackfill(t *testing.T) {
 	t.Parallel()
 
 	ctx := t.Context()
-	only001 := fstest.MapFS{}
 	full := Migrations()
-	raw, err := fs.ReadFile(full, "001_init.up.sql")
+	before := fstest.MapFS{}
+	names, err := fs.Glob(full, "*.up.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	only001["001_init.up.sql"] = &fstest.MapFile{Data: raw}
-	pool := testenv.PoolOn(t, testenv.DatabaseURL(t), Schema, only001)
+	for _, name := range names {
+		if name >= "003" {
+			continue
+		}
+		raw, err := fs.ReadFile(full, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[name] = &fstest.MapFile{Data: raw}
+	}
+	if len(before) != 2 {
+		t.Fatalf("migrations before 003: %v", names)
+	}
+	pool := testenv.PoolOn(t, testenv.DatabaseURL(t), Schema, before)
 
 	insert := func(v View) {
 		tl, _ := json.Marshal(v.Timeline)

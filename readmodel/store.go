@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/stream"
 )
 
 // errNotFound says no view exists for the order.
@@ -27,130 +29,120 @@ type store struct {
 // keeps these locks apart from the one-key locks other code takes.
 const orderLockClass = int32(0x726d) // "rm"
 
-// recordAndLoad locks the order, records e (projected at projectedAt) and
-// reads back every recorded event of the order, all in one round trip. isNew
-// is false when the event id was recorded before (and nothing changed); recs
-// then is nil.
-func recordAndLoad(ctx context.Context, tx pgx.Tx, e event.Event, projectedAt time.Time) (isNew bool, recs []Recorded, err error) {
-	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, orderLockClass, e.OrderID)
-	b.Queue(insertEventSQL, e.ID, e.OrderID, string(e.Type), e.CausationID, e.OccurredAt, projectedAt, e.Body)
-	b.Queue(orderEventsSQL, e.OrderID)
-	br := tx.SendBatch(ctx, b)
-	defer func() {
-		if cerr := br.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("project %s %s: %w", e.Type, e.ID, cerr)
-		}
-	}()
-	if _, err := br.Exec(); err != nil {
-		return false, nil, fmt.Errorf("lock order %s: %w", e.OrderID, err)
-	}
-	tag, err := br.Exec()
-	if err != nil {
-		return false, nil, fmt.Errorf("record event %s: %w", e.ID, err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return false, nil, fmt.Errorf("load events of order %s: %w", e.OrderID, err)
-	}
-	recs, err = pgx.CollectRows(rows, scanRecorded)
-	if err != nil {
-		return false, nil, fmt.Errorf("load events of order %s: %w", e.OrderID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return false, nil, nil
-	}
-	return true, recs, nil
-}
-
-const insertEventSQL = `
-		INSERT INTO events (event_id, order_id, event_type, causation_id, occurred_at, projected_at, body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (event_id) DO NOTHING`
-
-const orderEventsSQL = `
-		SELECT event_id::text, order_id, event_type, causation_id, occurred_at, projected_at, body
-		FROM events WHERE order_id = $1`
-
-func scanRecorded(row pgx.CollectableRow) (Recorded, error) {
-	var r Recorded
-	var typ string
-	err := row.Scan(&r.EventID, &r.OrderID, &typ, &r.CausationID, &r.OccurredAt, &r.ProjectedAt, &r.Body)
-	r.Type = event.Type(typ)
-	return r, err
-}
-
-// recordAndLoadAll is recordAndLoad for several events in one round trip:
-// it locks their orders in order id order, records the events and reads
-// back every event of those orders, grouped by order. fresh holds the ids of
-// the events recorded now (the others were known).
-func recordAndLoadAll(ctx context.Context, tx pgx.Tx, events []event.Event, projectedAt time.Time) (fresh map[string]bool, byOrder map[string][]Recorded, err error) {
+// recordAndLoadAll locks the orders of events (in order id order), records
+// the events and reads back, per order, every recorded event and the stored
+// view if it was pruned, in one round trip whatever the number of events.
+// fresh holds the ids of the events recorded now. An event is not recorded
+// when its order's view has seen its stream sequence (it is in the view
+// already), nor when the view was pruned: a pruned view keeps no events, and
+// its order's new events are folded into it (Fold).
+//
+// lock false leaves out the per-order locks: for a writer that has its
+// tables to itself (a rebuild).
+func recordAndLoadAll(ctx context.Context, tx pgx.Tx, events []event.Event, projectedAt time.Time, lock bool) (fresh map[string]bool, byOrder map[string][]Recorded, pruned map[string]View, err error) {
 	n := len(events)
 	var (
 		ids, orders, types, causes = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		occurred                   = make([]time.Time, n)
-		bodies                     = make([]string, n)
+		bodies, streams            = make([]string, n), make([]string, n)
+		seqs                       = make([]int64, n)
 	)
 	for i, e := range events {
 		ids[i], orders[i], types[i], causes[i] = e.ID, e.OrderID, string(e.Type), e.CausationID
-		occurred[i], bodies[i] = e.OccurredAt, string(e.Body)
+		occurred[i], bodies[i], streams[i], seqs[i] = e.OccurredAt, string(e.Body), e.Stream, int64(e.Seq)
 	}
 	b := &pgx.Batch{}
-	b.Queue(`
+	if lock {
+		b.Queue(`
 		SELECT pg_advisory_xact_lock($1, hashtext(o))
 		FROM (SELECT DISTINCT o FROM unnest($2::text[]) AS o ORDER BY o) AS sorted`, orderLockClass, orders)
+	}
 	b.Queue(`
-		INSERT INTO events (event_id, order_id, event_type, causation_id, occurred_at, projected_at, body)
-		SELECT t.id, t.ord, t.typ, t.cause, t.occ, $7, t.body
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
-			AS t(id, ord, typ, cause, occ, body)
+		INSERT INTO events (event_id, order_id, event_type, causation_id, occurred_at, projected_at, body, stream, seq)
+		SELECT t.id, t.ord, t.typ, t.cause, t.occ, $7, t.body, t.stream, t.seq
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $8::text[], $9::bigint[])
+			AS t(id, ord, typ, cause, occ, body, stream, seq)
+		WHERE NOT EXISTS (
+			SELECT 1 FROM order_views v
+			WHERE v.order_id = t.ord AND (v.pruned OR t.seq = ANY(CASE t.stream
+				WHEN $10 THEN v.orders_seqs WHEN $11 THEN v.inventory_seqs WHEN $12 THEN v.payments_seqs END)))
 		ON CONFLICT (event_id) DO NOTHING
-		RETURNING event_id::text`, ids, orders, types, causes, occurred, bodies, projectedAt)
+		RETURNING event_id::text`, ids, orders, types, causes, occurred, bodies, projectedAt, streams, seqs,
+		stream.Orders, stream.Inventory, stream.Payments)
 	b.Queue(`
-		SELECT event_id::text, order_id, event_type, causation_id, occurred_at, projected_at, body
+		SELECT event_id::text, order_id, event_type, causation_id, occurred_at, projected_at, body, stream, seq
 		FROM events WHERE order_id = ANY($1)`, orders)
+	b.Queue(`SELECT `+viewColumns+` FROM order_views WHERE order_id = ANY($1) AND pruned`, orders)
 	br := tx.SendBatch(ctx, b)
 	defer func() {
 		if cerr := br.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("project %d events: %w", n, cerr)
 		}
 	}()
-	if _, err := br.Exec(); err != nil {
-		return nil, nil, fmt.Errorf("lock %d orders: %w", n, err)
+	if lock {
+		if _, err := br.Exec(); err != nil {
+			return nil, nil, nil, fmt.Errorf("lock %d orders: %w", n, err)
+		}
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, nil, fmt.Errorf("record %d events: %w", n, err)
+		return nil, nil, nil, fmt.Errorf("record %d events: %w", n, err)
 	}
 	recorded, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, nil, fmt.Errorf("record %d events: %w", n, err)
+		return nil, nil, nil, fmt.Errorf("record %d events: %w", n, err)
 	}
 	fresh = make(map[string]bool, len(recorded))
 	for _, id := range recorded {
 		fresh[id] = true
 	}
 	if rows, err = br.Query(); err != nil {
-		return nil, nil, fmt.Errorf("load events of %d orders: %w", n, err)
+		return nil, nil, nil, fmt.Errorf("load events of %d orders: %w", n, err)
 	}
 	recs, err := pgx.CollectRows(rows, scanRecorded)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load events of %d orders: %w", n, err)
+		return nil, nil, nil, fmt.Errorf("load events of %d orders: %w", n, err)
 	}
 	byOrder = make(map[string][]Recorded)
 	for _, r := range recs {
 		byOrder[r.OrderID] = append(byOrder[r.OrderID], r)
 	}
-	return fresh, byOrder, nil
+	if rows, err = br.Query(); err != nil {
+		return nil, nil, nil, fmt.Errorf("load pruned views of %d orders: %w", n, err)
+	}
+	views, err := pgx.CollectRows(rows, scanView)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("load pruned views of %d orders: %w", n, err)
+	}
+	pruned = make(map[string]View, len(views))
+	for _, sv := range views {
+		pruned[sv.OrderID] = sv.View
+	}
+	return fresh, byOrder, pruned, nil
 }
 
-// saveViews is saveView for several views (of distinct orders) in one
-// statement; it returns how many rows changed.
+func scanRecorded(row pgx.CollectableRow) (Recorded, error) {
+	var r Recorded
+	var typ string
+	var seq int64
+	err := row.Scan(&r.EventID, &r.OrderID, &typ, &r.CausationID, &r.OccurredAt, &r.ProjectedAt, &r.Body, &r.Stream, &seq)
+	r.Type, r.Seq = event.Type(typ), uint64(seq)
+	return r, err
+}
+
+// saveViews writes views (of distinct orders), stamped updatedAt, each unless
+// its stored view has seen a stream sequence it has not (an older view never
+// overwrites a newer one) or is the same (same timeline and sequences: the
+// row, its updated_at included, stays as it is). A view whose timeline is
+// the same but that has seen more sequences (a re-emitted or republished
+// event) records them and keeps its updated_at. It returns how many rows
+// changed.
 func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time) (int64, error) {
 	n := len(views)
 	var (
 		ids, customers, statuses, reasons = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		items, timelines                  = make([]string, n), make([]string, n)
+		oseqs, iseqs, pseqs               = make([]string, n), make([]string, n), make([]string, n)
 		totals                            = make([]int64, n)
 		versions                          = make([]int32, n)
 		last, created                     = make([]time.Time, n), make([]time.Time, n)
@@ -168,14 +160,20 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 		ids[i], customers[i], statuses[i], reasons[i] = v.OrderID, v.CustomerID, string(v.Status), v.Reason
 		items[i], timelines[i], totals[i], versions[i] = string(it), string(tl), v.TotalCents, int32(v.Version)
 		last[i], lags[i], created[i] = v.LastOccurredAt, v.LagMS, sagaStart(v)
+		oseqs[i], iseqs[i], pseqs[i] = arrayLiteral(v.Seen.Orders), arrayLiteral(v.Seen.Inventory), arrayLiteral(v.Seen.Payments)
 	}
+	// Each view's sequences of a stream travel as one array literal (an
+	// array of arrays of differing lengths does not fit unnest), cast to
+	// bigint[], which <@ compares.
 	tag, err := tx.Exec(ctx, `
 		INSERT INTO order_views AS v (order_id, customer_id, items, total_cents, status, reason, version,
-			timeline, last_occurred_at, updated_at, lag_ms, created_at)
-		SELECT t.id, t.cust, t.items, t.total, t.status, t.reason, t.version, t.timeline, t.last, $11, t.lag, t.created
+			timeline, last_occurred_at, updated_at, lag_ms, orders_seqs, inventory_seqs, payments_seqs, created_at)
+		SELECT t.id, t.cust, t.items, t.total, t.status, t.reason, t.version, t.timeline, t.last, $11, t.lag,
+			t.os::bigint[], t.iseqs::bigint[], t.ps::bigint[], t.created
 		FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::text[], $7::int[],
-			$8::jsonb[], $9::timestamptz[], $10::float8[], $12::timestamptz[])
-			AS t(id, cust, items, total, status, reason, version, timeline, last, lag, created)
+			$8::jsonb[], $9::timestamptz[], $10::float8[], $12::text[],
+			$13::text[], $14::text[], $15::timestamptz[])
+			AS t(id, cust, items, total, status, reason, version, timeline, last, lag, os, iseqs, ps, created)
 		ORDER BY t.id
 		ON CONFLICT (order_id) DO UPDATE SET
 			customer_id = EXCLUDED.customer_id,
@@ -186,23 +184,39 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 			version = EXCLUDED.version,
 			timeline = EXCLUDED.timeline,
 			last_occurred_at = EXCLUDED.last_occurred_at,
-			updated_at = EXCLUDED.updated_at,
+			updated_at = CASE WHEN v.timeline IS DISTINCT FROM EXCLUDED.timeline
+				THEN EXCLUDED.updated_at ELSE v.updated_at END,
 			lag_ms = EXCLUDED.lag_ms,
+			orders_seqs = EXCLUDED.orders_seqs,
+			inventory_seqs = EXCLUDED.inventory_seqs,
+			payments_seqs = EXCLUDED.payments_seqs,
 			created_at = EXCLUDED.created_at
-		WHERE v.timeline IS DISTINCT FROM EXCLUDED.timeline`,
-		ids, customers, items, totals, statuses, reasons, versions, timelines, last, lags, updatedAt, created)
+		WHERE v.orders_seqs <@ EXCLUDED.orders_seqs
+			AND v.inventory_seqs <@ EXCLUDED.inventory_seqs
+			AND v.payments_seqs <@ EXCLUDED.payments_seqs
+			AND (v.timeline IS DISTINCT FROM EXCLUDED.timeline
+				OR v.orders_seqs <> EXCLUDED.orders_seqs
+				OR v.inventory_seqs <> EXCLUDED.inventory_seqs
+				OR v.payments_seqs <> EXCLUDED.payments_seqs)`,
+		ids, customers, items, totals, statuses, reasons, versions, timelines, last, lags, updatedAt,
+		oseqs, iseqs, pseqs, created)
 	if err != nil {
 		return 0, fmt.Errorf("save %d views: %w", n, err)
 	}
 	return tag.RowsAffected(), nil
 }
 
-// saveView writes v as the order's view, stamped updatedAt, unless the stored
-// view has the same timeline (then the view is the same, and the row, its
-// updated_at included, stays as it is). It reports whether the row changed.
-func saveView(ctx context.Context, tx pgx.Tx, v View, updatedAt time.Time) (bool, error) {
-	n, err := saveViews(ctx, tx, []View{v}, updatedAt)
-	return n == 1, err
+// arrayLiteral writes seqs as a Postgres array literal: {1,2,3}.
+func arrayLiteral(seqs []int64) string {
+	b := make([]byte, 0, 2+len(seqs)*8)
+	b = append(b, '{')
+	for i, q := range seqs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, q, 10)
+	}
+	return string(append(b, '}'))
 }
 
 // StoredView is a view as read back from order_views.
@@ -211,32 +225,44 @@ type StoredView struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// view returns the order's stored view, or errNotFound.
-func (s *store) view(ctx context.Context, orderID string) (StoredView, error) {
+// viewColumns are the columns scanView reads, in its order.
+const viewColumns = `order_id, customer_id, items, total_cents, status, reason, version, timeline,
+	last_occurred_at, updated_at, lag_ms, orders_seqs, inventory_seqs, payments_seqs`
+
+func scanView(row pgx.CollectableRow) (StoredView, error) {
 	var sv StoredView
 	var status string
 	var items, timeline []byte
-	err := s.pool.QueryRow(ctx, `
-		SELECT order_id, customer_id, items, total_cents, status, reason, version, timeline,
-			last_occurred_at, updated_at, lag_ms
-		FROM order_views WHERE order_id = $1`, orderID).Scan(
-		&sv.OrderID, &sv.CustomerID, &items, &sv.TotalCents, &status, &sv.Reason, &sv.Version, &timeline,
-		&sv.LastOccurredAt, &sv.UpdatedAt, &sv.LagMS)
+	err := row.Scan(&sv.OrderID, &sv.CustomerID, &items, &sv.TotalCents, &status, &sv.Reason, &sv.Version, &timeline,
+		&sv.LastOccurredAt, &sv.UpdatedAt, &sv.LagMS, &sv.Seen.Orders, &sv.Seen.Inventory, &sv.Seen.Payments)
+	if err != nil {
+		return StoredView{}, err
+	}
+	sv.Status = Status(status)
+	if err := json.Unmarshal(items, &sv.Items); err != nil {
+		return StoredView{}, fmt.Errorf("decode items of order %s: %w", sv.OrderID, err)
+	}
+	if err := json.Unmarshal(timeline, &sv.Timeline); err != nil {
+		return StoredView{}, fmt.Errorf("decode timeline of order %s: %w", sv.OrderID, err)
+	}
+	sv.LastOccurredAt = sv.LastOccurredAt.UTC()
+	sv.UpdatedAt = sv.UpdatedAt.UTC()
+	return sv, nil
+}
+
+// view returns the order's stored view, or errNotFound.
+func (s *store) view(ctx context.Context, orderID string) (StoredView, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+viewColumns+` FROM order_views WHERE order_id = $1`, orderID)
+	if err != nil {
+		return StoredView{}, fmt.Errorf("read view of order %s: %w", orderID, err)
+	}
+	sv, err := pgx.CollectExactlyOneRow(rows, scanView)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return StoredView{}, errNotFound
 	}
 	if err != nil {
 		return StoredView{}, fmt.Errorf("read view of order %s: %w", orderID, err)
 	}
-	sv.Status = Status(status)
-	if err := json.Unmarshal(items, &sv.Items); err != nil {
-		return StoredView{}, fmt.Errorf("decode items of order %s: %w", orderID, err)
-	}
-	if err := json.Unmarshal(timeline, &sv.Timeline); err != nil {
-		return StoredView{}, fmt.Errorf("decode timeline of order %s: %w", orderID, err)
-	}
-	sv.LastOccurredAt = sv.LastOccurredAt.UTC()
-	sv.UpdatedAt = sv.UpdatedAt.UTC()
 	return sv, nil
 }
 

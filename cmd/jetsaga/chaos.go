@@ -22,6 +22,7 @@ func chaosCmd(ctx context.Context, args []string) error {
 	fs.Float64Var(&o.Duplicate, "duplicate", o.Duplicate, "--inject-duplicate-publish of every service")
 	fs.Float64Var(&o.Redeliver, "redeliver", o.Redeliver, "--inject-redeliver of every service")
 	fs.DurationVar(&o.AckWait, "ack-wait", o.AckWait, "--ack-wait of every service: how soon a dead service's messages are redelivered")
+	fs.DurationVar(&o.Deadline, "deadline", o.Deadline, "--saga-deadline of the order service: sagas slower than this (a kill, a redelivery) are cancelled with reason timeout, their stock released and their charge refunded (0: the service's default)")
 	fs.DurationVar(&o.KillEvery, "kill-every", o.KillEvery, "kill -9 a random service this often (0: never)")
 	fs.IntVar(&o.Poison, "poison", o.Poison, "hostile messages to inject while placing (a subject filling the control line, a message near max_payload, a body that is not JSON); each must be refused or dead-lettered")
 	noNATS := fs.Bool("no-nats-kill", false, "do not kill -9 nats-server")

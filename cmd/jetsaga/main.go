@@ -9,6 +9,8 @@
 //	jetsaga chaos                 the saga under fire, then the invariants (make chaos)
 //	jetsaga load                  put a load on the stack and measure it
 //	jetsaga bench                 the benchmark of make bench on a fresh stack
+//	jetsaga dlq ls|show|replay|purge   the dead letters
+//	jetsaga readmodel rebuild     rebuild the read model from the streams
 package main
 
 import (
@@ -48,6 +50,13 @@ usage:
                     on a fresh stack in .run/bench: the machine's ceilings (JetStream
                     publish, Postgres transactions), then the maximum sustained rate
                     and a fixed offered rate; one table (make bench)
+  jetsaga dlq ls [--service S] [--json] | show SEQ | replay SEQ...|--all [--service S] [--dry-run]
+              | purge [--service S]
+                    the dead letters: list, show one, hand them again to the consumer
+                    that dead-lettered them, remove them
+  jetsaga readmodel rebuild [--readmodel-url URL] [--force] [--json]
+                    rebuild the read model from the streams' history while it keeps
+                    serving, switch over atomically, report events replayed and time
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
 Every command takes -h, which names each flag's environment variable.
@@ -75,7 +84,9 @@ func main() {
 		"chaos":     chaosCmd,
 		"load":      loadCmd,
 		"bench":     benchCmd,
+		"dlq":       dlqCmd,
 		"supervise": supervise,
+		"readmodel": readmodelCmd,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {

@@ -106,6 +106,8 @@ type delivery struct {
 	e   event.Event
 	dup bool  // the inbox held the event already: done before
 	err error // nil: applied (or dup) and committed
+
+	replay *replayed // a replay loop's: the consumer it is for and the original message
 }
 
 // handleBatch decodes every message, applies the decodable ones in one
@@ -126,18 +128,34 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			l.log.Error("message without JetStream metadata", zap.String("subject", msg.Subject()), zap.Error(err))
 			continue
 		}
+		// A replay is the original message wrapped: unwrap it first (an
+		// unroutable one is dead-lettered as it is).
+		var rp *replayed
+		subject, header := msg.Subject(), msg.Headers()
+		if l.routes != nil {
+			if rp, err = l.unwrap(msg); err != nil {
+				l.deadLetter(ctx, msg, md, nil, "", err)
+				continue
+			}
+			subject, header = rp.subject, rp.header
+		}
 		// Limits first: an over-long subject or an oversized message is
 		// dead-lettered in its cut form before anything reads it.
-		if err := l.admit(msg); err != nil {
-			l.deadLetter(ctx, msg, md, "", err)
+		if err := admit(subject, header, msg.Data()); err != nil {
+			l.deadLetter(ctx, msg, md, rp, "", err)
 			continue
 		}
-		e, err := event.FromMsg(msg.Subject(), msg.Headers(), msg.Data())
+		e, err := event.FromMsg(subject, header, msg.Data())
 		if err != nil {
-			l.deadLetter(ctx, msg, md, "", fmt.Errorf("decode %s: %w", msg.Subject(), err))
+			l.deadLetter(ctx, msg, md, rp, "", fmt.Errorf("decode %s: %w", subject, err))
 			continue
 		}
-		d := &delivery{msg: msg, md: md, e: e}
+		if rp == nil {
+			// Where the event sits in its own stream (a replay sits in
+			// REPLAY: it carries no sequence, its id deduplicates it).
+			e.Stream, e.Seq = md.Stream, md.Sequence.Stream
+		}
+		d := &delivery{msg: msg, md: md, e: e, replay: rp}
 		if l.cfg.Faults.BeforeHandle != nil {
 			if err := l.cfg.Faults.BeforeHandle(ctx, e); err != nil {
 				d.err = fmt.Errorf("before handle %s %s: %w", e.Type, e.ID, err)
@@ -256,7 +274,7 @@ func (l *Loop) apply(ctx context.Context, ds []*delivery) ([]outbox.Row, error) 
 			continue
 		}
 		var rows []outbox.Row
-		d.dup, rows, d.err = l.applyOne(ctx, tx, d.e)
+		d.dup, rows, d.err = l.applyOne(ctx, tx, d)
 		if d.err == nil {
 			pending++
 			written = append(written, rows...)
@@ -357,13 +375,23 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written
 
 // applyOne handles one event inside tx, behind a savepoint named message.
 // dup is true when the inbox already held the event.
-func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, e event.Event) (dup bool, written []outbox.Row, err error) {
+// A replay goes to the handler of the consumer it is for, under that
+// consumer's inbox key, and resolves its dead_letters row.
+func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, d *delivery) (dup bool, written []outbox.Row, err error) {
+	e, consumer, h := d.e, l.cfg.Consumer, l.h
+	if d.replay != nil {
+		consumer, h = d.replay.consumer, d.replay.route.Handle
+	}
 	b := &pgx.Batch{}
 	b.Queue(`SAVEPOINT message`)
 	b.Queue(`
 		INSERT INTO inbox (consumer, event_id, event_type, order_id)
 		VALUES ($1, $2, $3, $4)
-		ON CONFLICT DO NOTHING`, l.cfg.Consumer, e.ID, string(e.Type), e.OrderID)
+		ON CONFLICT DO NOTHING`, consumer, e.ID, string(e.Type), e.OrderID)
+	if rp := d.replay; rp != nil {
+		b.Queue(`DELETE FROM dead_letters WHERE consumer = $1 AND stream = $2 AND stream_seq = $3`,
+			rp.consumer, rp.stream, int64(rp.seq))
+	}
 	tags, err := pg.ExecBatch(ctx, tx, b)
 	if err != nil {
 		return false, nil, fmt.Errorf("inbox insert %s %s: %w", e.Type, e.ID, err)
@@ -371,8 +399,13 @@ func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, e event.Event) (dup bool
 	if tags[1].RowsAffected() == 0 {
 		return true, nil, nil
 	}
+	if d.replay != nil && d.replay.route.Prepare != nil {
+		if err := d.replay.route.Prepare(ctx, tx, []event.Event{e}); err != nil {
+			return false, nil, fmt.Errorf("prepare %s %s: %w", e.Type, e.ID, err)
+		}
+	}
 	hctx, col := outbox.Collect(ctx)
-	if err := l.h(hctx, tx, e); err != nil {
+	if err := h(hctx, tx, e); err != nil {
 		return false, nil, fmt.Errorf("handle %s %s: %w", e.Type, e.ID, err)
 	}
 	if l.cfg.Faults.BeforeCommit != nil {
@@ -408,18 +441,22 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 			outcome = outcomeDuplicate
 		}
 		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcome, took)
+		if rp := d.replay; rp != nil {
+			l.eventLog(e).Info("dead letter replayed", zap.String("outcome", outcome), zap.String("for_consumer", rp.consumer),
+				zap.Uint64("dlq_seq", rp.dlqSeq), zap.String("stream", rp.stream), zap.Uint64("stream_seq", rp.seq))
+		}
 		if ce := l.log.Check(zap.DebugLevel, "event "+outcome); ce != nil {
 			ce.Write(zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
 				zap.String("event_type", string(e.Type)), zap.Duration("took", took))
 		}
 	case IsPermanent(d.err):
 		l.failures.forget(md.Sequence.Stream)
-		l.deadLetter(ctx, msg, md, e.Type, d.err)
+		l.deadLetter(ctx, msg, md, d.replay, e.Type, d.err)
 	default:
 		failures := l.failures.count(md.Sequence.Stream, messageFault(d.err))
 		if l.cfg.MaxDeliver > 0 && failures >= l.cfg.MaxDeliver {
 			l.failures.forget(md.Sequence.Stream)
-			l.deadLetter(ctx, msg, md, e.Type, fmt.Errorf("gave up after %d failures in %d deliveries: %w",
+			l.deadLetter(ctx, msg, md, d.replay, e.Type, fmt.Errorf("gave up after %d failures in %d deliveries: %w",
 				failures, md.NumDelivered, d.err))
 			return
 		}

@@ -147,6 +147,9 @@ type Loop struct {
 	log  *zap.Logger
 
 	failures failureCounts
+	// routes, set by NewReplay, make this a replay loop: each message is
+	// handled by the route of the consumer it names.
+	routes map[string]Route
 }
 
 // New returns a loop over cons. It reads the consumer's info once to learn

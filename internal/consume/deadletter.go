@@ -68,29 +68,60 @@ func DLQMsgID(consumer, streamName string, seq uint64) string {
 	return consumer + "-" + streamName + "-" + strconv.FormatUint(seq, 10)
 }
 
+// letterOrigin is what a dead letter says of the message it carries: the
+// consumer that gave up on it, the stream and sequence it was stored at, its
+// subject and headers, and the dead letter's own Nats-Msg-Id. A replay's is
+// the original message's, so that its new dead letter reads (and is replayed)
+// like the first.
+type letterOrigin struct {
+	consumer, stream string
+	seq              uint64
+	subject          string
+	header           nats.Header
+	msgID            string
+}
+
+func (l *Loop) originOf(msg jetstream.Msg, md *jetstream.MsgMetadata, rp *replayed) letterOrigin {
+	if rp == nil {
+		return letterOrigin{
+			consumer: l.cfg.Consumer, stream: md.Stream, seq: md.Sequence.Stream,
+			subject: msg.Subject(), header: msg.Headers(), msgID: DLQMsgID(l.cfg.Consumer, md.Stream, md.Sequence.Stream),
+		}
+	}
+	// The first dead letter of the message may still be in DLQ's duplicate
+	// window: this one needs an id of its own.
+	return letterOrigin{
+		consumer: rp.consumer, stream: rp.stream, seq: rp.seq, subject: rp.subject, header: rp.header,
+		msgID: DLQMsgID(rp.consumer, rp.stream, rp.seq) + "-replay-" + strconv.FormatUint(md.Sequence.Stream, 10),
+	}
+}
+
 // deadLetter publishes msg to the DLQ stream with its headers and the error,
 // records it in the service's dead_letters table, then terminates it. The
 // publish is retried; if it still fails the message is terminated anyway
 // once the table holds it (published = false, counted in
 // jetsaga_dead_letter_failures_total), so nothing loops forever. Only when
 // neither the DLQ nor the table can take it is the message Nak'ed, so that
-// it is not lost.
-func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, typ event.Type, cause error) {
-	subject := msg.Subject()
-	h := msg.Headers()
-	log := l.log.With(zap.String("subject", clip(subject, 256)), zap.Uint64("stream_seq", md.Sequence.Stream),
+// it is not lost. rp is the replay msg carries (nil if it is none).
+func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, rp *replayed, typ event.Type, cause error) {
+	o := l.originOf(msg, md, rp)
+	h := o.header
+	log := l.log.With(zap.String("subject", clip(o.subject, 256)), zap.Uint64("stream_seq", o.seq),
 		zap.String("event_id", clip(h.Get(event.HeaderMsgID), 128)),
 		zap.String("order_id", clip(h.Get(event.HeaderOrderID), 128)),
 		zap.String("event_type", clip(h.Get(event.HeaderType), 128)))
+	if rp != nil {
+		log = log.With(zap.String("for_consumer", o.consumer), zap.String("stream", o.stream), zap.Uint64("dlq_seq", rp.dlqSeq))
+	}
 
-	dl := l.deadLetterMsg(msg, md, cause)
+	dl := l.deadLetterMsg(o, msg.Data(), md, cause)
 	stopKeep := keepInProgress([]jetstream.Msg{msg}, max(l.cfg.AckWait/3, 100*time.Millisecond))
 	pubErr := l.publishDeadLetter(ctx, dl)
 	stopKeep()
 
 	rec := deadLetterRecord{
-		consumer: l.cfg.Consumer, stream: md.Stream, seq: md.Sequence.Stream,
-		subject: clip(subject, maxDLQValue), eventID: clip(h.Get(event.HeaderMsgID), 128),
+		consumer: o.consumer, stream: o.stream, seq: o.seq,
+		subject: clip(o.subject, maxDLQValue), eventID: clip(h.Get(event.HeaderMsgID), 128),
 		eventType: clip(h.Get(event.HeaderType), 128), orderID: clip(h.Get(event.HeaderOrderID), 128),
 		deliveries: md.NumDelivered, cause: clip(cause.Error(), maxDLQValue),
 		bodySize: len(msg.Data()), bodySHA: dl.Header.Get(HeaderDLQBodySHA256),
@@ -122,15 +153,15 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 	}
 }
 
-// deadLetterMsg builds the dead letter of msg: a fixed-length subject, the
-// original headers and body, and the error, each cut where it would make
-// the dead letter exceed the server's max_payload.
-func (l *Loop) deadLetterMsg(msg jetstream.Msg, md *jetstream.MsgMetadata, cause error) *nats.Msg {
+// deadLetterMsg builds the dead letter of a message (o, its body): a
+// fixed-length subject, the original headers and body, and the error, each
+// cut where it would make the dead letter exceed the server's max_payload.
+func (l *Loop) deadLetterMsg(o letterOrigin, body []byte, md *jetstream.MsgMetadata, cause error) *nats.Msg {
 	var truncated []string
-	dl := nats.NewMsg(DLQSubject(l.cfg.Service, md.Stream, md.Sequence.Stream))
+	dl := nats.NewMsg(DLQSubject(l.cfg.Service, o.stream, o.seq))
 	copied := 0
 	headersCut := false
-	for k, vs := range msg.Headers() {
+	for k, vs := range o.header {
 		switch {
 		case k == event.HeaderMsgID:
 			k = HeaderOriginalMsgID
@@ -138,7 +169,7 @@ func (l *Loop) deadLetterMsg(msg jetstream.Msg, md *jetstream.MsgMetadata, cause
 			// JetStream's own publish headers (Nats-Expected-Stream and
 			// the like) would steer or refuse the dead letter's publish.
 			continue
-		case k == HeaderOriginalMsgID || strings.HasPrefix(k, "Jetsaga-Dlq-"):
+		case k == HeaderOriginalMsgID || strings.HasPrefix(k, "Jetsaga-Dlq-") || strings.HasPrefix(k, "Jetsaga-Replay-"):
 			// Ours to set; a forged one must not pass for it.
 			continue
 		}
@@ -159,21 +190,20 @@ func (l *Loop) deadLetterMsg(msg jetstream.Msg, md *jetstream.MsgMetadata, cause
 			dl.Header.Add(k, cv)
 		}
 	}
-	dl.Header.Set(event.HeaderMsgID, DLQMsgID(l.cfg.Consumer, md.Stream, md.Sequence.Stream))
+	dl.Header.Set(event.HeaderMsgID, o.msgID)
 	dl.Header.Set(HeaderDLQError, clip(oneLine(cause.Error()), maxDLQValue))
-	dl.Header.Set(HeaderDLQConsumer, l.cfg.Consumer)
-	dl.Header.Set(HeaderDLQStream, md.Stream)
-	dl.Header.Set(HeaderDLQStreamSeq, strconv.FormatUint(md.Sequence.Stream, 10))
+	dl.Header.Set(HeaderDLQConsumer, o.consumer)
+	dl.Header.Set(HeaderDLQStream, o.stream)
+	dl.Header.Set(HeaderDLQStreamSeq, strconv.FormatUint(o.seq, 10))
 	dl.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(md.NumDelivered, 10))
-	subject := clip(msg.Subject(), maxDLQValue)
-	if subject != msg.Subject() {
+	subject := clip(o.subject, maxDLQValue)
+	if subject != o.subject {
 		truncated = append(truncated, "subject")
 	}
 	dl.Header.Set(HeaderDLQSubject, subject)
 	if headersCut {
 		truncated = append(truncated, "headers")
 	}
-	body := msg.Data()
 	sum := sha256.Sum256(body)
 	dl.Header.Set(HeaderDLQBodySize, strconv.Itoa(len(body)))
 	dl.Header.Set(HeaderDLQBodySHA256, hex.EncodeToString(sum[:]))
@@ -261,7 +291,8 @@ type execer interface {
 
 // recordDeadLetter upserts rec into the service's dead_letters table. A
 // message dead-lettered again (after a failed publish) keeps published once
-// it was true.
+// it was true; a replay dead-lettered again (a new dead letter, another
+// dlq_msg_id) takes the new one's.
 func recordDeadLetter(ctx context.Context, db execer, rec deadLetterRecord) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -271,7 +302,9 @@ func recordDeadLetter(ctx context.Context, db execer, rec deadLetterRecord) erro
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 		ON CONFLICT (consumer, stream, stream_seq) DO UPDATE SET
 			deliveries = EXCLUDED.deliveries, error = EXCLUDED.error,
-			published = dead_letters.published OR EXCLUDED.published,
+			published = CASE WHEN dead_letters.dlq_msg_id = EXCLUDED.dlq_msg_id
+				THEN dead_letters.published OR EXCLUDED.published ELSE EXCLUDED.published END,
+			dlq_subject = EXCLUDED.dlq_subject, dlq_msg_id = EXCLUDED.dlq_msg_id,
 			publish_error = CASE WHEN EXCLUDED.published THEN dead_letters.publish_error ELSE EXCLUDED.publish_error END,
 			recorded_at = now()`,
 		rec.consumer, rec.stream, int64(rec.seq), validUTF8(rec.subject), validUTF8(rec.eventID), validUTF8(rec.eventType),

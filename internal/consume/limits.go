@@ -3,7 +3,7 @@ package consume
 import (
 	"fmt"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 
 	"github.com/jetsaga/jetsaga/internal/stream"
 )
@@ -23,12 +23,12 @@ const (
 // a subject longer than MaxSubjectLen or a message larger than
 // MaxMessageSize breaks the contract, and the message is dead-lettered in
 // its truncated form.
-func (l *Loop) admit(msg jetstream.Msg) error {
-	if n := len(msg.Subject()); n > MaxSubjectLen {
+func admit(subject string, h nats.Header, data []byte) error {
+	if n := len(subject); n > MaxSubjectLen {
 		return Permanent(fmt.Errorf("subject of %d bytes exceeds the limit of %d", n, MaxSubjectLen))
 	}
-	size := len(msg.Data())
-	for k, vs := range msg.Headers() {
+	size := len(data)
+	for k, vs := range h {
 		for _, v := range vs {
 			size += len(k) + len(v) + 4
 		}

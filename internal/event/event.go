@@ -24,6 +24,7 @@ const (
 	InventoryReleased Type = "inventory.released"
 	OrderConfirmed    Type = "order.confirmed"
 	OrderCancelled    Type = "order.cancelled"
+	PaymentRefunded   Type = "payment.refunded"
 )
 
 // Types returns every event type, in saga order.
@@ -37,6 +38,7 @@ func Types() []Type {
 		InventoryReleased,
 		OrderConfirmed,
 		OrderCancelled,
+		PaymentRefunded,
 	}
 }
 
@@ -44,7 +46,7 @@ func Types() []Type {
 func (t Type) Valid() bool {
 	switch t {
 	case OrderCreated, InventoryReserved, InventoryRejected, PaymentCompleted,
-		PaymentFailed, InventoryReleased, OrderConfirmed, OrderCancelled:
+		PaymentFailed, InventoryReleased, OrderConfirmed, OrderCancelled, PaymentRefunded:
 		return true
 	}
 	return false
@@ -85,6 +87,13 @@ type Event struct {
 	CausationID string // "" only for order.created
 	OccurredAt  time.Time
 	Body        []byte // JSON of the payload struct
+
+	// Stream and Seq say where the event was read from: the stream and its
+	// sequence in it, taken from the JetStream metadata by the consumer
+	// loop. Zero for an event not read from a stream (one being built, or
+	// decoded by FromMsg alone). Neither is part of the message.
+	Stream string
+	Seq    uint64
 }
 
 // New builds an event of type t for the order orderID, caused by the event

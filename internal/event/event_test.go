@@ -49,6 +49,8 @@ func payloadFor(t event.Type, id string) event.Payload {
 		return event.OrderConfirmedPayload{OrderID: id, TotalCents: itemsTotal}
 	case event.OrderCancelled:
 		return event.OrderCancelledPayload{OrderID: id, Reason: event.ReasonPaymentFailed}
+	case event.PaymentRefunded:
+		return event.PaymentRefundedPayload{OrderID: id, PaymentID: "pay_123", AmountCents: itemsTotal, Reason: event.ReasonTimeout}
 	}
 	panic("no payload for " + t)
 }
@@ -90,6 +92,7 @@ func TestTypes(t *testing.T) {
 		"inventory.released": "INVENTORY",
 		"order.confirmed":    "ORDERS",
 		"order.cancelled":    "ORDERS",
+		"payment.refunded":   "PAYMENTS",
 	}
 	types := event.Types()
 	if len(types) != len(want) || types[0] != event.OrderCreated || types[7] != event.OrderCancelled {
@@ -302,8 +305,8 @@ func TestFromMsg(t *testing.T) {
 			mutate: func(m *nats.Msg) { m.Header.Set("Nats-Stream", "PAYMENTS") }},
 		{name: "unknown type", typ: event.PaymentCompleted,
 			mutate: func(m *nats.Msg) {
-				m.Header.Set(event.HeaderType, "payment.refunded")
-				m.Subject = "payment.refunded." + orderID
+				m.Header.Set(event.HeaderType, "payment.voided")
+				m.Subject = "payment.voided." + orderID
 			}, wantErr: "unknown event type"},
 		{name: "subject of another type", typ: event.PaymentCompleted,
 			mutate: func(m *nats.Msg) { m.Subject = "payment.failed." + orderID }, wantErr: "subject:"},

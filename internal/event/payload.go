@@ -97,6 +97,16 @@ type OrderCancelledPayload struct {
 	Reason  string `json:"reason"`
 }
 
+// PaymentRefundedPayload is the body of payment.refunded: a charge that
+// completed for an order that ended CANCELLED was given back. Reason is the
+// order's cancellation reason.
+type PaymentRefundedPayload struct {
+	OrderID     string `json:"order_id"`
+	PaymentID   string `json:"payment_id"`
+	AmountCents int64  `json:"amount_cents"`
+	Reason      string `json:"reason"`
+}
+
 func (OrderCreatedPayload) EventType() Type      { return OrderCreated }
 func (InventoryReservedPayload) EventType() Type { return InventoryReserved }
 func (InventoryRejectedPayload) EventType() Type { return InventoryRejected }
@@ -105,6 +115,7 @@ func (PaymentFailedPayload) EventType() Type     { return PaymentFailed }
 func (InventoryReleasedPayload) EventType() Type { return InventoryReleased }
 func (OrderConfirmedPayload) EventType() Type    { return OrderConfirmed }
 func (OrderCancelledPayload) EventType() Type    { return OrderCancelled }
+func (PaymentRefundedPayload) EventType() Type   { return PaymentRefunded }
 
 func (p OrderCreatedPayload) GetOrderID() string      { return p.OrderID }
 func (p InventoryReservedPayload) GetOrderID() string { return p.OrderID }
@@ -114,6 +125,7 @@ func (p PaymentFailedPayload) GetOrderID() string     { return p.OrderID }
 func (p InventoryReleasedPayload) GetOrderID() string { return p.OrderID }
 func (p OrderConfirmedPayload) GetOrderID() string    { return p.OrderID }
 func (p OrderCancelledPayload) GetOrderID() string    { return p.OrderID }
+func (p PaymentRefundedPayload) GetOrderID() string   { return p.OrderID }
 
 func (p OrderCreatedPayload) Validate() error {
 	if err := ValidOrderID(p.OrderID); err != nil {
@@ -185,6 +197,19 @@ func (p OrderCancelledPayload) Validate() error {
 		return err
 	}
 	return validReason(p.Reason, ReasonOutOfStock, ReasonUnknownSKU, ReasonPaymentFailed, ReasonTimeout)
+}
+
+func (p PaymentRefundedPayload) Validate() error {
+	if err := ValidOrderID(p.OrderID); err != nil {
+		return err
+	}
+	if p.PaymentID == "" || len(p.PaymentID) > maxPaymentIDLen {
+		return violation("payment_id", "must be 1-%d bytes", maxPaymentIDLen)
+	}
+	if err := validReason(p.Reason, ReasonOutOfStock, ReasonUnknownSKU, ReasonPaymentFailed, ReasonTimeout); err != nil {
+		return err
+	}
+	return validAmount("amount_cents", p.AmountCents)
 }
 
 // validItems checks 1 to maxItems items and returns the sum of qty × unit
@@ -264,6 +289,8 @@ func DecodePayload(t Type, body []byte) (Payload, error) {
 		return decode[OrderConfirmedPayload](body)
 	case OrderCancelled:
 		return decode[OrderCancelledPayload](body)
+	case PaymentRefunded:
+		return decode[PaymentRefundedPayload](body)
 	}
 	return nil, violation("type", "unknown event type %q", t)
 }
@@ -304,5 +331,5 @@ func Decode[P Payload](e Event) (P, error) {
 var _ = []Payload{
 	OrderCreatedPayload{}, InventoryReservedPayload{}, InventoryRejectedPayload{},
 	PaymentCompletedPayload{}, PaymentFailedPayload{}, InventoryReleasedPayload{},
-	OrderConfirmedPayload{}, OrderCancelledPayload{},
+	OrderConfirmedPayload{}, OrderCancelledPayload{}, PaymentRefundedPayload{},
 }

@@ -77,6 +77,14 @@ type Participant interface {
 	Routes(mux *http.ServeMux)
 }
 
+// Runner is implemented by a participant with background work of its own
+// (the order service's deadline scheduler, the read model's event pruner):
+// the runtime runs it beside the consumer loops and stops it with them, Run
+// returning once ctx is done.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
 // Spec names a service and builds its participant.
 type Spec struct {
 	Name       string
@@ -327,6 +335,13 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		}
 		loops = append(loops, l)
 	}
+	if cs := part.Consumers(); len(cs) > 0 {
+		l, err := replayLoop(ctx, log, pool, js, cfg, cs, cm, relay, inj)
+		if err != nil {
+			return err
+		}
+		loops = append(loops, l)
+	}
 	apiMux := http.NewServeMux()
 	part.Routes(apiMux)
 	api.Store(apiMux)
@@ -348,6 +363,13 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 	if len(loops) > 0 {
 		loopWG.Go(func() { _ = pruner.Run(loopCtx) })
+	}
+	if r, ok := part.(Runner); ok {
+		loopWG.Go(func() {
+			if err := r.Run(loopCtx); err != nil {
+				log.Error("background work stopped", zap.Error(err))
+			}
+		})
 	}
 	relayWG.Go(func() { _ = relay.Run(relayCtx) })
 

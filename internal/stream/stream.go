@@ -19,6 +19,7 @@ const (
 	Inventory = "INVENTORY"
 	Payments  = "PAYMENTS"
 	DLQ       = "DLQ"
+	Replay    = "REPLAY"
 )
 
 // Subjects maps each stream to its subject filter.
@@ -27,6 +28,7 @@ var subjects = map[string]string{
 	Inventory: "inventory.>",
 	Payments:  "payment.>",
 	DLQ:       "dlq.>",
+	Replay:    "replay.>",
 }
 
 // descriptions say what each stream holds (nats stream info shows them).
@@ -35,10 +37,11 @@ var descriptions = map[string]string{
 	Inventory: "jetsaga: events of the inventory service (inventory.reserved, inventory.rejected, inventory.released), subject <type>.<order_id>",
 	Payments:  "jetsaga: events of the payment service (payment.completed, payment.failed), subject <type>.<order_id>",
 	DLQ:       "jetsaga: dead letters: messages a service could not handle, with their original headers and the error",
+	Replay:    "jetsaga: dead letters replayed by jetsaga dlq replay, each for the one consumer that dead-lettered it, subject replay.<service>.<consumer>.<dlq seq>",
 }
 
-// Names lists the four streams in a stable order.
-func Names() []string { return []string{Orders, Inventory, Payments, DLQ} }
+// Names lists the streams in a stable order.
+func Names() []string { return []string{Orders, Inventory, Payments, DLQ, Replay} }
 
 // Subject returns the subject filter of a stream ("order.>" for ORDERS).
 func Subject(name string) string { return subjects[name] }
@@ -57,8 +60,9 @@ type Config struct {
 	MaxAge     time.Duration // 0 keeps history forever (limits retention)
 	Duplicates time.Duration // dedup window on Nats-Msg-Id; default 2m
 	// MaxMsgSize is the event streams' max_msg_size; default MaxEventSize,
-	// -1 for none (the server's max_payload). DLQ takes up to the server's
-	// max_payload: a dead letter is cut to fit it.
+	// -1 for none (the server's max_payload). DLQ and REPLAY take up to the
+	// server's max_payload: a dead letter is cut to fit it, and a replay is
+	// a dead letter's event with a few more headers.
 	MaxMsgSize int32
 }
 
@@ -76,13 +80,19 @@ func StreamConfig(name string, cfg Config) (jetstream.StreamConfig, error) {
 	}
 	cfg = cfg.withDefaults()
 	maxMsg := cmp.Or(cfg.MaxMsgSize, MaxEventSize)
-	if name == DLQ || maxMsg < 0 {
+	if name == DLQ || name == Replay || maxMsg < 0 {
 		maxMsg = -1
+	}
+	// REPLAY is a work queue: a replay is removed once the consumer it is
+	// for acked (or dead-lettered) it; history stays in the event streams.
+	retention := jetstream.LimitsPolicy
+	if name == Replay {
+		retention = jetstream.WorkQueuePolicy
 	}
 	sc := jetstream.StreamConfig{
 		Name:       name,
 		Subjects:   []string{subj},
-		Retention:  jetstream.LimitsPolicy,
+		Retention:  retention,
 		Storage:    jetstream.FileStorage,
 		Discard:    jetstream.DiscardOld,
 		Replicas:   cfg.Replicas,
@@ -94,7 +104,8 @@ func StreamConfig(name string, cfg Config) (jetstream.StreamConfig, error) {
 	return sc, nil
 }
 
-// Ensure creates or updates the named streams (all four when names is empty).
+// Ensure creates or updates the named streams (all of Names when names is
+// empty).
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config, names ...string) error {
 	if len(names) == 0 {
 		names = Names()

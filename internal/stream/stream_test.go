@@ -32,8 +32,12 @@ func TestEnsureIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := s.CachedInfo().Config
+		wantRetention := jetstream.LimitsPolicy
+		if name == stream.Replay {
+			wantRetention = jetstream.WorkQueuePolicy
+		}
 		if cfg.Duplicates != time.Minute || cfg.MaxAge != time.Hour || cfg.Storage != jetstream.FileStorage ||
-			cfg.Retention != jetstream.LimitsPolicy || cfg.Subjects[0] != stream.Subject(name) {
+			cfg.Retention != wantRetention || cfg.Subjects[0] != stream.Subject(name) {
 			t.Fatalf("stream %s config = %+v", name, cfg)
 		}
 		if !strings.HasPrefix(cfg.Description, "jetsaga: ") {
