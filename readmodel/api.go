@@ -40,6 +40,8 @@ type Stats struct {
 	// acknowledged yet (pending + ack pending); -1 for one of the read
 	// model's when JetStream could not say.
 	Behind map[string]int64 `json:"behind"`
+	// Sagas counts the sagas in flight and those stuck (GET /sagas).
+	Sagas SagaCounts `json:"sagas"`
 	// SinceStart counts events this process handled since it started.
 	SinceStart struct {
 		Projected  int64 `json:"projected"`  // recorded for the first time
@@ -110,7 +112,13 @@ func (rm *readModel) stats(w http.ResponseWriter, r *http.Request) {
 		rm.internalError(w, r, err)
 		return
 	}
-	st := Stats{Orders: byStatus, EventsProjected: events, Lag: rm.lags.summary(), Behind: rm.behind(r.Context())}
+	sagas, err := rm.store.sagaCounts(r.Context(), rm.now().Add(-rm.cfg.StuckAfter))
+	if err != nil {
+		rm.internalError(w, r, err)
+		return
+	}
+	sagas.StuckAfter = rm.cfg.StuckAfter.String()
+	st := Stats{Orders: byStatus, EventsProjected: events, Lag: rm.lags.summary(), Behind: rm.behind(r.Context()), Sagas: sagas}
 	st.SinceStart.Projected = rm.projected.Load()
 	st.SinceStart.Duplicates = rm.duplicates.Load()
 	writeJSON(w, http.StatusOK, st)

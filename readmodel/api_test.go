@@ -309,6 +309,7 @@ func TestStats(t *testing.T) {
 		Orders:          map[Status]int64{Pending: 2, Reserved: 1, Confirmed: 3, Cancelled: 2},
 		EventsProjected: int64(nEvents),
 		Behind:          map[string]int64{ConsumerOrders: 2, ConsumerInventory: 1, ConsumerPayments: 1, "inventory-payments": 1},
+		Sagas:           SagaCounts{InFlight: 3, StuckAfter: "1m0s"}, // ord-6, ord-7, ord-10
 	}
 	want.SinceStart.Projected = int64(nEvents)
 	want.SinceStart.Duplicates = 1

@@ -14,8 +14,10 @@
 //   - order_views: one row per order (customer_id, items, total_cents,
 //     status, reason, version, timeline, last_occurred_at, updated_at,
 //     lag_ms; orders_seqs, inventory_seqs, payments_seqs: the stream
-//     sequences it has seen; pruned: its events are deleted), indexed by
-//     (status, order_id) for the list.
+//     sequences it has seen; pruned: its events are deleted; created_at:
+//     when the saga began), indexed by (status, order_id) for the list and,
+//     for the views in flight only (PENDING, RESERVED), by (created_at,
+//     order_id) for GET /sagas.
 //
 // # Consumes
 //
@@ -58,7 +60,13 @@
 //	                                   version changes, until it is terminal
 //	GET /stats                         views per status, events projected, lag
 //	                                   p50/p99 of the last 1,000 events, and how
-//	                                   many messages each consumer is behind
+//	                                   many messages each consumer is behind,
+//	                                   sagas in flight and stuck
+//	GET /sagas?state=&limit=&after=&older_than=
+//	                                   sagas in flight (or stuck: older than
+//	                                   --stuck-after) oldest first, with age,
+//	                                   last event and [WaitingFor]; limit 1-1000,
+//	                                   default 100; after the next cursor
 //	POST /admin/rebuild[?force=true]   rebuild from the streams; streams progress
 //	                                   and the report as JSON lines
 //

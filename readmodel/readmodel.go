@@ -54,6 +54,9 @@ type Config struct {
 	PruneEvery     time.Duration // how often to look for prunable orders; default 1m
 	PruneBatch     int           // orders pruned per transaction; default 500
 	PrunePause     time.Duration // between two transactions of one pass; default 20ms
+	// StuckAfter is the age past which a saga not terminal yet is stuck
+	// (GET /sagas?state=stuck, /stats); default DefaultStuckAfter.
+	StuckAfter time.Duration
 }
 
 // withDefaults fills the zero fields and checks the others.
@@ -62,9 +65,10 @@ func (c Config) withDefaults() (Config, error) {
 	c.PruneEvery = cmp.Or(c.PruneEvery, time.Minute)
 	c.PruneBatch = cmp.Or(c.PruneBatch, 500)
 	c.PrunePause = cmp.Or(c.PrunePause, 20*time.Millisecond)
-	if c.EventRetention < 0 || c.PruneEvery < 0 || c.PruneBatch < 0 || c.PrunePause < 0 {
-		return c, fmt.Errorf("readmodel: event retention %s, prune every %s, batch %d, pause %s: none may be negative",
-			c.EventRetention, c.PruneEvery, c.PruneBatch, c.PrunePause)
+	c.StuckAfter = cmp.Or(c.StuckAfter, DefaultStuckAfter)
+	if c.EventRetention < 0 || c.PruneEvery < 0 || c.PruneBatch < 0 || c.PrunePause < 0 || c.StuckAfter < 0 {
+		return c, fmt.Errorf("readmodel: event retention %s, prune every %s, batch %d, pause %s, stuck after %s: none may be negative",
+			c.EventRetention, c.PruneEvery, c.PruneBatch, c.PrunePause, c.StuckAfter)
 	}
 	return c, nil
 }
@@ -169,5 +173,6 @@ func (rm *readModel) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /orders/{id}", rm.getOrder)
 	mux.HandleFunc("GET /orders/{id}/watch", rm.watchOrder)
 	mux.HandleFunc("GET /stats", rm.stats)
+	mux.HandleFunc("GET /sagas", rm.listSagas)
 	mux.HandleFunc("POST /admin/rebuild", rm.postRebuild)
 }

@@ -145,7 +145,7 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 		oseqs, iseqs, pseqs               = make([]string, n), make([]string, n), make([]string, n)
 		totals                            = make([]int64, n)
 		versions                          = make([]int32, n)
-		last                              = make([]time.Time, n)
+		last, created                     = make([]time.Time, n), make([]time.Time, n)
 		lags                              = make([]float64, n)
 	)
 	for i, v := range views {
@@ -159,7 +159,7 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 		}
 		ids[i], customers[i], statuses[i], reasons[i] = v.OrderID, v.CustomerID, string(v.Status), v.Reason
 		items[i], timelines[i], totals[i], versions[i] = string(it), string(tl), v.TotalCents, int32(v.Version)
-		last[i], lags[i] = v.LastOccurredAt, v.LagMS
+		last[i], lags[i], created[i] = v.LastOccurredAt, v.LagMS, sagaStart(v)
 		oseqs[i], iseqs[i], pseqs[i] = arrayLiteral(v.Seen.Orders), arrayLiteral(v.Seen.Inventory), arrayLiteral(v.Seen.Payments)
 	}
 	// Each view's sequences of a stream travel as one array literal (an
@@ -167,13 +167,13 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 	// bigint[], which <@ compares.
 	tag, err := tx.Exec(ctx, `
 		INSERT INTO order_views AS v (order_id, customer_id, items, total_cents, status, reason, version,
-			timeline, last_occurred_at, updated_at, lag_ms, orders_seqs, inventory_seqs, payments_seqs)
+			timeline, last_occurred_at, updated_at, lag_ms, orders_seqs, inventory_seqs, payments_seqs, created_at)
 		SELECT t.id, t.cust, t.items, t.total, t.status, t.reason, t.version, t.timeline, t.last, $11, t.lag,
-			t.os::bigint[], t.iseqs::bigint[], t.ps::bigint[]
+			t.os::bigint[], t.iseqs::bigint[], t.ps::bigint[], t.created
 		FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::text[], $7::int[],
 			$8::jsonb[], $9::timestamptz[], $10::float8[], $12::text[],
-			$13::text[], $14::text[])
-			AS t(id, cust, items, total, status, reason, version, timeline, last, lag, os, iseqs, ps)
+			$13::text[], $14::text[], $15::timestamptz[])
+			AS t(id, cust, items, total, status, reason, version, timeline, last, lag, os, iseqs, ps, created)
 		ORDER BY t.id
 		ON CONFLICT (order_id) DO UPDATE SET
 			customer_id = EXCLUDED.customer_id,
@@ -189,7 +189,8 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 			lag_ms = EXCLUDED.lag_ms,
 			orders_seqs = EXCLUDED.orders_seqs,
 			inventory_seqs = EXCLUDED.inventory_seqs,
-			payments_seqs = EXCLUDED.payments_seqs
+			payments_seqs = EXCLUDED.payments_seqs,
+			created_at = EXCLUDED.created_at
 		WHERE v.orders_seqs <@ EXCLUDED.orders_seqs
 			AND v.inventory_seqs <@ EXCLUDED.inventory_seqs
 			AND v.payments_seqs <@ EXCLUDED.payments_seqs
@@ -198,7 +199,7 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 				OR v.inventory_seqs <> EXCLUDED.inventory_seqs
 				OR v.payments_seqs <> EXCLUDED.payments_seqs)`,
 		ids, customers, items, totals, statuses, reasons, versions, timelines, last, lags, updatedAt,
-		oseqs, iseqs, pseqs)
+		oseqs, iseqs, pseqs, created)
 	if err != nil {
 		return 0, fmt.Errorf("save %d views: %w", n, err)
 	}

@@ -4,6 +4,7 @@
 //	jetsaga place --customer c1 --item sku-1:2:1999 [--item ...] [--wait]
 //	jetsaga check                 check docs/DESIGN.md's invariants 1-5
 //	jetsaga trace <order-id>      the causal chain of one order's events
+//	jetsaga sagas [--stuck]       the sagas in flight (or stuck), from the read model
 //	jetsaga up | down | demo      the local stack (what make up/down/demo run)
 //	jetsaga chaos                 the saga under fire, then the invariants (make chaos)
 //	jetsaga load                  put a load on the stack and measure it
@@ -28,6 +29,10 @@ usage:
   jetsaga place --customer ID --item SKU:QTY:PRICE_CENTS [--item ...] [--count N] [--wait]
   jetsaga check [--deadline 1m] [--quiesce 0s]
   jetsaga trace ORDER_ID
+  jetsaga sagas [--stuck] [--older-than D] [--limit 100] [--json]
+                    the sagas not CONFIRMED or CANCELLED yet, oldest first, from the
+                    read model: age, last event, the service each waits for; --stuck
+                    only those older than the read model's --stuck-after (or D)
   jetsaga up        start the local stack in .run/ (make up)
   jetsaga down      stop it (make down)
   jetsaga demo      run the scripted demo on a fresh stack (make demo)
@@ -72,6 +77,7 @@ func main() {
 		"place":     place,
 		"check":     checkCmd,
 		"trace":     traceCmd,
+		"sagas":     sagasCmd,
 		"up":        up,
 		"down":      down,
 		"demo":      demo,
