@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetsaga/jetsaga/internal/stream"
 )
 
 // Polling intervals of Quiesce: the first, and the most it backs off to.
@@ -94,7 +96,9 @@ func poll(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) (snap
 			snap.busy = append(snap.busy, fmt.Sprintf("%s.outbox holds %d %s", schema, n, plural(n, "event", "events")))
 		}
 	}
-	for _, name := range eventStreams() {
+	// The event streams, and REPLAY: a dead letter replayed and not yet
+	// handled is work in flight too.
+	for _, name := range append(eventStreams(), stream.Replay) {
 		s, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			snap.lastSeqs = append(snap.lastSeqs, 0)
