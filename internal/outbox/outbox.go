@@ -82,9 +82,9 @@ func Traced(ctx context.Context, events []event.Event) {
 }
 
 // TraceColumns returns the events' trace contexts as the text[] arguments
-// of the outbox's trace_parent and trace_state columns (NULLIF(x, '') to
-// store NULL for none). When no event has one it returns nil slices, which
-// unnest pads with NULL: no allocation on the untraced path.
+// of the outbox's trace_parent and trace_state columns (the SQL stores an
+// empty one as NULL, with NULLIF). When no event has one it returns nil
+// slices, which unnest pads with NULL: no allocation on the untraced path.
 func TraceColumns(events []event.Event) (parents, states []string) {
 	for i, e := range events {
 		if e.Trace.IsZero() {

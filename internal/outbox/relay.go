@@ -65,7 +65,7 @@ type Relay struct {
 	log  *zap.Logger
 	wake chan struct{}
 
-	handed chan []Row // rows handed over by Hand, to publish at once
+	handed chan []Row   // rows handed over by Hand, to publish at once
 	tracer trace.Tracer // nil: tracing off
 
 	mu       sync.Mutex
@@ -324,7 +324,7 @@ type execer interface {
 func (r *Relay) publishAndDelete(ctx context.Context, db execer, events []event.Event, seqs []int64) (n int, err error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(events))
 	var extra []jetstream.PubAckFuture // duplicates: waited for, outcome ignored
-	var spans []trace.Span              // spans[i] is futures[i]'s; nil when tracing is off
+	var spans []trace.Span             // spans[i] is futures[i]'s; nil when tracing is off
 	if r.tracer != nil {
 		spans = make([]trace.Span, 0, len(events))
 		defer func() {
