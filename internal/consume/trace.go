@@ -38,7 +38,7 @@ func (l *Loop) startProcess(ctx context.Context, d *delivery) trace.Span {
 		telemetry.AttrCausationID.String(e.CausationID),
 	}
 	if rp := d.replay; rp != nil {
-		attrs = append(attrs, telemetry.AttrConsumer.String(rp.consumer),
+		attrs = append(attrs, attribute.String("jetsaga.replay.for_consumer", rp.consumer),
 			attribute.Int64("jetsaga.replay.dlq_seq", int64(rp.dlqSeq)))
 	}
 	_, span := l.tracer.Start(telemetry.Extract(ctx, e.Trace), "process "+string(e.Type),
