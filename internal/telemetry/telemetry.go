@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
@@ -144,9 +145,25 @@ func HTTPHandler(tp trace.TracerProvider, h http.Handler) http.Handler {
 	if Tracer(tp) == nil {
 		return h
 	}
-	return otelhttp.NewHandler(h, "http",
+	// h is a mux: once it routed the request, its pattern is the route.
+	routed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if _, route, ok := strings.Cut(r.Pattern, "/"); ok {
+			trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("http.route", "/"+route))
+		}
+	})
+	traced := otelhttp.NewHandler(routed, "http",
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithPropagators(propagator),
 		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()), // metrics are Prometheus'
 	)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The pattern an outer mux routed by (the runtime's catch-all "/")
+		// is not the route.
+		if r.Pattern != "" {
+			r = r.WithContext(r.Context())
+			r.Pattern = ""
+		}
+		traced.ServeHTTP(w, r)
+	})
 }

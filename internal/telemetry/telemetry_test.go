@@ -3,10 +3,14 @@ package telemetry_test
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -116,5 +120,41 @@ func TestInjectExtractAndFor(t *testing.T) {
 	}
 	if got := telemetry.For(ctx, "unknown"); got != other {
 		t.Fatalf("For of an unknown cause = %+v, want the span's %+v", got, other)
+	}
+}
+
+// An API request gets a server span named and tagged by its route, under
+// the caller's trace when it sends a traceparent.
+func TestHTTPHandler(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	api := http.NewServeMux()
+	api.HandleFunc("POST /orders", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	// As the runtime serves it: behind a catch-all of its own mux.
+	outer := http.NewServeMux()
+	outer.Handle("/", telemetry.HTTPHandler(tp, api))
+	req := httptest.NewRequest(http.MethodPost, "/orders", nil)
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	rec := httptest.NewRecorder()
+	outer.ServeHTTP(rec, req)
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("status %d", rec.Code)
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	s := spans[0]
+	if s.Name != "POST /orders" || s.SpanKind != trace.SpanKindServer || s.SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("span %q kind %v trace %v", s.Name, s.SpanKind, s.SpanContext.TraceID())
+	}
+	for _, kv := range s.Attributes {
+		if kv.Key == "http.route" && kv.Value.AsString() != "/orders" {
+			t.Errorf("http.route = %q, want /orders", kv.Value.AsString())
+		}
+	}
+	if h := telemetry.HTTPHandler(nil, api); h != http.Handler(api) {
+		t.Error("with tracing off the API must be served as it is")
 	}
 }
