@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -58,6 +59,9 @@ type worldOptions struct {
 	maxDeliver       int
 	sagaDeadline     time.Duration // the order service's --saga-deadline; 0: off
 	dbURL            string        // default: a fresh database on the shared cluster
+	// tracerProvider, when set, gives each service its tracer provider
+	// (nil: tracing off, as by default).
+	tracerProvider func(service string) trace.TracerProvider
 }
 
 type running struct {
@@ -126,6 +130,9 @@ func (w *world) start(name string) {
 		Exit:    func(code int) { w.t.Errorf("%s: injected crash (exit %d) in an in-process world", name, code) },
 		Logger:  zaptest.NewLogger(w.t, zaptest.Level(zap.WarnLevel)),
 		OnReady: func(addr string) { ready <- addr },
+	}
+	if w.opts.tracerProvider != nil {
+		cfg.TracerProvider = w.opts.tracerProvider(name)
 	}
 	go func() { r.done <- service.Run(ctx, cfg, w.spec(name)) }()
 	select {

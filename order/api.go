@@ -13,11 +13,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/pg"
+	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
 // HTTP API limits.
@@ -123,6 +125,9 @@ func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "place order", err)
 		return
 	}
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(telemetry.AttrOrderID.String(placed.ID))
+	}
 	if replayed {
 		w.Header().Set(HeaderIdempotentReplayed, "true")
 		s.log.Debug("idempotent replay", zap.String("order_id", placed.ID))
@@ -130,7 +135,7 @@ func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
 		s.notify()
 		s.placed.Inc()
 		s.log.Info("order placed", zap.String("order_id", placed.ID), zap.String("customer_id", placed.CustomerID),
-			zap.Int64("total_cents", placed.TotalCents), zap.Int("items", len(placed.Items)))
+			zap.Int64("total_cents", placed.TotalCents), zap.Int("items", len(placed.Items)), telemetry.LogField(r.Context()))
 	}
 	w.Header().Set("Location", StatusURL(placed.ID))
 	// A replay answers what the first request was answered: the order as

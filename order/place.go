@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/pg"
+	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
 // maxPerCommit bounds the orders one transaction places.
@@ -34,6 +36,9 @@ type placement struct {
 	o         Order
 	key, hash string
 	done      chan placed // buffered: the committer never blocks on it
+	// span is the request's span context (not valid when untraced): the
+	// order's order.created carries it, whoever commits the batch.
+	span trace.SpanContext
 }
 
 type placed struct {
@@ -50,7 +55,7 @@ func (s *Service) place(ctx context.Context, o Order, key, hash string) (Order, 
 	if s.deadline > 0 && o.Deadline.IsZero() {
 		o.Deadline = o.CreatedAt.Add(s.deadline)
 	}
-	p := &placement{o: o, key: key, hash: hash, done: make(chan placed, 1)}
+	p := &placement{o: o, key: key, hash: hash, done: make(chan placed, 1), span: trace.SpanContextFromContext(ctx)}
 	c := &s.combine
 	c.mu.Lock()
 	c.waiting = append(c.waiting, p)
@@ -101,7 +106,8 @@ func (s *Service) placeAll(ctx context.Context, batch []*placement) {
 			p.done <- placed{o: p.o}
 			continue
 		}
-		o, replayed, err := s.placeOne(ctx, p.o, p.key, p.hash)
+		// The order.created joins its request's trace, not the committer's.
+		o, replayed, err := s.placeOne(trace.ContextWithSpanContext(ctx, p.span), p.o, p.key, p.hash)
 		p.done <- placed{o: o, replayed: replayed, err: err}
 	}
 }
@@ -123,12 +129,19 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 		evIDs, evBodies                           = make([]string, n), make([][]byte, n)
 		evAt                                      = make([]time.Time, n)
 		createdOf                                 = make(map[string]event.Event, n)
+		tps, tss                                  []string // trace contexts
 	)
 	for i, p := range batch {
 		o := p.o
 		e, err := event.New(event.OrderCreated, o.ID, "", o.Created(), o.CreatedAt)
 		if err != nil {
 			return nil, nil, fmt.Errorf("build %s for order %s: %w", event.OrderCreated, o.ID, err)
+		}
+		if e.Trace = telemetry.Inject(p.span); !e.Trace.IsZero() {
+			if tps == nil { // untraced, both stay nil: unnest pads them with NULL
+				tps, tss = make([]string, n), make([]string, n)
+			}
+			tps[i], tss[i] = e.Trace.Parent, e.Trace.State
 		}
 		createdOf[o.ID] = e
 		it, err := json.Marshal(o.Items)
@@ -160,14 +173,15 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 				ORDER BY o.n
 				ON CONFLICT (idempotency_key) DO NOTHING
 				RETURNING order_id)
-			INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body)
-			SELECT e.id, $13, e.ord, '', e.occ, e.body
-			FROM unnest($14::uuid[], $1::text[], $16::timestamptz[], $15::bytea[]) WITH ORDINALITY AS e(id, ord, occ, body, n)
+			INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body, trace_parent, trace_state)
+			SELECT e.id, $13, e.ord, '', e.occ, e.body, NULLIF(e.tp, ''), NULLIF(e.ts, '')
+			FROM unnest($14::uuid[], $1::text[], $16::timestamptz[], $15::bytea[], $18::text[], $19::text[])
+				WITH ORDINALITY AS e(id, ord, occ, body, tp, ts, n)
 			WHERE e.ord IN (SELECT order_id FROM placed)
 			ORDER BY e.n
 			RETURNING order_id, seq`,
 			ids, customers, items, totals, statuses, reasons, failed, versions, keys, hashes, created, updated,
-			string(event.OrderCreated), evIDs, evBodies, evAt, deadlines)
+			string(event.OrderCreated), evIDs, evBodies, evAt, deadlines, tps, tss)
 		if err != nil {
 			return fmt.Errorf("insert %d orders: %w", n, err)
 		}

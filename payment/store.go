@@ -59,6 +59,8 @@ func insertPayment(ctx context.Context, q db, p Payment) (bool, error) {
 // rows it wrote.
 func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []event.Event) (map[string]bool, error) {
 	n := len(pays)
+	outbox.Traced(ctx, outs)
+	tps, tss := outbox.TraceColumns(outs)
 	orders, ids, statuses, reasons := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	amounts := make([]int64, n)
 	evIDs, evTypes, causes := make([]string, n), make([]string, n), make([]string, n)
@@ -76,14 +78,14 @@ func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []
 			ORDER BY 1
 			ON CONFLICT (order_id) DO NOTHING
 			RETURNING order_id)
-		INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body)
-		SELECT e.id, e.typ, e.ord, e.cause, e.occ, e.body
-		FROM unnest($6::uuid[], $7::text[], $1::text[], $8::text[], $9::timestamptz[], $10::bytea[])
-			WITH ORDINALITY AS e(id, typ, ord, cause, occ, body, n)
+		INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body, trace_parent, trace_state)
+		SELECT e.id, e.typ, e.ord, e.cause, e.occ, e.body, NULLIF(e.tp, ''), NULLIF(e.ts, '')
+		FROM unnest($6::uuid[], $7::text[], $1::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::text[], $12::text[])
+			WITH ORDINALITY AS e(id, typ, ord, cause, occ, body, tp, ts, n)
 		WHERE e.ord IN (SELECT order_id FROM paid)
 		ORDER BY e.n
 		RETURNING order_id, seq`,
-		orders, ids, amounts, statuses, reasons, evIDs, evTypes, causes, occurred, bodies)
+		orders, ids, amounts, statuses, reasons, evIDs, evTypes, causes, occurred, bodies, tps, tss)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d payments: %w", n, err)
 	}

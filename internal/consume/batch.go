@@ -14,11 +14,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/pg"
+	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
 // Run consumes until ctx is done. One goroutine receives messages from
@@ -107,7 +110,8 @@ type delivery struct {
 	dup bool  // the inbox held the event already: done before
 	err error // nil: applied (or dup) and committed
 
-	replay *replayed // a replay loop's: the consumer it is for and the original message
+	replay *replayed  // a replay loop's: the consumer it is for and the original message
+	span   trace.Span // the message's consumer span; nil when tracing is off
 }
 
 // handleBatch decodes every message, applies the decodable ones in one
@@ -156,6 +160,9 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			e.Stream, e.Seq = md.Stream, md.Sequence.Stream
 		}
 		d := &delivery{msg: msg, md: md, e: e, replay: rp}
+		if l.tracer != nil {
+			d.span = l.startProcess(ctx, d)
+		}
 		if l.cfg.Faults.BeforeHandle != nil {
 			if err := l.cfg.Faults.BeforeHandle(ctx, e); err != nil {
 				d.err = fmt.Errorf("before handle %s %s: %w", e.Type, e.ID, err)
@@ -172,7 +179,19 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	// stable, so one order's events keep the order they arrived in.
 	slices.SortStableFunc(ds, func(a, b *delivery) int { return strings.Compare(a.e.OrderID, b.e.OrderID) })
 
-	written, err := l.apply(ctx, ds)
+	actx := ctx
+	var batchSpan trace.Span
+	if l.tracer != nil {
+		actx, batchSpan = l.startBatch(ctx, ds)
+	}
+	written, err := l.apply(actx, ds)
+	if batchSpan != nil {
+		if err != nil {
+			batchSpan.RecordError(err)
+			batchSpan.SetStatus(codes.Error, "batch transaction failed")
+		}
+		batchSpan.End()
+	}
 	if err != nil {
 		err = fmt.Errorf("%w: %w", errBatch, err)
 		// Nothing of the batch committed: whatever was applied (or seen as
@@ -350,7 +369,7 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written
 			}
 		}
 		if len(events) > 0 {
-			hctx, col := outbox.Collect(ctx)
+			hctx, col := outbox.Collect(l.withCauses(ctx, live))
 			err = l.cfg.BatchHandler(hctx, tx, events)
 			written = col.Rows()
 		}
@@ -367,6 +386,8 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written
 		d.dup = false
 	}
 	l.log.Debug("batch refused set-based; handling its messages one by one", zap.Int("messages", len(live)), zap.Error(err))
+	trace.SpanFromContext(ctx).AddEvent("batch refused set-based; one by one", trace.WithAttributes(
+		telemetry.AttrSetBased.Bool(false)))
 	if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT batch`); rerr != nil {
 		return nil, false, fmt.Errorf("roll back batch of %d: %w", len(live), rerr)
 	}
@@ -404,7 +425,7 @@ func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, d *delivery) (dup bool, 
 			return false, nil, fmt.Errorf("prepare %s %s: %w", e.Type, e.ID, err)
 		}
 	}
-	hctx, col := outbox.Collect(ctx)
+	hctx, col := outbox.Collect(l.withCause(ctx, d))
 	if err := h(hctx, tx, e); err != nil {
 		return false, nil, fmt.Errorf("handle %s %s: %w", e.Type, e.ID, err)
 	}
@@ -416,9 +437,14 @@ func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, d *delivery) (dup bool, 
 	return false, col.Rows(), nil
 }
 
-// settle acks, retries or dead-letters one delivery after its batch ended.
+// settle acks, retries or dead-letters one delivery after its batch ended,
+// and ends its span.
 func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 	msg, md, e := d.msg, d.md, d.e
+	if d.span != nil {
+		defer d.span.End()
+		ctx = trace.ContextWithSpan(ctx, d.span) // the dead letter's log has the trace id
+	}
 	switch {
 	case d.err == nil:
 		l.failures.forget(md.Sequence.Stream)
@@ -433,7 +459,7 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 		default:
 			if err := msg.Ack(); err != nil {
 				// The commit stands; a redelivery will hit the inbox.
-				l.eventLog(e).Warn("ack failed after commit", zap.Error(err))
+				l.eventLog(d).Warn("ack failed after commit", zap.Error(err))
 			}
 		}
 		outcome := outcomeHandled
@@ -441,28 +467,34 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 			outcome = outcomeDuplicate
 		}
 		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcome, took)
+		if d.span != nil {
+			d.span.SetAttributes(telemetry.AttrOutcome.String(outcome))
+		}
 		if rp := d.replay; rp != nil {
-			l.eventLog(e).Info("dead letter replayed", zap.String("outcome", outcome), zap.String("for_consumer", rp.consumer),
+			l.eventLog(d).Info("dead letter replayed", zap.String("outcome", outcome), zap.String("for_consumer", rp.consumer),
 				zap.Uint64("dlq_seq", rp.dlqSeq), zap.String("stream", rp.stream), zap.Uint64("stream_seq", rp.seq))
 		}
 		if ce := l.log.Check(zap.DebugLevel, "event "+outcome); ce != nil {
 			ce.Write(zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
-				zap.String("event_type", string(e.Type)), zap.Duration("took", took))
+				zap.String("event_type", string(e.Type)), zap.Duration("took", took), l.traceID(d))
 		}
 	case IsPermanent(d.err):
 		l.failures.forget(md.Sequence.Stream)
+		spanFailed(d.span, outcomeDeadLettered, d.err)
 		l.deadLetter(ctx, msg, md, d.replay, e.Type, d.err)
 	default:
 		failures := l.failures.count(md.Sequence.Stream, messageFault(d.err))
 		if l.cfg.MaxDeliver > 0 && failures >= l.cfg.MaxDeliver {
 			l.failures.forget(md.Sequence.Stream)
-			l.deadLetter(ctx, msg, md, d.replay, e.Type, fmt.Errorf("gave up after %d failures in %d deliveries: %w",
-				failures, md.NumDelivered, d.err))
+			err := fmt.Errorf("gave up after %d failures in %d deliveries: %w", failures, md.NumDelivered, d.err)
+			spanFailed(d.span, outcomeDeadLettered, err)
+			l.deadLetter(ctx, msg, md, d.replay, e.Type, err)
 			return
 		}
+		spanFailed(d.span, outcomeRetried, d.err)
 		delay := l.backoff(md.NumDelivered)
 		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcomeRetried, took)
-		log := l.eventLog(e).With(zap.Uint64("delivery", md.NumDelivered))
+		log := l.eventLog(d).With(zap.Uint64("delivery", md.NumDelivered))
 		log.Warn("handling failed; retrying", zap.Error(d.err), zap.Int("failures", failures),
 			zap.Duration("retry_in", delay))
 		if err := msg.NakWithDelay(delay); err != nil {
@@ -471,9 +503,10 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 	}
 }
 
-func (l *Loop) eventLog(e event.Event) *zap.Logger {
+func (l *Loop) eventLog(d *delivery) *zap.Logger {
+	e := d.e
 	return l.log.With(zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
-		zap.String("event_type", string(e.Type)))
+		zap.String("event_type", string(e.Type)), l.traceID(d))
 }
 
 // messageFault reports whether a failure to handle a message is the

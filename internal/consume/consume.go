@@ -29,10 +29,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/outbox"
+	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
 // Handler applies one event inside tx. It returns nil when the event was
@@ -114,6 +116,14 @@ type Config struct {
 	// Faults reach into the delivery windows for failure injection and
 	// crash-window tests; nil fields do nothing.
 	Faults Faults
+
+	// TracerProvider, when set and not a no-op, traces the loop: a consumer
+	// span per message, child of the trace context the message carries,
+	// and a span per batch (its transaction) linked to them; the events a
+	// handler writes carry the trace context of the span of the event that
+	// caused them. Nil: no span, and an event's trace context that came in
+	// is handed on, as it is, to the events it causes.
+	TracerProvider trace.TracerProvider
 }
 
 // AckAction says what the loop does with a message whose transaction committed.
@@ -146,6 +156,7 @@ type Loop struct {
 	cfg  Config
 	log  *zap.Logger
 
+	tracer   trace.Tracer // nil: tracing off
 	failures failureCounts
 	// routes, set by NewReplay, make this a replay loop: each message is
 	// handled by the route of the consumer it names.
@@ -179,7 +190,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, js JetStream, cons jetstream.C
 	}
 	return &Loop{
 		pool: pool, js: js, cons: cons, h: h, cfg: cfg,
-		log: cfg.Logger.With(zap.String("consumer", cfg.Consumer)),
+		log:    cfg.Logger.With(zap.String("consumer", cfg.Consumer)),
+		tracer: telemetry.Tracer(cfg.TracerProvider),
 	}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
 // Headers added to a dead-lettered message, beside the original headers.
@@ -109,7 +110,7 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 	log := l.log.With(zap.String("subject", clip(o.subject, 256)), zap.Uint64("stream_seq", o.seq),
 		zap.String("event_id", clip(h.Get(event.HeaderMsgID), 128)),
 		zap.String("order_id", clip(h.Get(event.HeaderOrderID), 128)),
-		zap.String("event_type", clip(h.Get(event.HeaderType), 128)))
+		zap.String("event_type", clip(h.Get(event.HeaderType), 128)), telemetry.LogField(ctx))
 	if rp != nil {
 		log = log.With(zap.String("for_consumer", o.consumer), zap.String("stream", o.stream), zap.Uint64("dlq_seq", rp.dlqSeq))
 	}

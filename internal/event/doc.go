@@ -26,6 +26,14 @@
 //	Jetsaga-Occurred-At   when the producing transaction committed,
 //	                      RFC 3339 with nanoseconds, in UTC
 //
+// and, optionally, the W3C Trace Context of the span that published it:
+//
+//	traceparent           e.g. 00-<trace id>-<span id>-01
+//	tracestate            vendor entries, when the trace has any
+//
+// An event without them is valid; so is one whose trace context is
+// malformed (it is not part of the contract's checks, see [TraceContext]).
+//
 // # Body
 //
 // The body is the JSON encoding of the type's payload struct (for example

@@ -70,14 +70,39 @@ func (t Type) Stream() string {
 	return ""
 }
 
-// Header names. Every event message carries all five.
+// Header names. Every event message carries the first five.
 const (
 	HeaderMsgID       = "Nats-Msg-Id"
 	HeaderType        = "Jetsaga-Event-Type"
 	HeaderOrderID     = "Jetsaga-Order-Id"
 	HeaderCausationID = "Jetsaga-Causation-Id"
 	HeaderOccurredAt  = "Jetsaga-Occurred-At" // time.RFC3339Nano, UTC
+
+	// HeaderTraceParent and HeaderTraceState are the W3C Trace Context of
+	// the span that published the event, spelled as in HTTP. Both are
+	// optional: an event without them is valid.
+	HeaderTraceParent = "traceparent"
+	HeaderTraceState  = "tracestate"
 )
+
+// Bounds of a trace context worth carrying on: a version 00 traceparent is
+// 55 bytes (later versions may add fields), and W3C caps tracestate at 32
+// members, which fit in 512 bytes in practice.
+const (
+	maxTraceParent = 128
+	maxTraceState  = 512
+)
+
+// TraceContext is an event's W3C Trace Context, as carried in its
+// traceparent and tracestate headers. Zero when the event carries none.
+// The event package does not interpret it; internal/telemetry does.
+type TraceContext struct {
+	Parent string // traceparent
+	State  string // tracestate
+}
+
+// IsZero reports whether tc carries no trace context.
+func (tc TraceContext) IsZero() bool { return tc.Parent == "" }
 
 // Event is one message on the bus: metadata plus the JSON body.
 type Event struct {
@@ -87,6 +112,10 @@ type Event struct {
 	CausationID string // "" only for order.created
 	OccurredAt  time.Time
 	Body        []byte // JSON of the payload struct
+
+	// Trace is the trace context the event travels with (optional, not
+	// validated: a malformed one starts a new trace where it is read).
+	Trace TraceContext
 
 	// Stream and Seq say where the event was read from: the stream and its
 	// sequence in it, taken from the JetStream metadata by the consumer
@@ -142,16 +171,23 @@ func Subject(t Type, orderID string) string {
 // Subject returns the subject the event is published on.
 func (e Event) Subject() string { return Subject(e.Type, e.OrderID) }
 
-// Header returns the event's five headers. The causation header is present
-// but empty for order.created.
+// Header returns the event's five headers, and its trace context when it
+// has one. The causation header is present but empty for order.created.
 func (e Event) Header() nats.Header {
-	return nats.Header{
+	h := nats.Header{
 		HeaderMsgID:       {e.ID},
 		HeaderType:        {string(e.Type)},
 		HeaderOrderID:     {e.OrderID},
 		HeaderCausationID: {e.CausationID},
 		HeaderOccurredAt:  {e.OccurredAt.UTC().Format(time.RFC3339Nano)},
 	}
+	if e.Trace.Parent != "" {
+		h[HeaderTraceParent] = []string{e.Trace.Parent}
+		if e.Trace.State != "" {
+			h[HeaderTraceState] = []string{e.Trace.State}
+		}
+	}
+	return h
 }
 
 // Msg returns the message to publish: subject, headers and the body as data.
@@ -256,7 +292,24 @@ func FromMsg(subject string, h nats.Header, data []byte) (Event, error) {
 	if err := e.validateBody(); err != nil {
 		return Event{}, err
 	}
+	e.Trace = traceContext(h)
 	return e, nil
+}
+
+// traceContext returns the trace context h carries. It is optional and never
+// a contract violation: a header given more than once (W3C: ignore it), or
+// longer than a trace context can be, is left behind, and the event travels
+// on without it.
+func traceContext(h nats.Header) TraceContext {
+	tp := h[HeaderTraceParent]
+	if len(tp) != 1 || len(tp[0]) > maxTraceParent {
+		return TraceContext{}
+	}
+	tc := TraceContext{Parent: tp[0]}
+	if ts := h[HeaderTraceState]; len(ts) == 1 && len(ts[0]) <= maxTraceState {
+		tc.State = ts[0]
+	}
+	return tc
 }
 
 // header returns the single value of header key. A header given more than

@@ -15,16 +15,19 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
 // Add inserts events into the outbox table of the transaction's schema, in
 // one statement however many they are. The events become visible to the
 // relay only when tx commits. Under a context from Collect, Add also
-// records the rows it wrote there.
+// records the rows it wrote there. An event without a trace context gets
+// the one Traced gives it.
 func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
+	Traced(ctx, events)
 	n := len(events)
 	ids, types, orders, causes := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	occurred := make([]time.Time, n)
@@ -33,15 +36,16 @@ func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
 		ids[i], types[i], orders[i], causes[i] = e.ID, string(e.Type), e.OrderID, e.CausationID
 		occurred[i], bodies[i] = e.OccurredAt, e.Body
 	}
+	parents, states := TraceColumns(events)
 	// WITH ORDINALITY keeps the given order in the seq the rows get.
 	rows, err := tx.Query(ctx, `
-		INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body)
-		SELECT t.id, t.typ, t.ord, t.cause, t.occ, t.body
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])
-			WITH ORDINALITY AS t(id, typ, ord, cause, occ, body, n)
+		INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body, trace_parent, trace_state)
+		SELECT t.id, t.typ, t.ord, t.cause, t.occ, t.body, NULLIF(t.tp, ''), NULLIF(t.ts, '')
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::text[], $8::text[])
+			WITH ORDINALITY AS t(id, typ, ord, cause, occ, body, tp, ts, n)
 		ORDER BY t.n
 		RETURNING seq, event_id::text`,
-		ids, types, orders, causes, occurred, bodies)
+		ids, types, orders, causes, occurred, bodies, parents, states)
 	if err != nil {
 		return fmt.Errorf("outbox add %d events: %w", n, err)
 	}
@@ -62,6 +66,36 @@ func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
 	}
 	Wrote(ctx, rowsOf...)
 	return nil
+}
+
+// Traced gives each event that has no trace context the one telemetry.For
+// finds under ctx: that of the span that handled its cause (under a consumer
+// loop), or of the span in ctx (an HTTP request). With tracing off and no
+// trace context coming in, it finds none and costs two context lookups per
+// event.
+func Traced(ctx context.Context, events []event.Event) {
+	for i := range events {
+		if events[i].Trace.IsZero() {
+			events[i].Trace = telemetry.For(ctx, events[i].CausationID)
+		}
+	}
+}
+
+// TraceColumns returns the events' trace contexts as the text[] arguments
+// of the outbox's trace_parent and trace_state columns (the SQL stores an
+// empty one as NULL, with NULLIF). When no event has one it returns nil
+// slices, which unnest pads with NULL: no allocation on the untraced path.
+func TraceColumns(events []event.Event) (parents, states []string) {
+	for i, e := range events {
+		if e.Trace.IsZero() {
+			continue
+		}
+		if parents == nil {
+			parents, states = make([]string, len(events)), make([]string, len(events))
+		}
+		parents[i], states[i] = e.Trace.Parent, e.Trace.State
+	}
+	return parents, states
 }
 
 // Wrote records, under a context from Collect, outbox rows a caller wrote

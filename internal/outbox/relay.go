@@ -14,9 +14,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
 // Publisher is the part of jetstream.JetStream the relay needs.
@@ -43,6 +47,12 @@ type RelayConfig struct {
 	Duplicate func(e event.Event) bool
 	// OnPublished is called after rows were deleted (for metrics).
 	OnPublished func(published []event.Event)
+
+	// TracerProvider, when set and not a no-op, traces each publish: a
+	// producer span, child of the trace context stored with the event,
+	// whose own context the message carries. Nil: events are published
+	// with the trace context stored with them, as they are.
+	TracerProvider trace.TracerProvider
 }
 
 // Relay moves committed outbox rows of one schema to JetStream. Several
@@ -55,7 +65,8 @@ type Relay struct {
 	log  *zap.Logger
 	wake chan struct{}
 
-	handed chan []Row // rows handed over by Hand, to publish at once
+	handed chan []Row   // rows handed over by Hand, to publish at once
+	tracer trace.Tracer // nil: tracing off
 
 	mu       sync.Mutex
 	inFlight map[int64]struct{} // seqs this relay is publishing
@@ -75,7 +86,7 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error
 		cfg.Logger = zap.NewNop()
 	}
 	return &Relay{pool: pool, pub: pub, cfg: cfg, log: cfg.Logger.Named("relay"), wake: make(chan struct{}, 1),
-		handed: make(chan []Row, 64), inFlight: make(map[int64]struct{})}, nil
+		handed: make(chan []Row, 64), inFlight: make(map[int64]struct{}), tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
 }
 
 // Notify wakes the relay; call it after committing a transaction that added
@@ -313,17 +324,44 @@ type execer interface {
 func (r *Relay) publishAndDelete(ctx context.Context, db execer, events []event.Event, seqs []int64) (n int, err error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(events))
 	var extra []jetstream.PubAckFuture // duplicates: waited for, outcome ignored
+	var spans []trace.Span             // spans[i] is futures[i]'s; nil when tracing is off
+	if r.tracer != nil {
+		spans = make([]trace.Span, 0, len(events))
+		defer func() {
+			// The acked ones ended already (ending again does nothing): end
+			// the rest, with the error if any.
+			for _, s := range spans[n:] {
+				if err != nil {
+					s.SetStatus(codes.Error, err.Error())
+				}
+				s.End()
+			}
+		}()
+	}
 	for _, e := range events {
-		f, err := r.pub.PublishMsgAsync(e.Msg(), jetstream.WithExpectStream(e.Type.Stream()))
+		msg := e.Msg()
+		if r.tracer != nil {
+			span := r.startPublish(ctx, e)
+			spans = append(spans, span)
+			e.Trace = telemetry.Inject(span.SpanContext())
+			msg.Header = e.Header()
+		}
+		f, err := r.pub.PublishMsgAsync(msg, jetstream.WithExpectStream(e.Type.Stream()))
 		if err != nil {
 			// Wait for what was sent: rows after a failed send stay.
 			r.log.Warn("publish failed", zap.String("event_id", e.ID), zap.String("event_type", string(e.Type)),
 				zap.String("order_id", e.OrderID), zap.Error(err))
+			if spans != nil {
+				s := spans[len(spans)-1]
+				spans = spans[:len(spans)-1]
+				s.SetStatus(codes.Error, err.Error())
+				s.End()
+			}
 			break
 		}
 		futures = append(futures, f)
 		if r.cfg.Duplicate != nil && r.cfg.Duplicate(e) {
-			if d, err := r.pub.PublishMsgAsync(e.Msg(), jetstream.WithExpectStream(e.Type.Stream())); err == nil {
+			if d, err := r.pub.PublishMsgAsync(msg, jetstream.WithExpectStream(e.Type.Stream())); err == nil {
 				extra = append(extra, d)
 			}
 		}
@@ -339,10 +377,17 @@ func (r *Relay) publishAndDelete(ctx context.Context, db execer, events []event.
 			// has the event.
 			events[n], events[i] = events[i], events[n]
 			seqs[n], seqs[i] = seqs[i], seqs[n]
+			if spans != nil {
+				spans[n], spans[i] = spans[i], spans[n]
+				spans[n].End()
+			}
 			n++
 		case err := <-f.Err():
 			if firstErr == nil {
 				firstErr = fmt.Errorf("publish %s %s: %w", events[i].Type, events[i].ID, err)
+			}
+			if spans != nil {
+				spans[i].SetStatus(codes.Error, err.Error())
 			}
 		case <-timeout.C:
 			return 0, fmt.Errorf("relay: no ack within %s for %d events", r.cfg.AckTimeout, len(futures)-i)
@@ -373,6 +418,24 @@ func (r *Relay) publishAndDelete(ctx context.Context, db execer, events []event.
 		firstErr = fmt.Errorf("relay: %d events not sent", len(events)-len(futures))
 	}
 	return n, firstErr
+}
+
+// startPublish starts the producer span of publishing e: a child of the
+// trace context stored with e (a new trace when it has none).
+func (r *Relay) startPublish(ctx context.Context, e event.Event) trace.Span {
+	ctx = telemetry.Extract(ctx, e.Trace)
+	_, span := r.tracer.Start(ctx, "publish "+string(e.Type), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", e.Subject()),
+			attribute.String("messaging.message.id", e.ID),
+			telemetry.AttrOrderID.String(e.OrderID),
+			telemetry.AttrEventID.String(e.ID),
+			telemetry.AttrEventType.String(string(e.Type)),
+			telemetry.AttrCausationID.String(e.CausationID),
+		))
+	return span
 }
 
 // anyToPublish reports whether the outbox holds a row that no round of this
@@ -414,7 +477,8 @@ func (r *Relay) unhold(seqs []int64) {
 
 func lockBatch(ctx context.Context, tx pgx.Tx, limit int, held []int64) ([]event.Event, []int64, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT seq, event_id::text, event_type, order_id, causation_id, occurred_at, body
+		SELECT seq, event_id::text, event_type, order_id, causation_id, occurred_at, body,
+			coalesce(trace_parent, ''), coalesce(trace_state, '')
 		FROM outbox
 		WHERE seq <> ALL($2)
 		ORDER BY seq
@@ -434,7 +498,8 @@ func lockBatch(ctx context.Context, tx pgx.Tx, limit int, held []int64) ([]event
 			seq int64
 			typ string
 		)
-		if err := rows.Scan(&seq, &e.ID, &typ, &e.OrderID, &e.CausationID, &e.OccurredAt, &e.Body); err != nil {
+		if err := rows.Scan(&seq, &e.ID, &typ, &e.OrderID, &e.CausationID, &e.OccurredAt, &e.Body,
+			&e.Trace.Parent, &e.Trace.State); err != nil {
 			return nil, nil, fmt.Errorf("relay scan: %w", err)
 		}
 		e.Type = event.Type(typ)

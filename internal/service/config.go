@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -47,6 +48,11 @@ type Config struct {
 	// Logger, when set, is used instead of one built from LogLevel and
 	// LogFormat (tests pass zaptest's).
 	Logger *zap.Logger
+	// TracerProvider traces the service (HTTP requests, consumed messages,
+	// outbox publishes); nil turns tracing off. Main builds it from the
+	// OTEL_* environment (telemetry.FromEnv); tests pass their own.
+	TracerProvider trace.TracerProvider
+	tracing        []string // the exporters Main set up, for the ready log
 	// OnReady is called once the service is ready, with the HTTP address
 	// it listens on (tests listen on 127.0.0.1:0).
 	OnReady func(httpAddr string)

@@ -39,6 +39,7 @@ func replayLoop(ctx context.Context, log *zap.Logger, pool *pgxpool.Pool, js jet
 	}
 	lc := consume.Config{
 		Service: cfg.Name, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: metrics,
+		TracerProvider: cfg.TracerProvider,
 	}
 	if !silent {
 		lc.AfterCommit, lc.Handoff = relay.Notify, relay.Hand

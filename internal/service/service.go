@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/consume"
@@ -36,6 +37,7 @@ import (
 	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/pg"
 	"github.com/jetsaga/jetsaga/internal/stream"
+	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
 // Runtime is what a service's constructor gets.
@@ -52,6 +54,10 @@ type Runtime struct {
 	// without reading them back.
 	Hand func([]outbox.Row)
 	Now  func() time.Time
+	// TracerProvider is the service's (nil: tracing off), for work of its
+	// own beside the consumer loops, the relay and the HTTP API, which the
+	// runtime traces already.
+	TracerProvider trace.TracerProvider
 }
 
 // Consumer is one durable consumer of a service and its handler.
@@ -98,6 +104,23 @@ type Spec struct {
 func Main(cfg Config, spec Spec) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if cfg.TracerProvider == nil {
+		tel, err := telemetry.FromEnv(ctx, cmp.Or(cfg.Name, spec.Name), os.Getenv, os.Stderr)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", spec.Name, err)
+			return 1
+		}
+		// After the drain: the last spans are flushed before exiting.
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tel.Shutdown(sctx); err != nil {
+				fmt.Fprintf(os.Stderr, "%s: %v\n", spec.Name, err)
+			}
+		}()
+		cfg.TracerProvider = tel.TracerProvider
+		cfg.tracing = tel.Exporters
+	}
 	if err := Run(ctx, cfg, spec); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", spec.Name, err)
 		return 1
@@ -178,10 +201,10 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 	// The service routes join the mux once the participant exists; until
 	// then they answer 503.
-	var api atomic.Pointer[http.ServeMux]
+	var api atomic.Pointer[http.Handler]
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if m := api.Load(); m != nil {
-			m.ServeHTTP(w, r)
+		if h := api.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
 			return
 		}
 		http.Error(w, "starting", http.StatusServiceUnavailable)
@@ -285,7 +308,8 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		return err
 	}
 	relayMetrics := newRelayMetrics(reg, pool)
-	rc := outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published, Batch: cfg.RelayBatch, Window: cfg.RelayWindow}
+	rc := outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published, Batch: cfg.RelayBatch, Window: cfg.RelayWindow,
+		TracerProvider: cfg.TracerProvider}
 	if inj != nil {
 		rc.BeforeDelete, rc.Duplicate = relayFaults(inj)
 	}
@@ -295,7 +319,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 	part, err := spec.New(&Runtime{
 		Pool: pool, JS: js, Log: log, Registry: reg, Notify: relay.Notify, Hand: relay.Hand,
-		Now: func() time.Time { return time.Now().UTC() },
+		Now: func() time.Time { return time.Now().UTC() }, TracerProvider: cfg.TracerProvider,
 	})
 	if err != nil {
 		return fmt.Errorf("build %s: %w", cfg.Name, err)
@@ -319,7 +343,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		}
 		lc := consume.Config{
 			Service: cfg.Name, Workers: cfg.Workers, Batch: cfg.Batch, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: cm,
-			Prepare: c.Prepare, BatchHandler: c.HandleBatch,
+			Prepare: c.Prepare, BatchHandler: c.HandleBatch, TracerProvider: cfg.TracerProvider,
 		}
 		if !c.Silent {
 			lc.AfterCommit, lc.Handoff = relay.Notify, relay.Hand
@@ -344,7 +368,8 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 	apiMux := http.NewServeMux()
 	part.Routes(apiMux)
-	api.Store(apiMux)
+	apiHandler := telemetry.HTTPHandler(cfg.TracerProvider, apiMux)
+	api.Store(&apiHandler)
 
 	// Run: loops and relay own goroutines stopped by their contexts. The
 	// relay outlives the loops so that it flushes what their last messages
@@ -375,7 +400,8 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 
 	ready.Store(true)
 	log.Info("ready", zap.String("http_addr", ln.Addr().String()), zap.String("schema", spec.Schema),
-		zap.Int("consumers", len(loops)))
+		zap.Int("consumers", len(loops)), zap.Bool("tracing", telemetry.Tracer(cfg.TracerProvider) != nil),
+		zap.Strings("trace_exporters", cfg.tracing))
 	if cfg.OnReady != nil {
 		cfg.OnReady(ln.Addr().String())
 	}
