@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/fault"
 	"github.com/jetsaga/jetsaga/internal/telemetry"
 	"github.com/jetsaga/jetsaga/internal/testenv"
 )
@@ -150,12 +151,15 @@ func (w *world) traceProblems(id string, spans tracetest.SpanStubs) []string {
 				continue
 			}
 			// The publish span is a child of the span that wrote the event:
-			// the request for order.created, else the handling of its cause.
+			// the request for order.created (and for a timeout's
+			// order.cancelled, which the scheduler writes with the trace
+			// context of the order.created), else the handling of its cause.
 			parent := byID[pub.Parent.SpanID()]
+			timeout := e.Type == event.OrderCancelled && string(e.Body) != "" && strings.Contains(string(e.Body), `"timeout"`)
 			switch {
-			case e.Type == event.OrderCreated:
+			case e.Type == event.OrderCreated || timeout:
 				if pub.Parent.SpanID() != root.SpanContext.SpanID() {
-					bad("publish order.created: parent %q, want POST /orders", parent.Name)
+					bad("publish %s: parent %q, want POST /orders", e.Type, parent.Name)
 				}
 			case parent.SpanKind != trace.SpanKindConsumer || attr(parent, telemetry.AttrEventID) != e.CausationID:
 				bad("publish %s: parent %q of event %s, want the processing of its cause %s", e.Type, parent.Name,
@@ -235,4 +239,49 @@ func TestTraceCrossesAnUntracedService(t *testing.T) {
 		}
 		return handled
 	})
+}
+
+// TestTimedOutSagaIsOneTrace: a timeout's order.cancelled, written by the
+// deadline scheduler long after the request, joins the saga's trace through
+// the trace context the order kept from its order.created; so do the
+// release and the refund it causes.
+func TestTimedOutSagaIsOneTrace(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	w := newWorld(t, worldOptions{
+		seedStock:    map[string]int{"sku-a": 100},
+		sagaDeadline: testDeadline,
+		faultsFor:    map[string]fault.Config{"order": {Delay: 1500 * time.Millisecond}},
+		tracerProvider: func(name string) trace.TracerProvider {
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp),
+				sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", name))))
+			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			return tp
+		},
+	})
+	id := w.place("c1", item{"sku-a", 1, 700})
+	w.waitTerminal(id)
+	w.waitScalar("payment", "REFUNDED", `SELECT status FROM payment.payments WHERE order_id = $1`, id)
+	if got := w.orderStatus(id); got != "CANCELLED/timeout" {
+		t.Fatalf("order %s, want CANCELLED/timeout", got)
+	}
+	w.checkInvariants()
+	var problems []string
+	deadline := time.Now().Add(30 * time.Second)
+	testenv.WaitFor(t, 31*time.Second, "the timed-out saga's trace", func() bool {
+		problems = w.traceProblems(id, exp.GetSpans())
+		return len(problems) == 0 || time.Now().After(deadline)
+	})
+	for _, p := range problems {
+		t.Error(p)
+	}
+	var traces = map[trace.TraceID]bool{}
+	for _, s := range exp.GetSpans() {
+		if attr(s, telemetry.AttrOrderID) == id {
+			traces[s.SpanContext.TraceID()] = true
+		}
+	}
+	if len(traces) != 1 {
+		t.Errorf("the timed-out saga's spans are in %d traces, want 1", len(traces))
+	}
 }

@@ -152,7 +152,8 @@ func (s *Service) placeOne(ctx context.Context, o Order, key, hash string) (plac
 	if err != nil {
 		return Order{}, false, fmt.Errorf("build %s for order %s: %w", event.OrderCreated, o.ID, err)
 	}
-	o.CreatedEventID = created.ID
+	outbox.Traced(ctx, []event.Event{created})
+	o.CreatedEventID, o.Trace = created.ID, created.Trace
 	err = pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		inserted, err := insertOrder(ctx, tx, o, key, hash)
 		if err != nil {

@@ -97,6 +97,7 @@ func (s *Service) ExpireDue(ctx context.Context) (int, error) {
 			if err != nil {
 				return fmt.Errorf("build %s for order %s: %w", event.OrderCancelled, o.ID, err)
 			}
+			e.Trace = o.Trace // the saga's trace, from its order.created
 			prev[o.ID] = o.Version
 			cancelled = append(cancelled, tr.Order)
 			out = append(out, e)

@@ -57,6 +57,9 @@ type Order struct {
 	// CreatedEventID is the id of the order's order.created, the cause of
 	// a timeout's order.cancelled; "" for orders placed before it was kept.
 	CreatedEventID string
+	// Trace is the order.created's trace context (zero when untraced),
+	// which a timeout's order.cancelled travels with.
+	Trace event.TraceContext
 }
 
 // Domain errors, matched with errors.Is.

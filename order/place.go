@@ -163,13 +163,14 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 			WITH placed AS (
 				INSERT INTO orders (order_id, customer_id, items, total_cents, status, reason,
 					payment_failed, version, idempotency_key, request_hash, created_at, updated_at,
-					deadline, created_event_id)
+					deadline, created_event_id, trace_parent, trace_state)
 				SELECT o.id, o.cust, o.items, o.total, o.status, o.reason, o.failed, o.version, o.key, o.hash, o.created, o.updated,
-					o.deadline, o.event
+					o.deadline, o.event, NULLIF(o.tp, ''), NULLIF(o.ts, '')
 				FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::text[], $7::bool[],
-					$8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $17::timestamptz[], $14::uuid[])
+					$8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $17::timestamptz[], $14::uuid[],
+					$18::text[], $19::text[])
 					WITH ORDINALITY AS o(id, cust, items, total, status, reason, failed, version, key, hash, created, updated,
-						deadline, event, n)
+						deadline, event, tp, ts, n)
 				ORDER BY o.n
 				ON CONFLICT (idempotency_key) DO NOTHING
 				RETURNING order_id)

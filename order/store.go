@@ -31,7 +31,8 @@ type execer interface {
 }
 
 const orderColumns = `order_id, customer_id, items, total_cents, status, reason,
-	payment_failed, version, created_at, updated_at, deadline, coalesce(created_event_id::text, '')`
+	payment_failed, version, created_at, updated_at, deadline, coalesce(created_event_id::text, ''),
+	coalesce(trace_parent, ''), coalesce(trace_state, '')`
 
 func scanOrder(row pgx.Row, extra ...any) (Order, error) {
 	var o Order
@@ -39,7 +40,8 @@ func scanOrder(row pgx.Row, extra ...any) (Order, error) {
 	var status string
 	var deadline *time.Time
 	dest := append([]any{&o.ID, &o.CustomerID, &items, &o.TotalCents, &status, &o.Reason,
-		&o.PaymentFailed, &o.Version, &o.CreatedAt, &o.UpdatedAt, &deadline, &o.CreatedEventID}, extra...)
+		&o.PaymentFailed, &o.Version, &o.CreatedAt, &o.UpdatedAt, &deadline, &o.CreatedEventID,
+		&o.Trace.Parent, &o.Trace.State}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Order{}, ErrNotFound
@@ -78,11 +80,12 @@ func insertOrder(ctx context.Context, tx execer, o Order, idempotencyKey, reques
 	tag, err := tx.Exec(ctx, `
 		INSERT INTO orders (order_id, customer_id, items, total_cents, status, reason,
 			payment_failed, version, idempotency_key, request_hash, created_at, updated_at,
-			deadline, created_event_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+			deadline, created_event_id, trace_parent, trace_state)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, nullif($15, ''), nullif($16, ''))
 		ON CONFLICT (idempotency_key) DO NOTHING`,
 		o.ID, o.CustomerID, items, o.TotalCents, string(o.Status), o.Reason,
-		o.PaymentFailed, o.Version, key, requestHash, o.CreatedAt, o.UpdatedAt, nullTime(o.Deadline), createdEvent)
+		o.PaymentFailed, o.Version, key, requestHash, o.CreatedAt, o.UpdatedAt, nullTime(o.Deadline), createdEvent,
+		o.Trace.Parent, o.Trace.State)
 	if err != nil {
 		return false, fmt.Errorf("insert order %s: %w", o.ID, err)
 	}
