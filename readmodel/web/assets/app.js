@@ -17,7 +17,7 @@
     confirmed: color('green'), out_of_stock: color('amber'), unknown_sku: color('violet'),
     payment_failed: color('red'), timeout: color('orange'), other: color('grey'),
   };
-  const SERVICE_COLORS = { order: color('order'), inventory: color('inventory'), payment: color('payment'), readmodel: color('blue') };
+  const SERVICE_COLORS = { order: color('order'), inventory: color('inventory'), payment: color('payment'), readmodel: color('readmodel') };
   const serviceOf = (eventType) => (eventType || '').split('.')[0];
   const serviceColor = (name) => SERVICE_COLORS[name] || color('other');
 
@@ -29,6 +29,7 @@
   function fmtRate(r) { return r == null ? '–' : (r >= 100 ? nf.format(Math.round(r)) : r.toFixed(1)); }
   function fmtMs(ms) {
     if (ms == null || isNaN(ms)) return '–';
+    if (ms === 0) return '0 ms';
     if (ms < 1) return ms.toFixed(2) + ' ms';
     if (ms < 10) return ms.toFixed(1) + ' ms';
     if (ms < 1000) return Math.round(ms) + ' ms';
@@ -113,7 +114,8 @@
       const { ctx } = f;
       ctx.beginPath();
       pts.forEach((p, i) => { const xx = f.x(p.t), yy = f.y(s.value(p)); i ? ctx.lineTo(xx, yy) : ctx.moveTo(xx, yy); });
-      ctx.strokeStyle = s.color; ctx.lineWidth = 1.8; ctx.lineJoin = 'round'; ctx.stroke();
+      ctx.strokeStyle = s.color; ctx.lineWidth = 1.8; ctx.lineJoin = 'round';
+      ctx.setLineDash(s.dash || []); ctx.stroke(); ctx.setLineDash([]);
       if (s.fill) {
         ctx.lineTo(f.x(pts[pts.length - 1].t), f.y(0)); ctx.lineTo(f.x(pts[0].t), f.y(0)); ctx.closePath();
         const g = ctx.createLinearGradient(0, f.top, 0, f.top + f.ph);
@@ -168,7 +170,7 @@
     const avg = (f, n) => { const xs = h.slice(-n); return xs.length ? xs.reduce((a, p) => a + f(p), 0) / xs.length : null; };
     lineChart($('#chart-throughput'), h, [
       { color: color('blue'), value: (p) => p.placed, fill: true },
-      { color: color('green'), value: (p) => p.completed },
+      { color: color('green'), value: (p) => p.completed, dash: [5, 3] },
     ], 'rate');
     legend('#legend-throughput', [
       { name: 'placed', color: color('blue'), label: 'placed', value: last ? fmtRate(last.placed) + '/s' : null },
@@ -199,9 +201,9 @@
     setText('#kpi-completed-rate', fmtRate(avg((p) => p.completed, 5)));
     setText('#kpi-placed-total', fmtInt(s.totals.placed));
     setText('#kpi-completed-total', fmtInt(s.totals.completed));
-    setText('#kpi-latency', s.latency_ms.samples ? fmtMs(s.latency_ms.p50) + ' / ' + fmtMs(s.latency_ms.p99) : '–');
+    pair('#kpi-latency', s.latency_ms);
     setText('#kpi-latency-n', fmtInt(s.latency_ms.samples));
-    setText('#kpi-lag', s.lag_ms.samples ? fmtMs(s.lag_ms.p50) + ' / ' + fmtMs(s.lag_ms.p99) : '–');
+    pair('#kpi-lag', s.lag_ms);
     setText('#kpi-lag-n', fmtInt(s.lag_ms.samples));
     setText('#kpi-confirmed-share', ended ? Math.round((100 * (totals.confirmed || 0)) / ended) + '%' : '–');
     if (s.sagas) {
@@ -220,9 +222,21 @@
     setText('#uptime', 'read model up ' + fmtAgo(Date.parse(s.started_at)).replace(' ago', '').replace('now', '0s'));
   }
 
+  // pair shows a p50 and a p99: "69 ms / 366 ms", the second smaller.
+  function pair(sel, q) {
+    const e = $(sel);
+    if (!q.samples) { setText(sel, '–'); return; }
+    const text = fmtMs(q.p50) + ' / ' + fmtMs(q.p99);
+    if (e.dataset.text === text) return;
+    e.dataset.text = text;
+    e.replaceChildren(fmtMs(q.p50), el('em', {}, ' / ' + fmtMs(q.p99)));
+  }
+
   function drawConsumers(s) {
     if (!s.consumers) return;
-    const max = Math.max(1, ...s.consumers.map((c) => c.pending + c.ack_pending));
+    // The bars' scale: 100 messages at least, so a message or two in
+    // flight does not look like a backlog.
+    const max = Math.max(100, ...s.consumers.map((c) => c.pending + c.ack_pending));
     const rows = s.consumers.map((c) => {
       const svc = c.name.split('-')[0];
       return el('tr', { 'data-consumer': c.name },
@@ -285,13 +299,13 @@
 
   // ---- one saga ----
   let watch = null; // the open /orders/{id}/watch EventSource
-  let shownSteps = new Set();
+  let shownSteps = null; // the event ids on the page; null before the first render
 
   function closeWatch() { if (watch) { watch.close(); watch = null; } }
 
   async function showSaga(id) {
     closeWatch();
-    shownSteps = new Set();
+    shownSteps = null;
     $('#overview').hidden = true; $('#saga').hidden = false;
     $('#saga-id').textContent = id;
     $('#saga-status').className = 'chip'; $('#saga-status').textContent = '';
@@ -299,7 +313,8 @@
     $('#saga-msg').textContent = 'loading…';
     $('#search-id').value = id;
     const watchState = $('#saga-watch');
-    watchState.dataset.state = 'idle';
+    const setWatch = (st, text) => { watchState.dataset.state = st; watchState.hidden = st === 'idle'; watchState.lastChild.textContent = text; };
+    setWatch('idle', '');
     let view = null;
     try {
       const r = await fetch('/orders/' + encodeURIComponent(id));
@@ -313,20 +328,20 @@
     else $('#saga-msg').textContent = 'not in the read model yet; waiting for it…';
     if (view && terminal(view)) return;
     if (currentSaga() !== id) return;
-    watchState.dataset.state = 'watching';
+    setWatch('watching', 'live');
     const es = new EventSource('/orders/' + encodeURIComponent(id) + '/watch');
     watch = es;
     es.addEventListener('order', (ev) => {
       const v = JSON.parse(ev.data);
       renderSaga(v);
-      if (terminal(v)) { es.close(); if (watch === es) watch = null; watchState.dataset.state = 'done'; }
+      if (terminal(v)) { es.close(); if (watch === es) watch = null; setWatch('done', 'ended'); }
     });
     es.onerror = () => {
       // The stream ends after a terminal view, or answers 404 for an order
       // it never saw: stop rather than reconnect.
       if (!$('#saga-timeline').children.length) $('#saga-msg').textContent = 'order ' + id + ' not found';
       es.close(); if (watch === es) watch = null;
-      watchState.dataset.state = 'done';
+      setWatch('done', 'stream ended');
     };
   }
 
@@ -361,7 +376,7 @@
       const hop = cause ? el('span', { class: 'hop' }, el('b', {}, fmtMs(occ - from)), ' after ', cause.event_type)
         : el('span', { class: 'hop' }, s.causation_id ? 'cause ' + shortID(s.causation_id) : 'saga starts');
       const row = el('div', {
-        class: 'step' + (shownSteps.has(s.event_id) ? '' : ' new'), 'data-event-id': s.event_id,
+        class: 'step' + (!shownSteps || shownSteps.has(s.event_id) ? '' : ' new'), 'data-event-id': s.event_id,
         'data-event-type': s.event_type, 'data-causation-id': s.causation_id || '', 'data-index': String(i),
       },
       el('div', { class: 'svc' }, el('span', { class: 'svcdot', style: 'background:' + c }), el('b', { style: 'color:' + c }, svc)),
