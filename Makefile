@@ -30,6 +30,10 @@ chaos: build ## the saga under fire: 2,000 orders, injected crashes/duplicates/r
 up: build ## start the stack in .run/ and leave it running (JETSAGA_NATS_PORT, JETSAGA_PG_PORT, JETSAGA_*_ADDR, JETSAGA_*_FLAGS)
 	$(BIN)/jetsaga up
 
+.PHONY: screenshot
+screenshot: build ## the README's pictures of the dashboard (docs/dashboard*.png): the demo's orders on a fresh stack in .run/screenshot, shot by headless Chromium (SCREENSHOT_FLAGS="--duration 30s")
+	$(BIN)/jetsaga screenshot $(SCREENSHOT_FLAGS)
+
 .PHONY: down
 down: ## stop the stack started by make up (data stays in .run/)
 	@if [ -x $(BIN)/jetsaga ]; then $(BIN)/jetsaga down; else echo "nothing to stop: bin/jetsaga is not built"; fi

@@ -69,6 +69,10 @@
 //	                                   default 100; after the next cursor
 //	POST /admin/rebuild[?force=true]   rebuild from the streams; streams progress
 //	                                   and the report as JSON lines
+//	GET /                              the dashboard (web/, embedded; assets under /assets/)
+//	GET /dashboard/events              Server-Sent Events for it: "hello" with the
+//	                                   last 5 minutes, then a "tick" a second
+//	                                   (dashboard.go); at most 32 streams
 //
 // Bad input answers 400 with {"error": "..."}.
 //

@@ -26,6 +26,7 @@ func (rm *readModel) handle(ctx context.Context, tx pgx.Tx, e event.Event) error
 		return err
 	}
 	rm.count(e, fresh)
+	rm.dash.observe([]event.Event{e}, fresh, v)
 	if ce := rm.log.Check(zap.DebugLevel, "projected"); ce != nil {
 		ce.Write(zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
 			zap.String("event_type", string(e.Type)), zap.Bool("fresh", fresh[e.ID]), zap.Int("views", len(v)))
@@ -53,6 +54,7 @@ func (rm *readModel) handleBatch(ctx context.Context, tx pgx.Tx, events []event.
 	for _, e := range events {
 		rm.count(e, fresh)
 	}
+	rm.dash.observe(events, fresh, views)
 	if ce := rm.log.Check(zap.DebugLevel, "projected batch"); ce != nil {
 		ce.Write(zap.Int("events", len(events)), zap.Int("orders", len(views)))
 	}

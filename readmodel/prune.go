@@ -3,6 +3,7 @@ package readmodel
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,7 +12,11 @@ import (
 
 // Run prunes the events table every PruneEvery until ctx is done (the
 // runtime runs it beside the consumers: service.Runner), then returns nil.
+// The dashboard's sampler runs beside it, and stops with it.
 func (rm *readModel) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { _ = rm.hub.Run(ctx) })
 	t := time.NewTicker(rm.cfg.PruneEvery)
 	defer t.Stop()
 	for {

@@ -102,6 +102,9 @@ type readModel struct {
 	projected  atomic.Int64 // events this process recorded for the first time
 	duplicates atomic.Int64 // events it had recorded already
 
+	dash dashCounters // what the dashboard counts on the projection path
+	hub  *dashHub     // samples dash, pushes it to the dashboard's streams
+
 	rebuilding sync.Mutex // held by the running rebuild
 
 	watchPoll      time.Duration
@@ -138,6 +141,7 @@ func newReadModel(rt *service.Runtime, cfg Config) (*readModel, error) {
 	if rm.now == nil {
 		rm.now = time.Now
 	}
+	rm.hub = newDashHub(rm)
 	if rt.Registry != nil {
 		if err := rt.Registry.Register(rm.lagSeconds); err != nil {
 			return nil, fmt.Errorf("readmodel: register metrics: %w", err)
@@ -175,4 +179,5 @@ func (rm *readModel) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /stats", rm.stats)
 	mux.HandleFunc("GET /sagas", rm.listSagas)
 	mux.HandleFunc("POST /admin/rebuild", rm.postRebuild)
+	rm.routeDashboard(mux)
 }

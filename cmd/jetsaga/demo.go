@@ -57,12 +57,10 @@ func demo(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	began := time.Now()
-	c, err := stackIn("", "", "demo")
+	c, err := demoStack("demo")
 	if err != nil {
 		return err
 	}
-	c.Flags["inventory"] = strings.TrimSpace("--seed-stock " + demoSeed + " " + c.Flags["inventory"])
-	c.Flags["payment"] = strings.TrimSpace(fmt.Sprintf("--decline-over-cents %d --decline-rate 0.03 --seed 7 %s", demoDeclineOver, c.Flags["payment"]))
 	log := cliLogger()
 
 	step := func(format string, a ...any) {
@@ -136,6 +134,18 @@ func demo(ctx context.Context, args []string) (err error) {
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+// demoStack is the demo's stack, in .run/<sub>: its stock and its payment
+// rules on top of the environment's.
+func demoStack(sub string) (stack.Config, error) {
+	c, err := stackIn("", "", sub)
+	if err != nil {
+		return c, err
+	}
+	c.Flags["inventory"] = strings.TrimSpace("--seed-stock " + demoSeed + " " + c.Flags["inventory"])
+	c.Flags["payment"] = strings.TrimSpace(fmt.Sprintf("--decline-over-cents %d --decline-rate 0.03 --seed 7 %s", demoDeclineOver, c.Flags["payment"]))
+	return c, nil
 }
 
 func placeAll(ctx context.Context, client *http.Client, orderURL string, n, concurrency int) ([]string, error) {
@@ -221,7 +231,10 @@ func printWatchHelp(w io.Writer, c stack.Config, ids []string) {
 		id = ids[len(ids)-1]
 	}
 	s := "--server " + c.NATSURL()
-	fmt.Fprintf(w, `The stack is still running (--keep). Look at what happened with the nats CLI (make tools installs bin/nats):
+	fmt.Fprintf(w, `The stack is still running (--keep). See the sagas live in the dashboard:
+  %[4]s
+  %[4]s#/orders/%[2]s   # one saga's timeline
+Look at what happened with the nats CLI (make tools installs bin/nats):
   bin/nats %[1]s stream ls
   bin/nats %[1]s sub 'order.>' 'inventory.>' 'payment.>'   # live: every saga event, once each
   bin/nats %[1]s stream view ORDERS --subject 'order.*.%[2]s'
@@ -230,5 +243,5 @@ func printWatchHelp(w io.Writer, c stack.Config, ids []string) {
   bin/nats %[1]s stream view DLQ                     # dead letters, with their error header
   bin/jetsaga trace %[2]s
 Stop it with: bin/jetsaga down --run-dir %[3]s
-`, s, id, c.RunDir)
+`, s, id, c.RunDir, dashboardURL(c))
 }

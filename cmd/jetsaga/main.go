@@ -11,6 +11,7 @@
 //	jetsaga bench                 the benchmark of make bench on a fresh stack
 //	jetsaga dlq ls|show|replay|purge   the dead letters
 //	jetsaga readmodel rebuild     rebuild the read model from the streams
+//	jetsaga screenshot            pictures of the dashboard (make screenshot)
 package main
 
 import (
@@ -57,6 +58,10 @@ usage:
   jetsaga readmodel rebuild [--readmodel-url URL] [--force] [--json]
                     rebuild the read model from the streams' history while it keeps
                     serving, switch over atomically, report events replayed and time
+  jetsaga screenshot [--out docs/dashboard.png] [--saga-out docs/dashboard-saga.png]
+                     [--duration 90s] [--rate 25]
+                    the demo's orders on a fresh stack in .run/screenshot, then
+                    pictures of the dashboard taken by headless Chromium (make screenshot)
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
 Every command takes -h, which names each flag's environment variable.
@@ -74,19 +79,20 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	cmds := map[string]func(context.Context, []string) error{
-		"place":     place,
-		"check":     checkCmd,
-		"trace":     traceCmd,
-		"sagas":     sagasCmd,
-		"up":        up,
-		"down":      down,
-		"demo":      demo,
-		"chaos":     chaosCmd,
-		"load":      loadCmd,
-		"bench":     benchCmd,
-		"dlq":       dlqCmd,
-		"supervise": supervise,
-		"readmodel": readmodelCmd,
+		"place":      place,
+		"check":      checkCmd,
+		"trace":      traceCmd,
+		"sagas":      sagasCmd,
+		"up":         up,
+		"down":       down,
+		"demo":       demo,
+		"chaos":      chaosCmd,
+		"load":       loadCmd,
+		"bench":      benchCmd,
+		"dlq":        dlqCmd,
+		"supervise":  supervise,
+		"readmodel":  readmodelCmd,
+		"screenshot": screenshot,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {

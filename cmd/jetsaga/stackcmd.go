@@ -54,12 +54,16 @@ func up(ctx context.Context, args []string) error {
   order      %s    inventory %s
   payment    %s    readmodel %s
   logs       %s/logs/
+Dashboard:       %s
 Place an order:  bin/jetsaga place --customer c1 --item sku-1:2:1999 --wait
 Watch it:        bin/nats sub --server %s 'order.>' 'inventory.>' 'payment.>'
 Stop:            make down
-`, state, c.RunDir, c.NATSURL(), c.DatabaseURL(), c.URL("order"), c.URL("inventory"), c.URL("payment"), c.URL("readmodel"), c.RunDir, c.NATSURL())
+`, state, c.RunDir, c.NATSURL(), c.DatabaseURL(), c.URL("order"), c.URL("inventory"), c.URL("payment"), c.URL("readmodel"), c.RunDir, dashboardURL(c), c.NATSURL())
 	return nil
 }
+
+// dashboardURL is the read model's dashboard on the stack.
+func dashboardURL(c stack.Config) string { return c.URL("readmodel") + "/" }
 
 func down(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("down", flag.ContinueOnError)
