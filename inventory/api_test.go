@@ -121,7 +121,7 @@ func TestPutStock(t *testing.T) {
 	b := setup(t, map[string]int{"a": 10})
 	b.mustApply(t, created(t, "o1", item("a", 3, 100)))
 	b.mustApply(t, created(t, "o2", item("a", 2, 100)))
-	b.mustApply(t, confirmed(t, "o2"))
+	b.mustApply(t, b.confirmed(t, "o2"))
 	srv := b.server(t)
 
 	steps := []struct {
@@ -146,7 +146,7 @@ func TestPutStock(t *testing.T) {
 	}
 
 	// Releasing what was held before the PUTs keeps the invariant.
-	b.mustApply(t, paymentFailed(t, "o1"))
+	b.mustApply(t, b.paymentFailed(t, "o1"))
 	if got, want := b.stock(t)["a"], (Stock{SKU: "a", Available: 3, Sold: 2, Initial: 10, Adjusted: -5}); got != want {
 		t.Errorf("after release: %+v, want %+v", got, want)
 	}
