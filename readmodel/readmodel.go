@@ -54,6 +54,9 @@ type Config struct {
 	PruneEvery     time.Duration // how often to look for prunable orders; default 1m
 	PruneBatch     int           // orders pruned per transaction; default 500
 	PrunePause     time.Duration // between two transactions of one pass; default 20ms
+	// MaxWatchers bounds the watch streams (GET /orders/{id}/watch) open at
+	// once; beyond it a watch is answered 503 with Retry-After. Default 1000.
+	MaxWatchers int
 }
 
 // withDefaults fills the zero fields and checks the others.
@@ -62,6 +65,10 @@ func (c Config) withDefaults() (Config, error) {
 	c.PruneEvery = cmp.Or(c.PruneEvery, time.Minute)
 	c.PruneBatch = cmp.Or(c.PruneBatch, 500)
 	c.PrunePause = cmp.Or(c.PrunePause, 20*time.Millisecond)
+	c.MaxWatchers = cmp.Or(c.MaxWatchers, DefaultMaxWatchers)
+	if c.MaxWatchers < 0 {
+		return c, fmt.Errorf("readmodel: max watchers %d: must be > 0", c.MaxWatchers)
+	}
 	if c.EventRetention < 0 || c.PruneEvery < 0 || c.PruneBatch < 0 || c.PrunePause < 0 {
 		return c, fmt.Errorf("readmodel: event retention %s, prune every %s, batch %d, pause %s: none may be negative",
 			c.EventRetention, c.PruneEvery, c.PruneBatch, c.PrunePause)
@@ -80,6 +87,9 @@ func Spec(cfg Config) service.Spec {
 		},
 	}
 }
+
+// DefaultMaxWatchers is --max-watchers' default.
+const DefaultMaxWatchers = 1000
 
 // watchPoll is how often a watch stream reads its order's view.
 const watchPoll = 200 * time.Millisecond
@@ -100,6 +110,9 @@ type readModel struct {
 
 	rebuilding sync.Mutex // held by the running rebuild
 
+	admin    *service.AdminGuard
+	watchers atomic.Int64 // watch streams open
+
 	watchPoll      time.Duration
 	watchHeartbeat time.Duration
 	watchGrace     time.Duration // how long a watch waits for an unknown order before 404
@@ -119,6 +132,7 @@ func newReadModel(rt *service.Runtime, cfg Config) (*readModel, error) {
 		js:    rt.JS,
 		log:   rt.Log,
 		now:   rt.Now,
+		admin: rt.Admin,
 		lagSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "jetsaga_readmodel_lag_seconds",
 			Help:    "Time from an event's occurrence to its projection into the read model.",
@@ -169,5 +183,5 @@ func (rm *readModel) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /orders/{id}", rm.getOrder)
 	mux.HandleFunc("GET /orders/{id}/watch", rm.watchOrder)
 	mux.HandleFunc("GET /stats", rm.stats)
-	mux.HandleFunc("POST /admin/rebuild", rm.postRebuild)
+	mux.HandleFunc("POST /admin/rebuild", rm.admin.Wrap(rm.postRebuild))
 }
