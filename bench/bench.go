@@ -168,7 +168,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		step("%s for %s", r.name, o.Duration)
 		lc := load.Config{
 			OrderURL: c.URL("order"), InventoryURL: c.URL("inventory"), ReadmodelURL: c.URL("readmodel"), NATSURL: c.NATSURL(),
-			Duration: o.Duration, Drain: o.Drain, RunDir: c.RunDir,
+			Duration: o.Duration, Drain: o.Drain, RunDir: c.RunDir, AdminToken: adminToken(c),
 		}
 		r.cfg(&lc)
 		if o.Progress != nil {
@@ -321,4 +321,14 @@ func machine() string {
 		kernel = ", Linux " + strings.TrimSpace(string(b))
 	}
 	return fmt.Sprintf("%d CPUs (%s)%s%s", cpus, model, mem, kernel)
+}
+
+// adminToken is the token jetsaga up wrote for the stack's operator
+// endpoints, "" when it has none.
+func adminToken(c stack.Config) string {
+	b, err := os.ReadFile(c.AdminTokenFile())
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -47,9 +47,9 @@ func TestLongSubjectsLeaveEveryServiceConnected(t *testing.T) {
 
 	nc := w.nats.Connect(t)
 	long := strings.Repeat("L", 4040)
-	// Each subject and the consumers that take it: 2 + 3 + 3 dead letters.
+	// Each subject and the consumers that take it: 4 + 3 + 3 dead letters.
 	poisons := []string{
-		event.Subject(event.OrderCreated, long),      // inventory, readmodel
+		event.Subject(event.OrderCreated, long),      // inventory, payment, order, readmodel
 		event.Subject(event.InventoryReserved, long), // payment, order, readmodel
 		event.Subject(event.PaymentFailed, long),     // inventory, order, readmodel
 	}
@@ -64,7 +64,7 @@ func TestLongSubjectsLeaveEveryServiceConnected(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, 60*time.Second, "8 dead letters", func() bool { return len(w.streamMsgs(stream.DLQ)) == 8 })
+	testenv.WaitFor(t, 60*time.Second, "10 dead letters", func() bool { return len(w.streamMsgs(stream.DLQ)) == 10 })
 	waitQuiet(t, w)
 	for _, m := range w.streamMsgs(stream.DLQ) {
 		if len(m.Subject) > 64 || !strings.HasPrefix(m.Subject, "dlq.") {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 
 	"go.uber.org/zap"
+
+	"github.com/jetsaga/jetsaga/internal/service"
 )
 
 // maxBody bounds a request body.
@@ -39,12 +41,12 @@ func (s *Service) listStock(w http.ResponseWriter, r *http.Request) {
 func (s *Service) getStock(w http.ResponseWriter, r *http.Request) {
 	sku := r.PathValue("sku")
 	if !ValidSKU(sku) {
-		writeJSON(w, http.StatusNotFound, apiError{Error: "no stock for sku " + strconv.Quote(sku)})
+		writeJSON(w, http.StatusNotFound, apiError{Error: "no stock for sku " + strconv.Quote(service.Clip(sku))})
 		return
 	}
 	st, err := getStock(r.Context(), s.pool, sku)
 	if errors.Is(err, errNotFound) {
-		writeJSON(w, http.StatusNotFound, apiError{Error: "no stock for sku " + strconv.Quote(sku)})
+		writeJSON(w, http.StatusNotFound, apiError{Error: "no stock for sku " + strconv.Quote(service.Clip(sku))})
 		return
 	}
 	if err != nil {
@@ -60,7 +62,7 @@ func (s *Service) putStock(w http.ResponseWriter, r *http.Request) {
 	sku := r.PathValue("sku")
 	n, bad, reqErr := decodePut(w, r)
 	if reqErr != nil {
-		writeJSON(w, reqErr.status, apiError{Error: reqErr.msg})
+		writeJSON(w, reqErr.status, apiError{Error: service.Clip(reqErr.msg)})
 		return
 	}
 	if !ValidSKU(sku) {

@@ -5,13 +5,17 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/jetsaga/jetsaga/internal/service"
 	"github.com/jetsaga/jetsaga/internal/stream"
+	"github.com/jetsaga/jetsaga/internal/testenv"
 )
 
 // server starts the service's routes on a test HTTP server.
@@ -121,7 +125,7 @@ func TestPutStock(t *testing.T) {
 	b := setup(t, map[string]int{"a": 10})
 	b.mustApply(t, created(t, "o1", item("a", 3, 100)))
 	b.mustApply(t, created(t, "o2", item("a", 2, 100)))
-	b.mustApply(t, confirmed(t, "o2"))
+	b.mustApply(t, b.confirmed(t, "o2"))
 	srv := b.server(t)
 
 	steps := []struct {
@@ -146,7 +150,7 @@ func TestPutStock(t *testing.T) {
 	}
 
 	// Releasing what was held before the PUTs keeps the invariant.
-	b.mustApply(t, paymentFailed(t, "o1"))
+	b.mustApply(t, b.paymentFailed(t, "o1"))
 	if got, want := b.stock(t)["a"], (Stock{SKU: "a", Available: 3, Sold: 2, Initial: 10, Adjusted: -5}); got != want {
 		t.Errorf("after release: %+v, want %+v", got, want)
 	}
@@ -247,5 +251,51 @@ func TestConsumers(t *testing.T) {
 	spec := Spec(Config{})
 	if spec.Name != "inventory" || spec.Schema != "inventory" || spec.Migrations == nil || spec.New == nil {
 		t.Errorf("Spec = %+v", spec)
+	}
+}
+
+// PUT /stock/{sku} is an operator endpoint: with --admin-token-file it
+// takes the bearer token, 401 without it or with another; GET stays open.
+func TestPutStockRequiresToken(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("tok-1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	guard, err := service.NewAdminGuard(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(&service.Runtime{Pool: testenv.Pool(t, Schema, Migrations()), Admin: guard}, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	svc.Routes(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	for _, tt := range []struct {
+		auth string
+		want int
+	}{{"", http.StatusUnauthorized}, {"Bearer tok-2", http.StatusUnauthorized}, {"Bearer tok-1", http.StatusOK}} {
+		req, err := http.NewRequest(http.MethodPut, srv.URL+"/stock/a", strings.NewReader(`{"available": 5}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if tt.auth != "" {
+			req.Header.Set("Authorization", tt.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("PUT /stock/a with %q: %d, want %d", tt.auth, resp.StatusCode, tt.want)
+		}
+	}
+	if status, _ := do(t, "GET", srv.URL+"/stock/a", ""); status != http.StatusOK {
+		t.Errorf("GET /stock/a: %d, want 200 without a token", status)
 	}
 }

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,6 +28,7 @@ func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Eve
 	var skus, orders []string
 	created := make(map[string]event.OrderCreatedPayload)
 	cancelled := make(map[string]event.OrderCancelledPayload)
+	amount := make(map[string]int64) // of payment.failed and order.confirmed, by event id
 	for _, e := range events {
 		switch e.Type {
 		case event.OrderCreated:
@@ -44,12 +46,14 @@ func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Eve
 			if err != nil {
 				return fmt.Errorf("commit order %s: %w", e.OrderID, err)
 			}
+			amount[e.ID] = p.TotalCents
 			orders = append(orders, p.OrderID)
 		case event.PaymentFailed:
 			p, err := event.Decode[event.PaymentFailedPayload](e)
 			if err != nil {
 				return fmt.Errorf("release order %s: %w", e.OrderID, err)
 			}
+			amount[e.ID] = p.AmountCents
 			orders = append(orders, p.OrderID)
 		case event.OrderCancelled:
 			p, err := event.Decode[event.OrderCancelledPayload](e)
@@ -78,9 +82,13 @@ func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Eve
 		case event.OrderCreated:
 			ev, err = s.reserveIn(st, e, created[e.ID], now)
 		case event.OrderConfirmed:
-			ev, err = s.leaveIn(st, e, Commit, now)
+			if err = st.verify(e, amount[e.ID]); err == nil {
+				ev, err = s.leaveIn(st, e, Commit, now)
+			}
 		case event.PaymentFailed:
-			ev, err = s.leaveIn(st, e, Release, now)
+			if err = st.verify(e, amount[e.ID]); err == nil {
+				ev, err = s.leaveIn(st, e, Release, now)
+			}
 		case event.OrderCancelled:
 			ev, err = s.cancelIn(st, e, cancelled[e.ID], now)
 		}
@@ -105,8 +113,14 @@ type reservation struct {
 	status Status
 	reason string
 	lines  []Line
-	fresh  bool // inserted by this batch
-	moved  bool // an existing one whose status this batch changed
+	// What later events must agree with (docs/DESIGN.md, "Every hop checks
+	// what it is told"); "" and -1 when not recorded (reservations decided
+	// before they were kept).
+	createdEvent  string // the order.created decided on
+	reservedEvent string // the inventory.reserved published
+	total         int64  // the order's total
+	fresh         bool   // inserted by this batch
+	moved         bool   // an existing one whose status this batch changed
 }
 
 // batchState is what a batch reads, changes in memory and writes back.
@@ -126,7 +140,10 @@ func loadBatchState(ctx context.Context, tx pgx.Tx, skus, orders []string) (*bat
 		              SELECT sku FROM reservation_items WHERE order_id = ANY($2))
 		ORDER BY sku
 		FOR UPDATE OF stock`, skus, orders)
-	b.Queue(`SELECT order_id, status, reason FROM reservations WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, orders)
+	b.Queue(`
+		SELECT order_id, status, reason, coalesce(created_event_id::text, ''), coalesce(reserved_event_id::text, ''),
+		       coalesce(total_cents, -1)
+		FROM reservations WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, orders)
 	b.Queue(`SELECT order_id, sku, qty FROM reservation_items WHERE order_id = ANY($1) ORDER BY order_id, sku`, orders)
 	br := tx.SendBatch(ctx, b)
 	defer func() { _ = br.Close() }()
@@ -134,6 +151,8 @@ func loadBatchState(ctx context.Context, tx pgx.Tx, skus, orders []string) (*bat
 	st := &batchState{stock: map[string]Stock{}, stockChanged: map[string]bool{}, res: map[string]*reservation{}}
 	var (
 		sku, order, status, reason string
+		createdEv, reservedEv      string
+		total                      int64
 		avail, reserved, sold, qty int
 	)
 	rows, err := br.Query()
@@ -149,8 +168,8 @@ func loadBatchState(ctx context.Context, tx pgx.Tx, skus, orders []string) (*bat
 	if rows, err = br.Query(); err != nil {
 		return nil, fmt.Errorf("lock reservations: %w", err)
 	}
-	if _, err := pgx.ForEachRow(rows, []any{&order, &status, &reason}, func() error {
-		st.res[order] = &reservation{status: Status(status), reason: reason}
+	if _, err := pgx.ForEachRow(rows, []any{&order, &status, &reason, &createdEv, &reservedEv, &total}, func() error {
+		st.res[order] = &reservation{status: Status(status), reason: reason, createdEvent: createdEv, reservedEvent: reservedEv, total: total}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("lock reservations: %w", err)
@@ -189,7 +208,7 @@ func (s *Service) reserveIn(st *batchState, e event.Event, p event.OrderCreatedP
 	}
 	st.newOrder = append(st.newOrder, p.OrderID)
 	if reason != "" {
-		st.res[p.OrderID] = &reservation{status: Rejected, reason: reason, fresh: true}
+		st.res[p.OrderID] = &reservation{status: Rejected, reason: reason, fresh: true, createdEvent: e.ID, total: p.TotalCents}
 		out, err := event.New(event.InventoryRejected, p.OrderID, e.ID,
 			event.InventoryRejectedPayload{OrderID: p.OrderID, Reason: reason, SKU: short}, now)
 		if err != nil {
@@ -204,12 +223,13 @@ func (s *Service) reserveIn(st *batchState, e event.Event, p event.OrderCreatedP
 		st.stock[next.SKU] = next
 		st.stockChanged[next.SKU] = true
 	}
-	st.res[p.OrderID] = &reservation{status: Held, lines: lines, fresh: true}
 	out, err := event.New(event.InventoryReserved, p.OrderID, e.ID,
 		event.InventoryReservedPayload{OrderID: p.OrderID, Items: p.Items, TotalCents: Total(p.Items)}, now)
 	if err != nil {
 		return event.Event{}, consume.Permanent(fmt.Errorf("reserve order %s: %w", p.OrderID, err))
 	}
+	st.res[p.OrderID] = &reservation{status: Held, lines: lines, fresh: true,
+		createdEvent: e.ID, reservedEvent: out.ID, total: p.TotalCents}
 	s.metrics.reservations.WithLabelValues("held").Inc()
 	return out, nil
 }
@@ -217,15 +237,58 @@ func (s *Service) reserveIn(st *batchState, e event.Event, p event.OrderCreatedP
 // cancelIn is cancel on the batch's state: an order without a reservation
 // decision gets a CANCELLED one (holding nothing); a HELD one is released.
 func (s *Service) cancelIn(st *batchState, e event.Event, p event.OrderCancelledPayload, now time.Time) (event.Event, error) {
-	if st.res[p.OrderID] == nil {
-		st.res[p.OrderID] = &reservation{status: Cancelled, reason: p.Reason, fresh: true}
+	r := st.res[p.OrderID]
+	if r == nil {
+		st.res[p.OrderID] = &reservation{status: Cancelled, reason: p.Reason, fresh: true, total: -1}
 		st.newOrder = append(st.newOrder, p.OrderID)
 		s.metrics.reservations.WithLabelValues("cancelled").Inc()
 		s.log.Info("order cancelled before its reservation; none will be made", zap.String("order_id", p.OrderID),
 			zap.String("event_id", e.ID), zap.String("event_type", string(e.Type)), zap.String("reason", p.Reason))
 		return event.Event{}, nil
 	}
+	if r.status == Held {
+		// Only a timeout (or the cancellation of an order the order
+		// service never placed) cancels an order whose stock is held, and
+		// its cause is the order's order.created.
+		if p.Reason != event.ReasonTimeout && p.Reason != event.ReasonUnknownOrder {
+			return event.Event{}, consume.Permanent(fmt.Errorf("cancel order %s: %w: order.cancelled %s with reason %s while its stock is held (only a timeout cancels a held reservation)",
+				p.OrderID, ErrDisagrees, e.ID, p.Reason))
+		}
+		if r.createdEvent != "" && e.CausationID != r.createdEvent {
+			return event.Event{}, consume.Permanent(fmt.Errorf("cancel order %s: %w: order.cancelled %s is caused by %s, the order's order.created is %s",
+				p.OrderID, ErrDisagrees, e.ID, e.CausationID, r.createdEvent))
+		}
+	}
 	return s.leaveIn(st, e, Release, now)
+}
+
+// ErrDisagrees: an event contradicts what inventory knows of the order's
+// reservation (a forgery or a bug); it is dead-lettered with the reason.
+var ErrDisagrees = errors.New("event disagrees with the reservation")
+
+// verify checks a payment.failed or order.confirmed of amount cents against
+// the order's reservation: both follow an inventory.reserved, so the order
+// must have had its stock held (a reservation that is, or was, HELD), the
+// amount must be the order's total and a payment.failed must be caused by
+// the inventory.reserved inventory published. A duplicate agrees and goes on
+// to be a no-op.
+func (st *batchState) verify(e event.Event, amount int64) error {
+	r := st.res[e.OrderID]
+	switch {
+	case r == nil:
+		return consume.Permanent(fmt.Errorf("%s %s of order %s: %w: inventory never decided a reservation for it",
+			e.Type, e.ID, e.OrderID, ErrDisagrees))
+	case r.status == Rejected || r.status == Cancelled:
+		return consume.Permanent(fmt.Errorf("%s %s of order %s: %w: its reservation is %s, it never held stock",
+			e.Type, e.ID, e.OrderID, ErrDisagrees, r.status))
+	case r.total >= 0 && amount != r.total:
+		return consume.Permanent(fmt.Errorf("%s %s of order %s: %w: %d cents, the order's total is %d",
+			e.Type, e.ID, e.OrderID, ErrDisagrees, amount, r.total))
+	case e.Type == event.PaymentFailed && r.reservedEvent != "" && e.CausationID != r.reservedEvent:
+		return consume.Permanent(fmt.Errorf("%s %s of order %s: %w: caused by %s, not by the inventory.reserved %s",
+			e.Type, e.ID, e.OrderID, ErrDisagrees, e.CausationID, r.reservedEvent))
+	}
+	return nil
 }
 
 // leaveIn is release or commit on the batch's state: a HELD reservation
@@ -272,20 +335,29 @@ func (st *batchState) write(ctx context.Context, tx pgx.Tx) error {
 	b := &pgx.Batch{}
 	var (
 		newIDs, newStatus, newReason []string
+		newCreated, newReserved      []*string
+		newTotal                     []*int64
 		itemOrder, itemSKU           []string
 		itemQty                      []int32
 	)
 	for _, id := range st.newOrder {
 		r := st.res[id]
 		newIDs, newStatus, newReason = append(newIDs, id), append(newStatus, string(r.status)), append(newReason, r.reason)
+		newCreated, newReserved = append(newCreated, nullString(r.createdEvent)), append(newReserved, nullString(r.reservedEvent))
+		var total *int64
+		if r.total >= 0 {
+			total = &r.total
+		}
+		newTotal = append(newTotal, total)
 		for _, l := range r.lines {
 			itemOrder, itemSKU, itemQty = append(itemOrder, id), append(itemSKU, l.SKU), append(itemQty, int32(l.Qty))
 		}
 	}
 	if len(newIDs) > 0 {
 		b.Queue(`
-			INSERT INTO reservations (order_id, status, reason)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`, newIDs, newStatus, newReason)
+			INSERT INTO reservations (order_id, status, reason, created_event_id, reserved_event_id, total_cents)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::bigint[])`,
+			newIDs, newStatus, newReason, newCreated, newReserved, newTotal)
 	}
 	if len(itemOrder) > 0 {
 		b.Queue(`
@@ -333,4 +405,12 @@ func (st *batchState) write(ctx context.Context, tx pgx.Tx) error {
 		return fmt.Errorf("write inventory batch: %d of %d HELD reservations moved", tags[moved].RowsAffected(), len(movedIDs))
 	}
 	return nil
+}
+
+// nullString is s for a nullable column, NULL for "".
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

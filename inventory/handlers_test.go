@@ -173,29 +173,75 @@ func created(t *testing.T, orderID string, items ...event.Item) event.Event {
 	return e
 }
 
-func paymentFailed(t *testing.T, orderID string) event.Event {
+// facts returns what the order's reservation recorded: the order.created
+// it was decided on, the inventory.reserved it published and the order's
+// total; random ids and 100 cents when it has none, as a forger would guess.
+func (b bundle) facts(t *testing.T, orderID string) (createdID, reservedID string, total int64) {
 	t.Helper()
-	e, err := event.New(event.PaymentFailed, orderID, newID(t),
-		event.PaymentFailedPayload{OrderID: orderID, Reason: "declined_random", AmountCents: 100}, time.Now())
+	err := b.pool.QueryRow(context.Background(), `
+		SELECT coalesce(created_event_id::text, ''), coalesce(reserved_event_id::text, ''), coalesce(total_cents, 100)
+		FROM reservations WHERE order_id = $1`, orderID).Scan(&createdID, &reservedID, &total)
+	if err != nil && err != pgx.ErrNoRows {
+		t.Fatal(err)
+	}
+	if err != nil {
+		total = 100
+	}
+	if createdID == "" {
+		createdID = newID(t)
+	}
+	if reservedID == "" {
+		reservedID = newID(t)
+	}
+	return createdID, reservedID, total
+}
+
+// paymentFailed is the payment.failed payment would publish for the
+// order's reservation as stored.
+func (b bundle) paymentFailed(t *testing.T, orderID string) event.Event {
+	t.Helper()
+	_, reserved, total := b.facts(t, orderID)
+	return paymentFailedOf(t, orderID, reserved, total)
+}
+
+func paymentFailedOf(t *testing.T, orderID, cause string, total int64) event.Event {
+	t.Helper()
+	e, err := event.New(event.PaymentFailed, orderID, cause,
+		event.PaymentFailedPayload{OrderID: orderID, Reason: "declined_random", AmountCents: total}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
 
-func confirmed(t *testing.T, orderID string) event.Event {
+// confirmed is the order.confirmed of the order's total as stored.
+func (b bundle) confirmed(t *testing.T, orderID string) event.Event {
+	t.Helper()
+	_, _, total := b.facts(t, orderID)
+	return confirmedOf(t, orderID, total)
+}
+
+func confirmedOf(t *testing.T, orderID string, total int64) event.Event {
 	t.Helper()
 	e, err := event.New(event.OrderConfirmed, orderID, newID(t),
-		event.OrderConfirmedPayload{OrderID: orderID, TotalCents: 100}, time.Now())
+		event.OrderConfirmedPayload{OrderID: orderID, TotalCents: total}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
 
-func cancelledEvent(t *testing.T, orderID, reason string) event.Event {
+// cancelled is the order.cancelled the order service would publish for a
+// timeout of the order as stored: caused by its order.created.
+func (b bundle) cancelled(t *testing.T, orderID, reason string) event.Event {
 	t.Helper()
-	e, err := event.New(event.OrderCancelled, orderID, newID(t),
+	createdID, _, _ := b.facts(t, orderID)
+	return cancelledEvent(t, orderID, createdID, reason)
+}
+
+func cancelledEvent(t *testing.T, orderID, cause, reason string) event.Event {
+	t.Helper()
+	e, err := event.New(event.OrderCancelled, orderID, cause,
 		event.OrderCancelledPayload{OrderID: orderID, Reason: reason}, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -372,10 +418,10 @@ func TestReserveOncePerOrder(t *testing.T) {
 			}
 		}},
 		{name: "released", seed: 5, qty: 2, want: Released, effect: func(t *testing.T, b bundle) {
-			b.mustApply(t, paymentFailed(t, "o1"))
+			b.mustApply(t, b.paymentFailed(t, "o1"))
 		}},
 		{name: "committed", seed: 5, qty: 2, want: Committed, effect: func(t *testing.T, b bundle) {
-			b.mustApply(t, confirmed(t, "o1"))
+			b.mustApply(t, b.confirmed(t, "o1"))
 		}},
 	}
 	for _, tt := range tests {
@@ -422,6 +468,7 @@ func TestSagaSequences(t *testing.T) {
 		wantStatus Status
 		wantStock  Stock
 		wantEvents []event.Type
+		refused    []int // steps dead-lettered: events no genuine saga sends
 	}{
 		{
 			name:       "reserved then released",
@@ -466,19 +513,22 @@ func TestSagaSequences(t *testing.T) {
 			wantEvents: []event.Type{event.InventoryReserved, event.InventoryReleased},
 		},
 		{
-			name:       "release of an unknown order is a no-op",
+			name:       "release of an unknown order is refused",
+			refused:    []int{0},
 			steps:      []string{fail},
 			wantStock:  Stock{SKU: "a", Available: 10, Initial: 10},
 			wantEvents: nil,
 		},
 		{
-			name:       "commit of an unknown order is a no-op",
+			name:       "commit of an unknown order is refused",
+			refused:    []int{0},
 			steps:      []string{confirm},
 			wantStock:  Stock{SKU: "a", Available: 10, Initial: 10},
 			wantEvents: nil,
 		},
 		{
-			name:       "release of a rejected order is a no-op",
+			name:       "release of a rejected order is refused",
+			refused:    []int{1},
 			steps:      []string{createX, fail},
 			wantStatus: Rejected,
 			wantStock:  Stock{SKU: "a", Available: 10, Initial: 10},
@@ -520,7 +570,8 @@ func TestSagaSequences(t *testing.T) {
 			wantEvents: []event.Type{event.InventoryRejected},
 		},
 		{
-			name:       "commit of a rejected order is a no-op",
+			name:       "commit of a rejected order is refused",
+			refused:    []int{1},
 			steps:      []string{createX, confirm},
 			wantStatus: Rejected,
 			wantStock:  Stock{SKU: "a", Available: 10, Initial: 10},
@@ -539,13 +590,16 @@ func TestSagaSequences(t *testing.T) {
 				case createX:
 					e = created(t, "o1", item("a", 11, 100))
 				case fail:
-					e = paymentFailed(t, "o1")
+					e = b.paymentFailed(t, "o1")
 				case confirm:
-					e = confirmed(t, "o1")
+					e = b.confirmed(t, "o1")
 				case cancel:
-					e = cancelledEvent(t, "o1", event.ReasonTimeout)
+					e = b.cancelled(t, "o1", event.ReasonTimeout)
 				}
-				b.mustApply(t, e)
+				err := b.apply(t, e)
+				if refused := slices.Contains(tt.refused, i); refused != consume.IsPermanent(err) {
+					t.Fatalf("step %d %s: %v, want refused %v", i, step, err, refused)
+				}
 				b.stock(t) // checks the invariant
 				if i > 0 && step == tt.steps[i-1] {
 					b.mustApply(t, e) // the very same event once more
@@ -568,7 +622,7 @@ func TestReleasePublishesMergedItems(t *testing.T) {
 	t.Parallel()
 	b := setup(t, map[string]int{"a": 10, "b": 10})
 	b.mustApply(t, created(t, "o1", item("b", 1, 100), item("a", 2, 100), item("b", 3, 50)))
-	fail := paymentFailed(t, "o1")
+	fail := b.paymentFailed(t, "o1")
 	b.mustApply(t, fail)
 
 	out := b.outbox(t)

@@ -73,6 +73,7 @@ type Service struct {
 	log     *zap.Logger
 	now     func() time.Time
 	metrics metrics
+	admin   *service.AdminGuard // PUT /stock/{sku} is an operator endpoint
 }
 
 // New validates cfg, seeds stock for the SKUs of cfg.SeedStock that have
@@ -89,6 +90,7 @@ func New(rt *service.Runtime, cfg Config) (*Service, error) {
 		log:     cmp.Or(rt.Log, zap.NewNop()),
 		now:     rt.Now,
 		metrics: newMetrics(),
+		admin:   rt.Admin,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -137,7 +139,7 @@ func (s *Service) Consumers() []service.Consumer {
 func (s *Service) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /stock", s.listStock)
 	mux.HandleFunc("GET /stock/{sku}", s.getStock)
-	mux.HandleFunc("PUT /stock/{sku}", s.putStock)
+	mux.HandleFunc("PUT /stock/{sku}", s.admin.Wrap(s.putStock))
 }
 
 // metrics are the service's own Prometheus metrics.

@@ -9,8 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/jetsaga/jetsaga/internal/pg"
 )
 
 // The store: every SQL statement of the inventory service. Functions take a
@@ -26,76 +24,6 @@ type db interface {
 
 // errNotFound is returned when a SKU has no stock row.
 var errNotFound = errors.New("not found")
-
-// insertReservation records the order's reservation decision as HELD. It
-// returns false when the order already has one (any status): the business
-// key, one decision per order.
-func insertReservation(ctx context.Context, q db, orderID string) (bool, error) {
-	tag, err := q.Exec(ctx, `
-		INSERT INTO reservations (order_id, status) VALUES ($1, $2)
-		ON CONFLICT (order_id) DO NOTHING`, orderID, string(Held))
-	if err != nil {
-		return false, fmt.Errorf("insert reservation %s: %w", orderID, err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-// holdLines moves each line's quantity of its SKU from available to
-// reserved if every line's SKU exists and has that much available; otherwise
-// it changes nothing and returns false. Lines name distinct SKUs. It locks
-// the rows in SKU order, then checks and moves in one statement whose
-// snapshot is taken after the locks: both statements go in one round trip.
-func holdLines(ctx context.Context, tx pgx.Tx, lines []Line) (bool, error) {
-	skus, qtys := lineArrays(lines)
-	b := &pgx.Batch{}
-	b.Queue(`SELECT 1 FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE`, skus)
-	b.Queue(`
-		UPDATE stock s
-		SET available = s.available - w.qty, reserved = s.reserved + w.qty, updated_at = now()
-		FROM unnest($1::text[], $2::int[]) AS w(sku, qty)
-		WHERE s.sku = w.sku
-		  AND (SELECT count(*) FROM unnest($1::text[], $2::int[]) AS v(sku, qty)
-		       JOIN stock t ON t.sku = v.sku AND t.available >= v.qty) = cardinality($1::text[])`,
-		skus, qtys)
-	tags, err := pg.ExecBatch(ctx, tx, b)
-	if err != nil {
-		return false, fmt.Errorf("hold %d lines: %w", len(lines), err)
-	}
-	switch n := tags[1].RowsAffected(); {
-	case n == int64(len(lines)):
-		return true, nil
-	case n == 0:
-		return false, nil
-	default:
-		return false, fmt.Errorf("hold %d lines: %d held (duplicate SKUs?)", len(lines), n)
-	}
-}
-
-// firstShort returns the first line (in the given order) that cannot be
-// held, and whether its SKU exists at all.
-func firstShort(ctx context.Context, q db, lines []Line) (sku string, known bool, err error) {
-	skus, qtys := lineArrays(lines)
-	err = q.QueryRow(ctx, `
-		SELECT w.sku, s.sku IS NOT NULL
-		FROM unnest($1::text[], $2::int[]) WITH ORDINALITY AS w(sku, qty, n)
-		LEFT JOIN stock s ON s.sku = w.sku
-		WHERE s.sku IS NULL OR s.available < w.qty
-		ORDER BY w.n
-		LIMIT 1`, skus, qtys).Scan(&sku, &known)
-	if err != nil {
-		return "", false, fmt.Errorf("find the short line of %d: %w", len(lines), err)
-	}
-	return sku, known, nil
-}
-
-func lineArrays(lines []Line) ([]string, []int32) {
-	skus := make([]string, len(lines))
-	qtys := make([]int32, len(lines))
-	for i, l := range lines {
-		skus[i], qtys[i] = l.SKU, int32(l.Qty)
-	}
-	return skus, qtys
-}
 
 // lockStock locks, in SKU order, the stock rows of skus and of the SKUs the
 // given orders' reservations hold.
@@ -115,55 +43,6 @@ func lockStock(ctx context.Context, q db, skus, orders []string) error {
 	return nil
 }
 
-// skuKnown reports whether sku has a stock row.
-func skuKnown(ctx context.Context, q db, sku string) (bool, error) {
-	var known bool
-	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stock WHERE sku = $1)`, sku).Scan(&known); err != nil {
-		return false, fmt.Errorf("look up sku %s: %w", sku, err)
-	}
-	return known, nil
-}
-
-// rejectReservation turns the order's just inserted HELD reservation into a
-// REJECTED one with reason.
-func rejectReservation(ctx context.Context, q db, orderID, reason string) error {
-	tag, err := q.Exec(ctx, `
-		UPDATE reservations SET status = $2, reason = $3, updated_at = now()
-		WHERE order_id = $1 AND status = $4`, orderID, string(Rejected), reason, string(Held))
-	if err != nil {
-		return fmt.Errorf("reject reservation %s: %w", orderID, err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("reject reservation %s: not HELD in this transaction", orderID)
-	}
-	return nil
-}
-
-// insertLines records what the reservation holds.
-func insertLines(ctx context.Context, q db, orderID string, lines []Line) error {
-	skus, qtys := lineArrays(lines)
-	_, err := q.Exec(ctx, `
-		INSERT INTO reservation_items (order_id, sku, qty)
-		SELECT $1, sku, qty FROM unnest($2::text[], $3::int[]) AS t(sku, qty)`, orderID, skus, qtys)
-	if err != nil {
-		return fmt.Errorf("insert reservation items of %s: %w", orderID, err)
-	}
-	return nil
-}
-
-// leaveHeld moves the order's reservation from HELD to status to. It returns
-// false, changing nothing, when the order has no HELD reservation: released,
-// committed, rejected or unknown.
-func leaveHeld(ctx context.Context, q db, orderID string, to Status) (bool, error) {
-	tag, err := q.Exec(ctx, `
-		UPDATE reservations SET status = $2, updated_at = now()
-		WHERE order_id = $1 AND status = $3`, orderID, string(to), string(Held))
-	if err != nil {
-		return false, fmt.Errorf("move reservation %s to %s: %w", orderID, to, err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
 // reservationLines returns what the order's reservation holds, sorted by SKU.
 func reservationLines(ctx context.Context, q db, orderID string) ([]Line, error) {
 	rows, err := q.Query(ctx, `
@@ -180,28 +59,6 @@ func reservationLines(ctx context.Context, q db, orderID string) ([]Line, error)
 		return nil, fmt.Errorf("read reservation items of %s: %w", orderID, err)
 	}
 	return lines, nil
-}
-
-// moveStock applies a transition's stock move for one line: Release gives
-// the held quantity back to available, Commit moves it from reserved to sold.
-func moveStock(ctx context.Context, q db, t Transition, l Line) error {
-	var sql string
-	switch t {
-	case Release:
-		sql = `UPDATE stock SET available = available + $2, reserved = reserved - $2, updated_at = now() WHERE sku = $1`
-	case Commit:
-		sql = `UPDATE stock SET reserved = reserved - $2, sold = sold + $2, updated_at = now() WHERE sku = $1`
-	default:
-		return fmt.Errorf("move stock of %s: transition %d moves no stock", l.SKU, t)
-	}
-	tag, err := q.Exec(ctx, sql, l.SKU, l.Qty)
-	if err != nil {
-		return fmt.Errorf("move %d of %s: %w", l.Qty, l.SKU, err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("move %d of %s: %w", l.Qty, l.SKU, errNotFound)
-	}
-	return nil
 }
 
 // seedStock gives every SKU of seed that has no stock row yet its seeded

@@ -53,7 +53,10 @@ type Config struct {
 	// RunDir is the stack's run folder (pid files, Postgres data): the CPU
 	// and memory of its processes are measured from it. "" skips them.
 	RunDir string
-	HTTP   *http.Client // default: one with enough idle connections for the load
+	// AdminToken is the bearer token of inventory's PUT /stock (the
+	// services' --admin-token-file); "" sends none.
+	AdminToken string
+	HTTP       *http.Client // default: one with enough idle connections for the load
 	// Progress, when set, is called about once a second while the load
 	// runs, and once at the end.
 	Progress func(Progress)
@@ -245,20 +248,23 @@ func (r *run) seedStock(ctx context.Context) error {
 		}
 	}
 	for sku, n := range set {
-		if err := putStock(ctx, r.cfg.HTTP, r.cfg.InventoryURL, sku, n); err != nil {
+		if err := putStock(ctx, r.cfg.HTTP, r.cfg.InventoryURL, r.cfg.AdminToken, sku, n); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func putStock(ctx context.Context, hc *http.Client, inventoryURL, sku string, n int) error {
+func putStock(ctx context.Context, hc *http.Client, inventoryURL, token, sku string, n int) error {
 	body := fmt.Sprintf(`{"available":%d}`, n)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, inventoryURL+"/stock/"+sku, bytes.NewReader([]byte(body)))
 	if err != nil {
 		return fmt.Errorf("seed stock %s: %w", sku, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("seed stock %s at %s: %w", sku, inventoryURL, err)

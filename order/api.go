@@ -1,6 +1,7 @@
 package order
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/pg"
+	"github.com/jetsaga/jetsaga/internal/service"
 	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
@@ -91,7 +94,7 @@ func newOrderID() (string, error) {
 func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
 	key, err := idempotencyKey(r.Header)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: err.Error()})
+		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: service.Clip(err.Error())})
 		return
 	}
 	req, status, err := decodePlaceRequest(w, r)
@@ -227,18 +230,37 @@ func idempotencyKey(h http.Header) (string, error) {
 }
 
 // decodePlaceRequest reads one JSON object of at most MaxBodyBytes with only
-// known fields. On failure it returns the status to answer: 413 for a body
-// too large, 400 for anything else.
+// known fields, each once and spelt exactly (encoding/json alone would take
+// CUSTOMER_ID for customer_id, and the last of two customer_id keys). The
+// body must be declared application/json: a form or text/plain body, which
+// any web page may send without a CORS preflight, is refused. On failure it
+// returns the status to answer: 415 for another content type, 413 for a
+// body too large, 400 for anything else; the error quotes at most
+// service.MaxEcho bytes of any value.
 func decodePlaceRequest(w http.ResponseWriter, r *http.Request) (PlaceRequest, int, error) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return PlaceRequest{}, http.StatusUnsupportedMediaType,
+			fmt.Errorf("Content-Type must be application/json, got %q", service.Clip(r.Header.Get("Content-Type")))
+	}
 	tooLarge := fmt.Errorf("request body exceeds %d bytes", MaxBodyBytes)
 	if r.ContentLength > MaxBodyBytes {
 		return PlaceRequest{}, http.StatusRequestEntityTooLarge, tooLarge
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var maxBytes *http.MaxBytesError
+	if errors.As(err, &maxBytes) {
+		return PlaceRequest{}, http.StatusRequestEntityTooLarge, tooLarge
+	}
+	if err != nil {
+		return PlaceRequest{}, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
+	}
+	if err := exactKeys(json.NewDecoder(bytes.NewReader(raw)), placeKeys); err != nil {
+		return PlaceRequest{}, http.StatusBadRequest, fmt.Errorf("malformed JSON: %s", service.Clip(err.Error()))
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	var req PlaceRequest
-	err := dec.Decode(&req)
+	err = dec.Decode(&req)
 	if err == nil {
 		// Nothing but white space may follow the object.
 		if err = dec.Decode(&struct{}{}); errors.Is(err, io.EOF) {
@@ -247,11 +269,56 @@ func decodePlaceRequest(w http.ResponseWriter, r *http.Request) (PlaceRequest, i
 			err = errors.New("more than one JSON value")
 		}
 	}
-	var maxBytes *http.MaxBytesError
-	if errors.As(err, &maxBytes) {
-		return PlaceRequest{}, http.StatusRequestEntityTooLarge, tooLarge
+	return PlaceRequest{}, http.StatusBadRequest, fmt.Errorf("malformed JSON: %s", service.Clip(err.Error()))
+}
+
+// keys is the shape of a JSON request: the keys an object may hold, each
+// with the keys of its value (nil for a scalar; an array's elements have
+// the array's keys).
+type keys map[string]keys
+
+// placeKeys is the shape of POST /orders.
+var placeKeys = keys{"customer_id": nil, "items": keys{"sku": nil, "qty": nil, "unit_price_cents": nil}}
+
+// exactKeys walks one JSON value and refuses a key that is not in want,
+// spelt exactly, or that an object holds twice. Syntax errors are left to
+// the decoder that follows.
+func exactKeys(dec *json.Decoder, want keys) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil
 	}
-	return PlaceRequest{}, http.StatusBadRequest, fmt.Errorf("malformed JSON: %w", err)
+	switch tok {
+	case json.Delim('{'):
+		seen := make(map[string]bool, len(want))
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return nil
+			}
+			key, _ := kt.(string)
+			sub, ok := want[key]
+			switch {
+			case !ok:
+				return fmt.Errorf("json: unknown field %q", service.Clip(key))
+			case seen[key]:
+				return fmt.Errorf("json: field %q given twice", key)
+			}
+			seen[key] = true
+			if err := exactKeys(dec, sub); err != nil {
+				return err
+			}
+		}
+		_, _ = dec.Token() // '}'
+	case json.Delim('['):
+		for dec.More() {
+			if err := exactKeys(dec, want); err != nil {
+				return err
+			}
+		}
+		_, _ = dec.Token() // ']'
+	}
+	return nil
 }
 
 // requestHash is the SHA-256 of the request's canonical JSON encoding, so

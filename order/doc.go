@@ -36,12 +36,17 @@
 //	order.cancelled  on inventory.rejected (reason out_of_stock or unknown_sku),
 //	                 or on inventory.released after a failed payment
 //	                 (reason payment_failed), or when the order's deadline
-//	                 passed while it was PENDING or RESERVED (reason timeout)
+//	                 passed while it was PENDING or RESERVED (reason timeout),
+//	                 or on an order.created it never wrote (reason
+//	                 unknown_order)
 //
 // Consumes, with the durable consumers order-inventory (INVENTORY stream:
-// inventory.reserved, inventory.rejected, inventory.released) and
+// inventory.reserved, inventory.rejected, inventory.released),
 // order-payments (PAYMENTS stream: payment.completed, payment.failed,
-// payment.refunded, the last a no-op).
+// payment.refunded, the last a no-op) and order-orders (its own
+// order.created, checked by [Service.HandleCreated]). Each event is checked
+// against the order first ([Order.Verify]): one that contradicts it is
+// dead-lettered, one ahead of the step it follows is retried.
 //
 // # Deadlines
 //
@@ -58,5 +63,5 @@
 // for the same order) are no-ops: the handler is idempotent per order, not
 // only per event id, and the final state does not depend on the order in
 // which events arrive. An event for an order this service does not hold is
-// dead-lettered.
+// retried for 10s after it occurred, then dead-lettered.
 package order

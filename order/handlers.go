@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -18,23 +19,31 @@ import (
 // decide, writes the new state and adds the resulting order.confirmed or
 // order.cancelled to the outbox, caused by e.
 //
+// Before Apply, the event is checked against the order (Order.Verify): one
+// that contradicts it is dead-lettered with the reason; one that comes
+// before the step it follows is retried.
+//
 // A duplicate, a late event or a re-emitted one with a new id is a no-op and
-// returns nil. An unknown order, an undecodable payload or an event type the
-// service does not consume can never succeed: they return a consume.Permanent
-// error, so the message is dead-lettered instead of retried.
+// returns nil. An undecodable payload or an event type the service does not
+// consume can never succeed: they return a consume.Permanent error, so the
+// message is dead-lettered instead of retried. An unknown order is retried
+// for a while, then dead-lettered (unknownOrder).
 func (s *Service) Handle(ctx context.Context, tx pgx.Tx, e event.Event) error {
-	reason, err := eventReason(e)
-	if err != nil {
-		return err
-	}
-	o, err := lockOrder(ctx, tx, e.OrderID)
-	if errors.Is(err, ErrNotFound) {
-		return consume.Permanent(err)
-	}
+	reason, facts, err := eventFacts(e)
 	if err != nil {
 		return err
 	}
 	now := s.now()
+	o, err := lockOrder(ctx, tx, e.OrderID)
+	if errors.Is(err, ErrNotFound) {
+		return unknownOrder(e, now)
+	}
+	if err != nil {
+		return err
+	}
+	if err := verify(o, e, facts); err != nil {
+		return err
+	}
 	tr, err := o.Apply(e.Type, reason, now)
 	if err != nil {
 		return consume.Permanent(fmt.Errorf("apply %s to order %s: %w", e.Type, o.ID, err))
@@ -61,22 +70,82 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, e event.Event) error {
 	return nil
 }
 
-// eventReason checks that the service consumes e's type and returns the
-// reason an inventory.rejected carries ("" for the other types). An event it
-// can never apply gets a consume.Permanent error.
-func eventReason(e event.Event) (string, error) {
+// unknownGrace is how long after it occurred an event for an order the
+// service does not have is retried before it is dead-lettered. Every order
+// the service places is committed before its order.created is published, so
+// no genuine event names an order it does not have, but one of an
+// order.created it never wrote (forged) that its order-orders consumer has
+// not cancelled yet (see HandleCreated): that takes milliseconds. A forger
+// who backdates the event only gets it dead-lettered sooner.
+const unknownGrace = 10 * time.Second
+
+// unknownOrder is the error for an event of an order the service does not
+// have: retried while the event is younger than unknownGrace, then
+// permanent.
+func unknownOrder(e event.Event, now time.Time) error {
+	err := fmt.Errorf("%s for order %s: %w", e.Type, e.OrderID, ErrNotFound)
+	if now.Sub(e.OccurredAt) < unknownGrace {
+		return err
+	}
+	return consume.Permanent(err)
+}
+
+// verify checks e against o (Order.Verify): a contradiction is permanent
+// (dead-lettered with the reason), an event too early is retried.
+func verify(o Order, e event.Event, f Facts) error {
+	err := o.Verify(e.Type, f)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrDisagrees):
+		return consume.Permanent(fmt.Errorf("verify %s %s: %w", e.Type, e.ID, err))
+	default:
+		return fmt.Errorf("verify %s %s: %w", e.Type, e.ID, err)
+	}
+}
+
+// eventFacts checks that the service consumes e's type and returns the
+// reason an inventory.rejected carries ("" for the other types) and what
+// Verify checks. An event it can never apply gets a consume.Permanent error.
+func eventFacts(e event.Event) (string, Facts, error) {
+	permanent := func(err error) (string, Facts, error) {
+		return "", Facts{}, consume.Permanent(fmt.Errorf("decode %s: %w", e.Type, err))
+	}
 	switch e.Type {
 	case event.InventoryRejected:
 		p, err := event.Decode[event.InventoryRejectedPayload](e)
 		if err != nil {
-			return "", consume.Permanent(fmt.Errorf("decode %s: %w", e.Type, err))
+			return permanent(err)
 		}
-		return p.Reason, nil
-	case event.InventoryReserved, event.PaymentCompleted, event.PaymentFailed, event.InventoryReleased,
-		event.PaymentRefunded:
-		return "", nil
+		return p.Reason, Facts{}, nil
+	case event.InventoryReserved:
+		p, err := event.Decode[event.InventoryReservedPayload](e)
+		if err != nil {
+			return permanent(err)
+		}
+		return "", Facts{AmountCents: p.TotalCents, Items: p.Items}, nil
+	case event.PaymentCompleted:
+		p, err := event.Decode[event.PaymentCompletedPayload](e)
+		if err != nil {
+			return permanent(err)
+		}
+		return "", Facts{AmountCents: p.AmountCents}, nil
+	case event.PaymentFailed:
+		p, err := event.Decode[event.PaymentFailedPayload](e)
+		if err != nil {
+			return permanent(err)
+		}
+		return "", Facts{AmountCents: p.AmountCents}, nil
+	case event.InventoryReleased:
+		p, err := event.Decode[event.InventoryReleasedPayload](e)
+		if err != nil {
+			return permanent(err)
+		}
+		return "", Facts{Items: p.Items}, nil
+	case event.PaymentRefunded:
+		return "", Facts{}, nil
 	default:
-		return "", consume.Permanent(fmt.Errorf("%w: %s", ErrUnhandledEvent, e.Type))
+		return "", Facts{}, consume.Permanent(fmt.Errorf("%w: %s", ErrUnhandledEvent, e.Type))
 	}
 }
 
@@ -105,13 +174,16 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []event.Eve
 		out     []event.Event
 	)
 	for _, e := range events {
-		reason, err := eventReason(e)
+		reason, facts, err := eventFacts(e)
 		if err != nil {
 			return err
 		}
 		o, ok := orders[e.OrderID]
 		if !ok {
-			return consume.Permanent(fmt.Errorf("lock order %s: %w", e.OrderID, ErrNotFound))
+			return unknownOrder(e, now)
+		}
+		if err := verify(o, e, facts); err != nil {
+			return err
 		}
 		tr, err := o.Apply(e.Type, reason, now)
 		if err != nil {

@@ -47,15 +47,18 @@ func TestHandleTransitions(t *testing.T) {
 			reason: event.ReasonPaymentFailed, failed: true, version: 4,
 			emitted: []event.Type{event.OrderCancelled}, emitPayload: event.OrderCancelledPayload{Reason: event.ReasonPaymentFailed}},
 
-		// Out of causal order: redeliveries reorder messages.
-		{name: "completed before reserved", steps: []step{completed, reserved}, status: Confirmed, version: 2,
+		// Out of causal order: redeliveries reorder messages, and the
+		// events come on two consumers. An event that needs a step the
+		// order has not seen (payment before reservation, release before
+		// payment.failed) is retried until it has.
+		{name: "completed before reserved", steps: []step{completed, reserved}, status: Confirmed, version: 3,
 			emitted: []event.Type{event.OrderConfirmed}, emitPayload: event.OrderConfirmedPayload{TotalCents: testTotal}},
 		{name: "failed before reserved", steps: []step{failed, reserved}, status: Reserved, failed: true, version: 3},
 		{name: "released before failed", steps: []step{reserved, released, failed}, status: Cancelled,
-			reason: event.ReasonPaymentFailed, failed: true, version: 3,
+			reason: event.ReasonPaymentFailed, failed: true, version: 4,
 			emitted: []event.Type{event.OrderCancelled}, emitPayload: event.OrderCancelledPayload{Reason: event.ReasonPaymentFailed}},
 		{name: "released first", steps: []step{released, failed, reserved}, status: Cancelled,
-			reason: event.ReasonPaymentFailed, failed: true, version: 2,
+			reason: event.ReasonPaymentFailed, failed: true, version: 4,
 			emitted: []event.Type{event.OrderCancelled}, emitPayload: event.OrderCancelledPayload{Reason: event.ReasonPaymentFailed}},
 
 		// Late events after a terminal state change nothing.
@@ -78,12 +81,17 @@ func TestHandleTransitions(t *testing.T) {
 					e := newEvent(t, s.typ, o.ID, s.reason)
 					causes = append(causes, e.ID)
 					events = append(events, e)
-					if !batch {
-						mustDeliver(t, b, e)
-					}
 				}
-				if batch { // all of them in one batch, set-based
-					mustDeliverBatch(t, b, events)
+				if !batch {
+					deliverRetrying(t, b, events)
+				} else if err := deliverBatch(t.Context(), b, b.svc.HandleBatch, events); err != nil {
+					// All of them in one batch, set-based; one too early
+					// refuses the batch, which the loop then hands over
+					// one by one.
+					if !errors.Is(err, ErrTooEarly) {
+						t.Fatalf("deliver a batch of %d: %v", len(events), err)
+					}
+					deliverRetrying(t, b, events)
 				}
 
 				got := loadOrder(t, b, o.ID)
@@ -258,11 +266,11 @@ func TestHandlePermanentErrors(t *testing.T) {
 		event   event.Event
 		wantErr error
 	}{
-		{name: "unknown order reserved", event: newEvent(t, event.InventoryReserved, "no-such-order", ""), wantErr: ErrNotFound},
-		{name: "unknown order rejected", event: newEvent(t, event.InventoryRejected, "no-such-order", event.ReasonOutOfStock), wantErr: ErrNotFound},
-		{name: "unknown order completed", event: newEvent(t, event.PaymentCompleted, "no-such-order", ""), wantErr: ErrNotFound},
-		{name: "unknown order failed", event: newEvent(t, event.PaymentFailed, "no-such-order", ""), wantErr: ErrNotFound},
-		{name: "unknown order released", event: newEvent(t, event.InventoryReleased, "no-such-order", ""), wantErr: ErrNotFound},
+		{name: "unknown order reserved", event: aged(newEvent(t, event.InventoryReserved, "no-such-order", "")), wantErr: ErrNotFound},
+		{name: "unknown order rejected", event: aged(newEvent(t, event.InventoryRejected, "no-such-order", event.ReasonOutOfStock)), wantErr: ErrNotFound},
+		{name: "unknown order completed", event: aged(newEvent(t, event.PaymentCompleted, "no-such-order", "")), wantErr: ErrNotFound},
+		{name: "unknown order failed", event: aged(newEvent(t, event.PaymentFailed, "no-such-order", "")), wantErr: ErrNotFound},
+		{name: "unknown order released", event: aged(newEvent(t, event.InventoryReleased, "no-such-order", "")), wantErr: ErrNotFound},
 		{name: "type not consumed", event: newEvent(t, event.OrderCreated, o.ID, ""), wantErr: ErrUnhandledEvent},
 		{name: "undecodable rejection", event: badBody, wantErr: event.ErrContract},
 	}
@@ -291,6 +299,7 @@ func TestHandleEmittedEventIsValid(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	o := placeOrder(t, b)
+	mustDeliver(t, b, newEvent(t, event.InventoryReserved, o.ID, ""))
 	cause := newEvent(t, event.PaymentCompleted, o.ID, "")
 	mustDeliver(t, b, cause)
 
@@ -328,7 +337,7 @@ func TestHandleBatchRefusesWhatHandleRefuses(t *testing.T) {
 	good := placeOrder(t, b)
 	events := []event.Event{
 		newEvent(t, event.InventoryReserved, good.ID, ""),
-		newEvent(t, event.InventoryReserved, "no-such-order", ""),
+		aged(newEvent(t, event.InventoryReserved, "no-such-order", "")),
 	}
 	tx, err := b.pool.Begin(t.Context())
 	if err != nil {

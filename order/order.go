@@ -46,7 +46,7 @@ type Order struct {
 	Items         []event.Item
 	TotalCents    int64
 	Status        Status
-	Reason        string // "" unless cancelled: out_of_stock, unknown_sku, payment_failed or timeout
+	Reason        string // "" unless cancelled: out_of_stock, unknown_sku, payment_failed, timeout or unknown_order
 	PaymentFailed bool   // a payment.failed (or the release it causes) was seen
 	Version       int    // 1 when placed, +1 on every change
 	CreatedAt     time.Time
@@ -70,7 +70,113 @@ var (
 	ErrInvalidReason = errors.New("invalid rejection reason")
 	// ErrInvalidStatus: the order is in no known state.
 	ErrInvalidStatus = errors.New("invalid order status")
+	// ErrDisagrees: an event says something of the order that contradicts
+	// what the order service knows (another amount, other items): a
+	// forgery or a bug, dead-lettered with the reason.
+	ErrDisagrees = errors.New("event disagrees with the order")
+	// ErrTooEarly: an event that needs a step the order has not seen yet
+	// (payment.completed before inventory.reserved, inventory.released
+	// before payment.failed). Genuine events can arrive in that order, as
+	// they come on two consumers: the event is retried until the step is
+	// seen, the order ends, or it has failed --max-deliver times.
+	ErrTooEarly = errors.New("event comes before the step it follows")
 )
+
+// Facts is what an event tells the order service and the service can
+// check: the amount of a payment event, the items of an inventory event.
+type Facts struct {
+	AmountCents int64        // payment.completed, payment.failed; inventory.reserved's total
+	Items       []event.Item // inventory.reserved, inventory.released
+}
+
+// Verify checks an event of type t against what the order service knows
+// of o, before Apply: defence in depth against forged events and bugs
+// (docs/DESIGN.md, "Every hop checks what it is told").
+//
+//	inventory.reserved  its items and total are the order's
+//	payment.completed   its amount is the order's total; and the order is
+//	                    RESERVED (PENDING: ErrTooEarly)
+//	payment.failed      its amount is the order's total; and the order is
+//	                    RESERVED (PENDING: ErrTooEarly)
+//	inventory.released  it gives back the order's lines; and payment.failed
+//	                    was seen (else ErrTooEarly)
+//
+// A contradiction is ErrDisagrees, whatever the order's state. The ordering
+// checks apply only to an order still in flight: for a terminal one, the
+// event is a no-op anyway.
+func (o Order) Verify(t event.Type, f Facts) error {
+	switch t {
+	case event.InventoryReserved:
+		if f.AmountCents != o.TotalCents || !sameLines(f.Items, o.Items, true) {
+			return fmt.Errorf("%w: %s of %d cents for items %s, the order is %d cents for %s",
+				ErrDisagrees, t, f.AmountCents, itemsString(f.Items, true), o.TotalCents, itemsString(o.Items, true))
+		}
+	case event.PaymentCompleted, event.PaymentFailed:
+		if f.AmountCents != o.TotalCents {
+			return fmt.Errorf("%w: %s of %d cents, the order's total is %d", ErrDisagrees, t, f.AmountCents, o.TotalCents)
+		}
+		if o.Status == Pending {
+			return fmt.Errorf("%w: %s for order %s, whose reservation is not seen yet", ErrTooEarly, t, o.ID)
+		}
+	case event.InventoryReleased:
+		if !sameLines(f.Items, o.Items, false) {
+			return fmt.Errorf("%w: %s of %s, the order holds %s", ErrDisagrees, t, itemsString(f.Items, false), itemsString(o.Items, false))
+		}
+		if !o.Status.Terminal() && !o.PaymentFailed {
+			return fmt.Errorf("%w: %s for order %s, whose payment.failed is not seen yet", ErrTooEarly, t, o.ID)
+		}
+	}
+	return nil
+}
+
+// sameLines reports whether a and b order the same quantity of each SKU
+// (and, with prices, at the same unit prices).
+func sameLines(a, b []event.Item, prices bool) bool {
+	type key struct {
+		sku   string
+		price int64
+	}
+	sum := func(items []event.Item) map[key]int {
+		m := make(map[key]int, len(items))
+		for _, it := range items {
+			k := key{sku: it.SKU}
+			if prices {
+				k.price = it.UnitPriceCents
+			}
+			m[k] += it.Qty
+		}
+		return m
+	}
+	ma, mb := sum(a), sum(b)
+	if len(ma) != len(mb) {
+		return false
+	}
+	for k, n := range ma {
+		if mb[k] != n {
+			return false
+		}
+	}
+	return true
+}
+
+// itemsString shows items for an error, at most the first 5.
+func itemsString(items []event.Item, prices bool) string {
+	var b []byte
+	for i, it := range items {
+		if i == 5 {
+			b = fmt.Appendf(b, " …(%d)", len(items))
+			break
+		}
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = fmt.Appendf(b, "%s×%d", it.SKU, it.Qty)
+		if prices {
+			b = fmt.Appendf(b, "@%d", it.UnitPriceCents)
+		}
+	}
+	return "[" + string(b) + "]"
+}
 
 // ValidationError says which fields of a new order are invalid and why, keyed
 // by field path: "customer_id", "items", "items[2].qty".

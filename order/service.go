@@ -29,6 +29,9 @@ const (
 const (
 	ConsumerInventory = "order-inventory"
 	ConsumerPayments  = "order-payments"
+	// ConsumerOrders reads back the service's own order.created, to cancel
+	// one it never wrote (HandleCreated).
+	ConsumerOrders = "order-orders"
 )
 
 //go:embed migrations/*.sql
@@ -86,6 +89,7 @@ type Service struct {
 	deadline      time.Duration // 0: none
 	deadlineEvery time.Duration
 	timeouts      prometheus.Counter
+	unknown       prometheus.Counter
 }
 
 // NewService builds the service on rt. rt.Pool is required; a nil Log, Notify or
@@ -109,6 +113,10 @@ func NewService(rt *service.Runtime, cfg Config) (*Service, error) {
 		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetsaga_orders_timed_out_total",
 			Help: "Orders the deadline scheduler cancelled with reason timeout (--saga-deadline).",
+		}),
+		unknown: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetsaga_orders_unknown_total",
+			Help: "order.created events of orders this service never placed (forged, or a bug), cancelled with reason unknown_order.",
 		}),
 	}
 	if cfg.SagaDeadline < 0 {
@@ -135,15 +143,16 @@ func NewService(rt *service.Runtime, cfg Config) (*Service, error) {
 	}
 	if rt.Registry != nil {
 		if err := errors.Join(rt.Registry.Register(s.placed), rt.Registry.Register(s.perCommit),
-			rt.Registry.Register(s.timeouts)); err != nil {
+			rt.Registry.Register(s.timeouts), rt.Registry.Register(s.unknown)); err != nil {
 			return nil, fmt.Errorf("order: register metrics: %w", err)
 		}
 	}
 	return s, nil
 }
 
-// Consumers returns the service's two durable consumers: inventory outcomes
-// and payment outcomes. Both run Handle.
+// Consumers returns the service's durable consumers: inventory outcomes and
+// payment outcomes, both run by Handle; and its own order.created, checked
+// by HandleCreated.
 func (s *Service) Consumers() []service.Consumer {
 	return []service.Consumer{
 		{
@@ -167,6 +176,13 @@ func (s *Service) Consumers() []service.Consumer {
 			},
 			Handle:      s.Handle,
 			HandleBatch: s.HandleBatch,
+		},
+		{
+			Stream:      stream.Orders,
+			Durable:     ConsumerOrders,
+			Subjects:    []string{string(event.OrderCreated) + ".>"},
+			Handle:      s.handleCreated,
+			HandleBatch: s.HandleCreated,
 		},
 	}
 }

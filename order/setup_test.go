@@ -2,16 +2,19 @@ package order
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/service"
@@ -139,18 +142,54 @@ func mustDeliver(t *testing.T, b bundle, e event.Event) {
 // transaction and commits.
 func mustDeliverBatch(t *testing.T, b bundle, events []event.Event) {
 	t.Helper()
-	ctx := t.Context()
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := b.svc.HandleBatch(ctx, tx, events); err != nil {
+	if err := deliverBatch(t.Context(), b, b.svc.HandleBatch, events); err != nil {
 		t.Fatalf("deliver a batch of %d: %v", len(events), err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
+}
+
+// deliverBatch runs a batch handler over events in one transaction and
+// commits.
+func deliverBatch(ctx context.Context, b bundle, h func(context.Context, pgx.Tx, []event.Event) error, events []event.Event) error {
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return err
 	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := h(ctx, tx, events); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// deliverRetrying delivers events one by one as the consumer loop does: an
+// event refused as too early is retried after the others, until every event
+// is handled; any other error fails the test.
+func deliverRetrying(t *testing.T, b bundle, events []event.Event) {
+	t.Helper()
+	pending := events
+	for round := 0; len(pending) > 0; round++ {
+		if round > len(events) {
+			t.Fatalf("%d events still too early after %d rounds", len(pending), round)
+		}
+		var again []event.Event
+		for _, e := range pending {
+			err := deliver(t.Context(), b, e)
+			switch {
+			case err == nil:
+			case errors.Is(err, ErrTooEarly) && !consume.IsPermanent(err):
+				again = append(again, e)
+			default:
+				t.Fatalf("deliver %s: %v", e.Type, err)
+			}
+		}
+		pending = again
+	}
+}
+
+// aged returns e as if it had occurred a minute before the service's clock.
+func aged(e event.Event) event.Event {
+	e.OccurredAt = clockBase.Add(-time.Minute)
+	return e
 }
 
 // outboxRow is one row of the outbox table.

@@ -14,12 +14,19 @@
 //
 // The payment row is inserted with ON CONFLICT (order_id) DO NOTHING: only
 // the first inventory.reserved of an order, whatever its event id, charges
-// and publishes; any later one is a no-op.
+// and publishes; any later one is a no-op. It charges only the total that
+// the order's order.created gave (table orders): an inventory.reserved of
+// another amount is dead-lettered, one whose order.created payment has not
+// seen yet is retried.
 //
-// order.cancelled (consumer payment-orders on ORDERS): a COMPLETED payment
+// order.created and order.confirmed (consumer payment-orders on ORDERS):
+// the order's total and its confirmation, what charges and refunds are
+// checked against. order.cancelled (the same consumer): a COMPLETED payment
 // of the cancelled order is refunded (REFUNDED, payment.refunded); an order
-// that timed out before it was charged gets a CANCELLED row, charging
-// nothing, so that its late inventory.reserved is a no-op.
+// that timed out (or that the order service never placed, unknown_order)
+// before it was charged gets a CANCELLED row, charging nothing, so that its
+// late inventory.reserved is a no-op; the cancellation of an order payment
+// saw confirmed is dead-lettered.
 //
 // # Publishes
 //
@@ -32,6 +39,8 @@
 //   - payments (order_id, payment_id UUIDv7, amount_cents, status
 //     COMPLETED|FAILED|REFUNDED|CANCELLED, reason, created_at, refunded_at):
 //     one row per order.
+//   - orders (order_id, total_cents, created_event_id, confirmed): what
+//     order.created and order.confirmed told payment.
 //
 // # HTTP
 //

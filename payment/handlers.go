@@ -10,45 +10,13 @@ import (
 
 	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
-	"github.com/jetsaga/jetsaga/internal/outbox"
 )
 
-// handle is the consume.Handler of the payment-inventory consumer. It runs
-// inside the inbox transaction. Event types other than inventory.reserved are
-// no-ops.
+// handle is the consume.Handler of the payment-inventory consumer: the
+// batch handler on a batch of one, so that one event alone is charged and
+// checked by the very same rules. It runs inside the inbox transaction.
 func (s *Service) handle(ctx context.Context, tx pgx.Tx, e event.Event) error {
-	if e.Type != event.InventoryReserved {
-		s.log.Debug("event type not handled", zap.String("event_type", string(e.Type)),
-			zap.String("order_id", e.OrderID), zap.String("event_id", e.ID))
-		return nil
-	}
-	return s.charge(ctx, tx, e)
-}
-
-// charge charges the reserved order's total through the gateway, once per
-// order: the payment row is inserted with ON CONFLICT (order_id) DO NOTHING,
-// and only an inserted row publishes payment.completed or payment.failed. A
-// repeated inventory.reserved, whatever its event id, is a no-op; the
-// gateway's decision is deterministic per order anyway.
-func (s *Service) charge(ctx context.Context, tx pgx.Tx, e event.Event) error {
-	pay, out, err := s.decide(e)
-	if err != nil {
-		return err
-	}
-	log := s.log.With(zap.String("order_id", pay.OrderID), zap.String("event_id", e.ID))
-	inserted, err := insertPayment(ctx, tx, pay)
-	if err != nil {
-		return fmt.Errorf("charge order %s: %w", pay.OrderID, err)
-	}
-	if !inserted {
-		log.Debug("order has a payment already")
-		return nil
-	}
-	if err := outbox.Add(ctx, tx, out); err != nil {
-		return fmt.Errorf("charge order %s: %w", pay.OrderID, err)
-	}
-	s.decided(pay)
-	return nil
+	return s.handleBatch(ctx, tx, []event.Event{e})
 }
 
 // decide asks the gateway about the order e reserved and returns the payment
@@ -94,11 +62,17 @@ func (s *Service) decided(pay Payment) {
 		zap.String("reason", pay.Reason), zap.Int64("amount_cents", pay.AmountCents), zap.String("payment_id", pay.PaymentID))
 }
 
-// handleBatch is handle for several events at once (consume.BatchHandler):
-// one statement records the payments of the orders that have none yet and,
-// for exactly those, adds the payment events to the outbox. An order's
-// first inventory.reserved in the batch decides; a later one, like one
-// arriving after the payment, is a no-op.
+// handleBatch charges the orders that inventory.reserved events reserved
+// (consume.BatchHandler), once per order: one statement records the
+// payments of the orders that have none yet and, for exactly those, adds
+// the payment events to the outbox. An order's first inventory.reserved in
+// the batch decides; a later one, like one arriving after the payment, is a
+// no-op. Event types other than inventory.reserved are no-ops.
+//
+// Payment charges only the total of the order as order.created told it (the
+// payment-orders consumer records it): an inventory.reserved that asks for
+// another amount is dead-lettered, one of an order whose order.created it
+// has not seen yet is retried. The check is part of the same statement.
 func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
 	var (
 		pays []Payment

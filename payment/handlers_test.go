@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -51,20 +52,60 @@ func setup(t *testing.T, cfg Config) bundle {
 
 // apply runs the handler on e in one transaction, as the consume loop does
 // (minus the inbox, so that the business key is what is tested).
+//
+// An inventory.reserved comes after its order's order.created: unless the
+// test told payment of the order already (learn), it learns the order's
+// total from the event, as payment-orders would have from order.created.
 func (b bundle) apply(t *testing.T, e event.Event) {
 	t.Helper()
+	if e.Type == event.InventoryReserved {
+		p, err := event.Decode[event.InventoryReservedPayload](e)
+		if err == nil {
+			b.learn(t, e.OrderID, p.TotalCents)
+		}
+	}
+	b.applyOnly(t, e)
+}
+
+// learn hands payment-orders the order.created of an order worth
+// totalCents; an order it knows already keeps its first total.
+func (b bundle) learn(t *testing.T, orderID string, totalCents int64) {
+	t.Helper()
+	e, err := event.New(event.OrderCreated, orderID, "", event.OrderCreatedPayload{
+		OrderID: orderID, CustomerID: "c1", TotalCents: totalCents,
+		Items: []event.Item{{SKU: "sku-1", Qty: 1, UnitPriceCents: totalCents}},
+	}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.applyOnly(t, e)
+}
+
+// applyOnly runs the handler of e's consumer on e in one transaction.
+func (b bundle) applyOnly(t *testing.T, e event.Event) {
+	t.Helper()
+	if err := b.try(t, e); err != nil {
+		t.Fatalf("handle %s %s: %v", e.Type, e.OrderID, err)
+	}
+}
+
+// try is applyOnly returning the handler's error.
+func (b bundle) try(t *testing.T, e event.Event) error {
+	t.Helper()
+	handle := b.svc.handle
+	if e.Type.Stream() == stream.Orders {
+		handle = b.svc.handleCancelled
+	}
 	ctx := context.Background()
 	tx, err := b.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	if err := b.svc.handle(ctx, tx, e); err != nil {
-		t.Fatalf("handle %s %s: %v", e.Type, e.OrderID, err)
+	if err := handle(ctx, tx, e); err != nil {
+		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	return tx.Commit(ctx)
 }
 
 func (b bundle) payments(t *testing.T) []Payment {
@@ -193,7 +234,8 @@ func TestCharge(t *testing.T) {
 }
 
 // TestChargeOncePerOrder: inventory.reserved delivered again, or re-emitted
-// with a new event id (even with another amount), charges nothing more.
+// with a new event id, charges nothing more; one with another amount than
+// the order's total is refused.
 func TestChargeOncePerOrder(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []Config{{}, {DeclineRate: 1}} {
@@ -204,7 +246,9 @@ func TestChargeOncePerOrder(t *testing.T) {
 
 		b.apply(t, first)
 		b.apply(t, reserved(t, "o1", 500))
-		b.apply(t, reserved(t, "o1", 7))
+		if err := b.try(t, reserved(t, "o1", 7)); !consume.IsPermanent(err) || !errors.Is(err, ErrDisagrees) {
+			t.Errorf("rate %v: inventory.reserved of another amount: %v, want a permanent ErrDisagrees", cfg.DeclineRate, err)
+		}
 
 		if got := b.payments(t); !slices.Equal(got, wantPay) {
 			t.Errorf("rate %v: payments %+v, want %+v", cfg.DeclineRate, got, wantPay)
@@ -317,7 +361,7 @@ func TestConsumers(t *testing.T) {
 		t.Errorf("consumer 0 = %s %s %v", c.Stream, c.Durable, c.Subjects)
 	}
 	if c := cs[1]; c.Stream != stream.Orders || c.Durable != "payment-orders" ||
-		!slices.Equal(c.Subjects, []string{"order.cancelled.>"}) || c.Handle == nil || c.HandleBatch == nil {
+		!slices.Equal(c.Subjects, []string{"order.created.>", "order.confirmed.>", "order.cancelled.>"}) || c.Handle == nil || c.HandleBatch == nil {
 		t.Errorf("consumer 1 = %s %s %v", c.Stream, c.Durable, c.Subjects)
 	}
 	spec := Spec(Config{})
@@ -364,7 +408,10 @@ func TestHandleBatchMatchesHandle(t *testing.T) {
 	for _, id := range []string{"o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7"} {
 		batch = append(batch, reserved(t, id, 100))
 	}
-	batch = append(batch, reserved(t, "o3", 100), reserved(t, "o5", 999)) // re-emitted: no-ops
+	batch = append(batch, reserved(t, "o3", 100), reserved(t, "o5", 100)) // re-emitted: no-ops
+	for _, e := range batch {
+		set.learn(t, e.OrderID, 100)
+	}
 	for _, e := range batch {
 		one.apply(t, e)
 	}
@@ -426,5 +473,51 @@ func TestHandleBatchMatchesHandle(t *testing.T) {
 		counterValue(t, set.reg, "jetsaga_payments_total", "status", "failed")
 	if total != 8 {
 		t.Errorf("jetsaga_payments_total sums to %v set-based, want 8", total)
+	}
+}
+
+// Every hop checks what it is told: payment charges only the total of the
+// order as order.created told it (a forged inventory.reserved of 0 cents for
+// a 100,000-cent order is refused, and charges nothing), waits for the
+// order.created of an order it does not know yet, and refunds no charge of
+// an order it saw confirmed (a forged order.cancelled is refused).
+func TestChecksWhatItIsTold(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+
+	b.learn(t, "big", 100_000)
+	forged := reserved(t, "big", 0)
+	if err := b.try(t, forged); !consume.IsPermanent(err) || !errors.Is(err, ErrDisagrees) {
+		t.Fatalf("inventory.reserved of 0 cents for a 100,000-cent order: %v, want a permanent ErrDisagrees", err)
+	}
+	if got := b.payments(t); len(got) != 0 {
+		t.Fatalf("payments after the forged reservation: %+v, want none", got)
+	}
+	b.applyOnly(t, reserved(t, "big", 100_000))
+	if got := b.payments(t); len(got) != 1 || got[0].AmountCents != 100_000 {
+		t.Fatalf("payments after the genuine reservation: %+v, want one of 100000", got)
+	}
+
+	early := reserved(t, "unknown", 100)
+	if err := b.try(t, early); err == nil || consume.IsPermanent(err) || !errors.Is(err, errNoOrder) {
+		t.Fatalf("inventory.reserved before its order.created: %v, want errNoOrder, retried", err)
+	}
+
+	confirmed, err := event.New(event.OrderConfirmed, "big", uuid.Must(uuid.NewV7()).String(),
+		event.OrderConfirmedPayload{OrderID: "big", TotalCents: 100_000}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.applyOnly(t, confirmed)
+	cancelled, err := event.New(event.OrderCancelled, "big", uuid.Must(uuid.NewV7()).String(),
+		event.OrderCancelledPayload{OrderID: "big", Reason: event.ReasonTimeout}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.try(t, cancelled); !consume.IsPermanent(err) || !errors.Is(err, ErrDisagrees) {
+		t.Fatalf("order.cancelled of a confirmed order: %v, want a permanent ErrDisagrees", err)
+	}
+	if got := b.payments(t); len(got) != 1 || got[0].Status != Completed {
+		t.Fatalf("payments after the forged cancellation: %+v, want the charge COMPLETED", got)
 	}
 }

@@ -2,6 +2,7 @@ package payment
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -14,12 +15,18 @@ import (
 )
 
 // handleCancelled is the consume.Handler of the payment-orders consumer: it
-// applies one order.cancelled (see handleCancelledBatch).
+// applies one order event (see handleCancelledBatch).
 func (s *Service) handleCancelled(ctx context.Context, tx pgx.Tx, e event.Event) error {
 	return s.handleCancelledBatch(ctx, tx, []event.Event{e})
 }
 
-// handleCancelledBatch applies order.cancelled events (consume.BatchHandler).
+// handleCancelledBatch applies the order events payment-orders takes
+// (consume.BatchHandler). order.created and order.confirmed tell payment
+// what it checks later events against: the order's total (the only amount
+// inventory.reserved may charge) and that it was confirmed (an
+// order.cancelled of a confirmed order contradicts it, and is dead-lettered
+// rather than refunded). All of it is one round trip (cancelPayments).
+//
 // A cancelled order must end with no net charge, whichever comes first:
 //   - its payment COMPLETED (the timeout landed after the charge, or between
 //     payment.completed and the order's confirmation): the charge is given
@@ -40,9 +47,33 @@ func (s *Service) handleCancelledBatch(ctx context.Context, tx pgx.Tx, events []
 		marks  []Payment
 		cause  = make(map[string]event.Event, len(events))
 		reason = make(map[string]string, len(events))
+		learn  learnt
+		seen   = make(map[string]bool, len(events)) // order.created, order.confirmed by order
 	)
 	for _, e := range events {
-		if e.Type != event.OrderCancelled {
+		switch e.Type {
+		case event.OrderCreated:
+			p, err := event.Decode[event.OrderCreatedPayload](e)
+			if err != nil {
+				return consume.Permanent(fmt.Errorf("learn order %s: %w", e.OrderID, err))
+			}
+			if !seen["c"+p.OrderID] {
+				seen["c"+p.OrderID] = true
+				learn.created, learn.totals, learn.createdBy = append(learn.created, p.OrderID), append(learn.totals, p.TotalCents), append(learn.createdBy, e.ID)
+			}
+			continue
+		case event.OrderConfirmed:
+			p, err := event.Decode[event.OrderConfirmedPayload](e)
+			if err != nil {
+				return consume.Permanent(fmt.Errorf("learn order %s: %w", e.OrderID, err))
+			}
+			if !seen["k"+p.OrderID] {
+				seen["k"+p.OrderID] = true
+				learn.confirmed, learn.confTotal = append(learn.confirmed, p.OrderID), append(learn.confTotal, p.TotalCents)
+			}
+			continue
+		case event.OrderCancelled:
+		default:
 			continue
 		}
 		p, err := event.Decode[event.OrderCancelledPayload](e)
@@ -58,19 +89,29 @@ func (s *Service) handleCancelledBatch(ctx context.Context, tx pgx.Tx, events []
 		}
 		cause[p.OrderID], reason[p.OrderID] = e, p.Reason
 		marks = append(marks, Payment{OrderID: p.OrderID, PaymentID: id.String(), Status: Cancelled, Reason: p.Reason})
-		if p.Reason != event.ReasonTimeout {
+		if p.Reason != event.ReasonTimeout && p.Reason != event.ReasonUnknownOrder {
 			// Rejected or declined: inventory.reserved never comes, or
-			// came and failed; only a refund could be due.
+			// came and failed; only a refund could be due. (An order the
+			// order service never placed may still be reserved: like a
+			// timeout, it gets a CANCELLED payment.)
 			marks[len(marks)-1].Status = ""
 		}
 	}
-	if len(marks) == 0 {
+	if len(marks) == 0 && len(learn.created) == 0 && len(learn.confirmed) == 0 {
 		return nil
 	}
 	now := s.now().UTC()
-	refunded, marked, err := cancelPayments(ctx, tx, marks, now)
+	refunded, marked, confirmed, err := cancelPayments(ctx, tx, learn, marks, now)
 	if err != nil {
 		return err
+	}
+	if len(confirmed) > 0 {
+		errs := make([]error, len(confirmed))
+		for i, order := range confirmed {
+			errs[i] = consume.Permanent(fmt.Errorf("cancel payment of order %s: %w: order.cancelled %s (%s) of an order payment saw confirmed",
+				order, ErrDisagrees, cause[order].ID, reason[order]))
+		}
+		return errors.Join(errs...)
 	}
 	out := make([]event.Event, 0, len(refunded))
 	for _, pay := range refunded {

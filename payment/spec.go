@@ -26,7 +26,8 @@ const (
 )
 
 // The service's durable consumers, also its inbox keys: inventory.reserved
-// on INVENTORY (charge), order.cancelled on ORDERS (refund).
+// on INVENTORY (charge); order.created, order.confirmed (what charges and
+// refunds are checked against) and order.cancelled (refund) on ORDERS.
 const (
 	ConsumerInventory = "payment-inventory"
 	ConsumerOrders    = "payment-orders"
@@ -113,7 +114,7 @@ func (s *Service) Consumers() []service.Consumer {
 	}, {
 		Stream:      stream.Orders,
 		Durable:     ConsumerOrders,
-		Subjects:    []string{event.Subject(event.OrderCancelled, ">")},
+		Subjects:    []string{event.Subject(event.OrderCreated, ">"), event.Subject(event.OrderConfirmed, ">"), event.Subject(event.OrderCancelled, ">")},
 		Handle:      s.handleCancelled,
 		HandleBatch: s.handleCancelledBatch,
 	}}

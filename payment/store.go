@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/outbox"
 )
@@ -38,25 +39,23 @@ type Payment struct {
 	RefundedAt *time.Time `json:"refunded_at,omitempty"`
 }
 
-// insertPayment records p unless the order has a payment already (the
-// business key: one payment per order, ever). It returns whether it did.
-func insertPayment(ctx context.Context, q db, p Payment) (bool, error) {
-	tag, err := q.Exec(ctx, `
-		INSERT INTO payments (order_id, payment_id, amount_cents, status, reason)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (order_id) DO NOTHING`,
-		p.OrderID, p.PaymentID, p.AmountCents, string(p.Status), p.Reason)
-	if err != nil {
-		return false, fmt.Errorf("insert payment of order %s: %w", p.OrderID, err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
+// errNoOrder: a charge for an order whose order.created payment has not
+// seen (yet): retried, as the two consumers run side by side.
+var errNoOrder = errors.New("order.created of the order not seen yet")
+
+// ErrDisagrees: an event contradicts what payment knows of the order (a
+// forgery or a bug); it is dead-lettered with the reason.
+var ErrDisagrees = errors.New("event disagrees with the order")
 
 // insertPaymentsWithEvents records each payment unless its order has one
 // already, and adds to the outbox the event of each payment it recorded
-// (outs[i] records pays[i]; orders are distinct), in one statement. It
-// returns the orders whose payment it recorded, and tells outbox.Wrote the
-// rows it wrote.
+// (outs[i] records pays[i]; orders are distinct), in one statement. A
+// payment is recorded only for the total of its order as order.created
+// told it (the orders table): the same statement returns that total, and a
+// payment of another amount is ErrDisagrees, one of an order not known yet
+// errNoOrder (the caller's transaction is then rolled back). It returns the
+// orders whose payment it recorded, and tells outbox.Wrote the rows it
+// wrote.
 func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []event.Event) (map[string]bool, error) {
 	n := len(pays)
 	outbox.Traced(ctx, outs)
@@ -72,38 +71,65 @@ func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []
 		evIDs[i], evTypes[i], causes[i], occurred[i], bodies[i] = e.ID, string(e.Type), e.CausationID, e.OccurredAt, e.Body
 	}
 	rows, err := q.Query(ctx, `
-		WITH paid AS (
+		WITH expected AS (
+			SELECT order_id, total_cents FROM orders WHERE order_id = ANY($1)),
+		paid AS (
 			INSERT INTO payments (order_id, payment_id, amount_cents, status, reason)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[])
+			SELECT u.o, u.id, u.amount, u.status, u.reason
+			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS u(o, id, amount, status, reason)
+			JOIN expected x ON x.order_id = u.o AND x.total_cents = u.amount
 			ORDER BY 1
 			ON CONFLICT (order_id) DO NOTHING
-			RETURNING order_id)
-		INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body, trace_parent, trace_state)
-		SELECT e.id, e.typ, e.ord, e.cause, e.occ, e.body, NULLIF(e.tp, ''), NULLIF(e.ts, '')
-		FROM unnest($6::uuid[], $7::text[], $1::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::text[], $12::text[])
-			WITH ORDINALITY AS e(id, typ, ord, cause, occ, body, tp, ts, n)
-		WHERE e.ord IN (SELECT order_id FROM paid)
-		ORDER BY e.n
-		RETURNING order_id, seq`,
+			RETURNING order_id),
+		written AS (
+			INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body, trace_parent, trace_state)
+			SELECT e.id, e.typ, e.ord, e.cause, e.occ, e.body, NULLIF(e.tp, ''), NULLIF(e.ts, '')
+			FROM unnest($6::uuid[], $7::text[], $1::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::text[], $12::text[])
+				WITH ORDINALITY AS e(id, typ, ord, cause, occ, body, tp, ts, n)
+			WHERE e.ord IN (SELECT order_id FROM paid)
+			ORDER BY e.n
+			RETURNING order_id, seq)
+		SELECT u.o, x.total_cents, w.seq
+		FROM unnest($1::text[]) AS u(o)
+		LEFT JOIN expected x ON x.order_id = u.o
+		LEFT JOIN written w ON w.order_id = u.o`,
 		orders, ids, amounts, statuses, reasons, evIDs, evTypes, causes, occurred, bodies, tps, tss)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d payments: %w", n, err)
 	}
 	outOf := make(map[string]event.Event, n)
-	for _, e := range outs {
+	amountOf := make(map[string]int64, n)
+	for i, e := range outs {
 		outOf[e.OrderID] = e
+		amountOf[e.OrderID] = pays[i].AmountCents
 	}
 	inserted := make(map[string]bool, n)
 	var (
 		order string
-		seq   int64
+		total *int64
+		seq   *int64
+		errs  []error
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&order, &seq}, func() error {
-		inserted[order] = true
-		outbox.Wrote(ctx, outbox.Row{Seq: seq, Event: outOf[order]})
+	if _, err := pgx.ForEachRow(rows, []any{&order, &total, &seq}, func() error {
+		switch {
+		case seq != nil:
+			inserted[order] = true
+			outbox.Wrote(ctx, outbox.Row{Seq: *seq, Event: outOf[order]})
+		case total == nil:
+			errs = append(errs, fmt.Errorf("charge order %s: %w", order, errNoOrder))
+		case *total != amountOf[order]:
+			errs = append(errs, consume.Permanent(fmt.Errorf("charge order %s: %w: inventory.reserved %s asks for %d cents, the order's total is %d",
+				order, ErrDisagrees, outOf[order].CausationID, amountOf[order], *total)))
+		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("insert %d payments: %w", n, err)
+	}
+	if len(errs) > 0 {
+		// Refuse the whole batch: the loop rolls it back and hands the
+		// events over one by one, so that each is retried or
+		// dead-lettered alone.
+		return nil, errors.Join(errs...)
 	}
 	return inserted, nil
 }
@@ -131,13 +157,26 @@ func getPayment(ctx context.Context, q db, orderID string) (Payment, error) {
 	return p, nil
 }
 
-// cancelPayments applies order.cancelled to the orders' payments, in one
-// round trip: a COMPLETED payment becomes REFUNDED, and an order with no
-// payment whose entry in noCharge has status CANCELLED gets that row
-// (nothing is charged, and a late inventory.reserved charges nothing).
-// Orders are distinct. It returns the payments it refunded, as they were
-// before (COMPLETED), and the orders it marked CANCELLED.
-func cancelPayments(ctx context.Context, tx pgx.Tx, noCharge []Payment, now time.Time) (refunded []Payment, marked map[string]bool, err error) {
+// learnt is what payment-orders learns of orders in one batch: the totals
+// of order.created, the orders order.confirmed confirmed.
+type learnt struct {
+	created   []string // order ids, distinct
+	totals    []int64
+	createdBy []string // the order.created event ids
+	confirmed []string // order ids, distinct
+	confTotal []int64  // their totals, for an order.confirmed that comes first
+}
+
+// cancelPayments records what the batch learnt of orders, then applies
+// order.cancelled to the orders' payments, in one round trip: a COMPLETED
+// payment becomes REFUNDED, and an order with no payment whose entry in
+// noCharge has status CANCELLED gets that row (nothing is charged, and a
+// late inventory.reserved charges nothing). Orders are distinct. It returns
+// the payments it refunded, as they were before (COMPLETED), the orders it
+// marked CANCELLED, and the cancelled orders payment knows were confirmed:
+// a cancellation that contradicts order.confirmed, which the caller refuses
+// (rolling all of it back).
+func cancelPayments(ctx context.Context, tx pgx.Tx, l learnt, noCharge []Payment, now time.Time) (refunded []Payment, marked map[string]bool, confirmed []string, err error) {
 	n := len(noCharge)
 	orders := make([]string, n)
 	var markOrders, ids, reasons []string
@@ -148,6 +187,15 @@ func cancelPayments(ctx context.Context, tx pgx.Tx, noCharge []Payment, now time
 		}
 	}
 	b := &pgx.Batch{}
+	b.Queue(`
+		INSERT INTO orders (order_id, total_cents, created_event_id)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[]) ORDER BY 1
+		ON CONFLICT (order_id) DO NOTHING`, l.created, l.totals, l.createdBy)
+	b.Queue(`
+		INSERT INTO orders (order_id, total_cents, confirmed)
+		SELECT o, t, true FROM unnest($1::text[], $2::bigint[]) AS u(o, t) ORDER BY 1
+		ON CONFLICT (order_id) DO UPDATE SET confirmed = true`, l.confirmed, l.confTotal)
+	b.Queue(`SELECT order_id FROM orders WHERE order_id = ANY($1) AND confirmed ORDER BY 1`, orders)
 	b.Queue(`
 		INSERT INTO payments (order_id, payment_id, amount_cents, status, reason)
 		SELECT o, id, 0, 'CANCELLED', r FROM unnest($1::text[], $2::text[], $3::text[]) AS t(o, id, r)
@@ -160,20 +208,31 @@ func cancelPayments(ctx context.Context, tx pgx.Tx, noCharge []Payment, now time
 		RETURNING order_id, payment_id, amount_cents, reason, created_at`, orders, now)
 	br := tx.SendBatch(ctx, b)
 	defer func() { _ = br.Close() }()
-	marked = make(map[string]bool)
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return nil, nil, nil, fmt.Errorf("record %d orders: %w", len(l.created)+len(l.confirmed), err)
+		}
+	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, nil, fmt.Errorf("cancel payments of %d orders: %w", n, err)
+		return nil, nil, nil, fmt.Errorf("read confirmations of %d orders: %w", n, err)
+	}
+	if confirmed, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return nil, nil, nil, fmt.Errorf("read confirmations of %d orders: %w", n, err)
+	}
+	marked = make(map[string]bool)
+	if rows, err = br.Query(); err != nil {
+		return nil, nil, nil, fmt.Errorf("cancel payments of %d orders: %w", n, err)
 	}
 	var order string
 	if _, err := pgx.ForEachRow(rows, []any{&order}, func() error {
 		marked[order] = true
 		return nil
 	}); err != nil {
-		return nil, nil, fmt.Errorf("cancel payments of %d orders: %w", n, err)
+		return nil, nil, nil, fmt.Errorf("cancel payments of %d orders: %w", n, err)
 	}
 	if rows, err = br.Query(); err != nil {
-		return nil, nil, fmt.Errorf("refund payments of %d orders: %w", n, err)
+		return nil, nil, nil, fmt.Errorf("refund payments of %d orders: %w", n, err)
 	}
 	refunded, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Payment, error) {
 		p := Payment{Status: Completed}
@@ -181,7 +240,7 @@ func cancelPayments(ctx context.Context, tx pgx.Tx, noCharge []Payment, now time
 		return p, err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("refund payments of %d orders: %w", n, err)
+		return nil, nil, nil, fmt.Errorf("refund payments of %d orders: %w", n, err)
 	}
-	return refunded, marked, nil
+	return refunded, marked, confirmed, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jetsaga/jetsaga/internal/stream"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/service"
 )
 
 // Page sizes of GET /orders.
@@ -95,7 +96,7 @@ func (rm *readModel) getOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := rm.store.view(r.Context(), id)
 	if errors.Is(err, errNotFound) {
-		writeError(w, http.StatusNotFound, "order "+id+" not found")
+		writeError(w, http.StatusNotFound, "order "+service.Clip(id)+" not found")
 		return
 	}
 	if err != nil {
@@ -161,13 +162,30 @@ func (rm *readModel) behind(ctx context.Context) map[string]int64 {
 // away. A client that reconnects with Last-Event-ID gets only newer versions.
 // An order the read model has not seen within watchGrace (an order just
 // placed is usually projected in milliseconds) is 404, as GET /orders/{id}.
+//
+// At most Config.MaxWatchers streams are open at once; one more is answered
+// 503 with Retry-After. A stream is exempt from the server's read timeout
+// and pushes its write deadline forward before each write.
 func (rm *readModel) watchOrder(w http.ResponseWriter, r *http.Request) {
+	if n := rm.watchers.Add(1); n > int64(rm.cfg.MaxWatchers) {
+		rm.watchers.Add(-1)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("too many watch streams open (%d); retry later", rm.cfg.MaxWatchers))
+		return
+	}
+	defer rm.watchers.Add(-1)
 	id, ok := orderID(w, r)
 	if !ok {
 		return
 	}
+	rc := http.NewResponseController(w)
+	// The request has been read: the read timeout must not end the stream
+	// (the server's background read would cancel its context).
+	_ = rc.SetReadDeadline(time.Time{})
+	extend := func() { _ = rc.SetWriteDeadline(time.Now().Add(rm.watchHeartbeat + service.HTTPWriteTimeout)) }
+	extend()
 	if err := rm.awaitView(r.Context(), id); errors.Is(err, errNotFound) {
-		writeError(w, http.StatusNotFound, "order "+id+" not found")
+		writeError(w, http.StatusNotFound, "order "+service.Clip(id)+" not found")
 		return
 	} else if err != nil {
 		if r.Context().Err() == nil {
@@ -176,7 +194,6 @@ func (rm *readModel) watchOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sent, _ := strconv.Atoi(r.Header.Get("Last-Event-ID"))
-	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -198,6 +215,7 @@ func (rm *readModel) watchOrder(w http.ResponseWriter, r *http.Request) {
 				rm.log.Error("watch: encode view", zap.String("order_id", id), zap.Error(jerr))
 				return
 			}
+			extend()
 			if _, err := fmt.Fprintf(w, "event: order\nid: %d\ndata: %s\n\n", v.Version, body); err != nil {
 				return
 			}
@@ -218,6 +236,7 @@ func (rm *readModel) watchOrder(w http.ResponseWriter, r *http.Request) {
 		case time.Since(lastWrite) >= rm.watchHeartbeat:
 			// A comment keeps proxies from timing the stream out and finds
 			// clients that went away.
+			extend()
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}

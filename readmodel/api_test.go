@@ -523,3 +523,38 @@ func TestWatchClientGone(t *testing.T) {
 	}
 	b.srv.Close()
 }
+
+// The watch streams open at once are bounded (--max-watchers): one more is
+// answered 503 with Retry-After, and a slot freed by a client that went
+// away is taken again.
+func TestWatchersBounded(t *testing.T) {
+	t.Parallel()
+	b := setupAPI(t, false)
+	b.rm.cfg.MaxWatchers = 2
+	feed(t, b.rm, saga(t, "ord-w", pathConfirmed)[0]) // PENDING: the streams stay open
+	var cancels []context.CancelFunc
+	for range 2 {
+		ch, resp, cancel := b.watch(t, "ord-w", nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("watch within the bound: %d", resp.StatusCode)
+		}
+		if _, _, ok := next(t, ch); !ok {
+			t.Fatal("watch within the bound sent nothing")
+		}
+		cancels = append(cancels, cancel)
+	}
+	resp, err := b.srv.Client().Get(b.srv.URL + "/orders/ord-w/watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("watch beyond the bound: %d Retry-After %q, want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	cancels[0]()
+	testenv.WaitFor(t, 10*time.Second, "a freed watch slot", func() bool { return b.rm.watchers.Load() < 2 })
+	_, resp, _ = b.watch(t, "ord-w", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("watch after one went away: %d, want 200", resp.StatusCode)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/jetsaga/jetsaga/internal/service"
 )
 
 // The dashboard: GET / serves a page (web/, embedded) that shows the saga
@@ -186,7 +188,12 @@ func (rm *readModel) dashboardEvents(w http.ResponseWriter, r *http.Request) {
 		rm.internalError(w, r, fmt.Errorf("encode dashboard hello: %w", err))
 		return
 	}
+	// A stream outlives the server's read and write timeouts: no read
+	// deadline, and a write deadline moved on before every event.
 	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	extend := func() { _ = rc.SetWriteDeadline(time.Now().Add(rm.hub.tick + service.HTTPWriteTimeout)) }
+	extend()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -207,6 +214,7 @@ func (rm *readModel) dashboardEvents(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return // dropped as too slow, or the hub stopped
 			}
+			extend()
 			if _, err := fmt.Fprintf(w, "event: tick\ndata: %s\n\n", body); err != nil {
 				return
 			}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/service"
+	"github.com/jetsaga/jetsaga/internal/testenv"
 )
 
 // TestDashboardCounts feeds sagas through both projection paths (one by
@@ -233,5 +235,45 @@ func TestDashboardStream(t *testing.T) {
 	body, _ := io.ReadAll(r.Body)
 	if r.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("a stream after the stop: %s %s, want 503", r.Status, body)
+	}
+}
+
+// TestDashboardStreamOutlivesTimeouts: the server's read and write timeouts
+// bound ordinary requests; the dashboard's stream moves its own deadlines,
+// so it keeps ticking long past them.
+func TestDashboardStreamOutlivesTimeouts(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	base := testenv.RunService(t, service.Config{
+		NATSURL: n.URL(), DatabaseURL: testenv.DatabaseURL(t),
+		HTTPReadTimeout: 200 * time.Millisecond, HTTPWriteTimeout: 200 * time.Millisecond,
+	}, Spec(Config{}))
+	resp, err := http.Get(base + "/dashboard/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ticks := make(chan struct{}, 16)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+		for sc.Scan() {
+			if sc.Text() == "event: tick" {
+				ticks <- struct{}{}
+			}
+		}
+		close(ticks)
+	}()
+	deadline := time.After(10 * time.Second)
+	for got := 0; got < 3; {
+		select {
+		case _, ok := <-ticks:
+			if !ok {
+				t.Fatalf("the stream ended after %d ticks (the write timeout is 200ms)", got)
+			}
+			got++
+		case <-deadline:
+			t.Fatalf("%d ticks in 10s, want 3", got)
+		}
 	}
 }

@@ -101,22 +101,39 @@ var stepRank = map[event.Type]int{
 // Project computes the view of one order from all of its recorded events.
 // It depends only on the set of events, not on their order, and is
 // idempotent: an event given twice, or re-emitted with a new id for the same
-// order and type, counts once (the earliest by occurrence time, then id, is
-// kept). Events of unknown types are ignored; a body that does not decode
-// leaves the fields it would have set at their zero values.
+// order and type, counts once (the first: see first). Events of unknown
+// types are ignored; a body that does not decode leaves the fields it would
+// have set at their zero values.
 //
 // Status: CANCELLED once order.cancelled is seen (reason from its payload),
 // else CONFIRMED once order.confirmed is seen, else RESERVED once
 // inventory.reserved is seen, else PENDING. Customer, items and total come
 // from order.created.
+//
+// A terminal view is not flipped by a later contradicting terminal event:
+// the order service publishes one of order.confirmed and order.cancelled per
+// order, never both, so when both are there the one first in the ORDERS
+// stream is the order's and the other a forgery (or a bug); it is left out
+// of the view and its timeline. Likewise a second order.created (an
+// old-dated copy) does not replace the first one's customer, items and
+// total.
 func Project(events []Recorded) View {
 	kept := map[event.Type]Recorded{}
 	for _, r := range events {
 		if _, ok := stepRank[r.Type]; !ok {
 			continue
 		}
-		if prev, ok := kept[r.Type]; !ok || before(r, prev) {
+		if prev, ok := kept[r.Type]; !ok || first(r, prev) {
 			kept[r.Type] = r
+		}
+	}
+	if c, ok := kept[event.OrderConfirmed]; ok {
+		if x, ok := kept[event.OrderCancelled]; ok {
+			if first(c, x) {
+				delete(kept, event.OrderCancelled)
+			} else {
+				delete(kept, event.OrderConfirmed)
+			}
 		}
 	}
 	chosen := make([]Recorded, 0, len(kept))
@@ -181,8 +198,19 @@ func has(kept map[event.Type]Recorded, t event.Type) bool {
 	return ok
 }
 
-// before reports whether a is kept over b when both are of one type: the
-// earlier occurrence, then the smaller id.
+// first reports whether a is kept over b when both are of one order (and
+// type, or both terminal): the one first in its stream when both were read
+// from the same stream (the order the bus stored them in, which no header
+// can change), else the earlier occurrence, then the smaller id.
+func first(a, b Recorded) bool {
+	if a.Stream != "" && a.Stream == b.Stream && a.Seq > 0 && b.Seq > 0 && a.Seq != b.Seq {
+		return a.Seq < b.Seq
+	}
+	return before(a, b)
+}
+
+// before reports whether a occurred before b: the earlier occurrence, then
+// the smaller id.
 func before(a, b Recorded) bool {
 	if c := a.OccurredAt.Compare(b.OccurredAt); c != 0 {
 		return c < 0

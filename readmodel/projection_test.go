@@ -111,8 +111,6 @@ func TestProjectStatusRules(t *testing.T) {
 			wantStatus: Confirmed, wantVersion: 1},
 		{name: "cancelled alone", events: pick(failed, event.OrderCancelled),
 			wantStatus: Cancelled, wantReason: event.ReasonPaymentFailed, wantVersion: 1},
-		{name: "cancelled wins over confirmed", events: append(pick(confirmed, event.OrderConfirmed), pick(outOfStock, event.OrderCancelled)...),
-			wantStatus: Cancelled, wantReason: event.ReasonOutOfStock, wantVersion: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -289,4 +287,61 @@ func TestCausalOrderBreaksCycles(t *testing.T) {
 	if got[0].Type != event.PaymentCompleted && got[0].Type != event.OrderCreated {
 		t.Errorf("first %s", got[0].Type)
 	}
+}
+
+// TestProjectFirstTerminalWins: the order service publishes one terminal
+// event per order, so of a confirmed and a cancelled one the first in the
+// ORDERS stream is the order's, whatever their Jetsaga-Occurred-At says; the
+// other (a forgery or a bug) is left out of the view. A second, old-dated
+// order.created does not replace the first one's customer and total.
+func TestProjectFirstTerminalWins(t *testing.T) {
+	t.Parallel()
+	confirmed := saga(t, "o1", pathConfirmed)
+	forgedCreated := confirmed[0]
+	forgedCreated.ID = "01a21955-0000-7000-8000-0000000000f1"
+	forgedCreated.OccurredAt = confirmed[0].OccurredAt.Add(-time.Hour)
+	forgedCreated.Body = []byte(`{"order_id":"o1","customer_id":"mallory","items":[{"sku":"a","qty":1,"unit_price_cents":1}],"total_cents":1}`)
+	forgedCancel := mustEvent(t, event.OrderCancelled, "o1", confirmed[0].ID,
+		event.OrderCancelledPayload{OrderID: "o1", Reason: event.ReasonTimeout}, confirmed[0].OccurredAt.Add(-time.Minute))
+
+	recs := recorded(append(confirmed, forgedCreated, forgedCancel), lag)
+	seqs := map[string]uint64{}
+	for i := range recs {
+		r := &recs[i]
+		r.Stream = r.Type.Stream()
+		seqs[r.Stream]++
+		r.Seq = seqs[r.Stream]
+	}
+	permutations(recs[len(recs)-4:], func(tail []Recorded) {
+		got := Project(append(append([]Recorded(nil), recs[:len(recs)-4]...), tail...))
+		if got.Status != Confirmed || got.Reason != "" || got.CustomerID != "cust-7" || got.Version != len(confirmed) {
+			t.Fatalf("Project = %s %q customer %q version %d; want the genuine CONFIRMED view of %d events",
+				got.Status, got.Reason, got.CustomerID, got.Version, len(confirmed))
+		}
+		for _, s := range got.Timeline {
+			if s.EventID == forgedCancel.ID || s.EventID == forgedCreated.ID {
+				t.Fatalf("timeline holds the forged %s", s.EventType)
+			}
+		}
+	})
+
+	// Cancelled first (a timeout), then a forged order.confirmed: CANCELLED.
+	timedOut := mustEvent(t, event.OrderCancelled, "o2", confirmed[0].ID,
+		event.OrderCancelledPayload{OrderID: "o2", Reason: event.ReasonTimeout}, confirmed[0].OccurredAt)
+	forgedConfirm := mustEvent(t, event.OrderConfirmed, "o2", confirmed[0].ID,
+		event.OrderConfirmedPayload{OrderID: "o2", TotalCents: 1}, confirmed[0].OccurredAt.Add(-time.Hour))
+	two := recorded([]event.Event{timedOut, forgedConfirm}, lag)
+	two[0].Stream, two[0].Seq, two[1].Stream, two[1].Seq = "ORDERS", 5, "ORDERS", 9
+	if got := Project(two); got.Status != Cancelled || got.Reason != event.ReasonTimeout || got.Version != 1 {
+		t.Fatalf("Project = %s %q version %d, want CANCELLED timeout, 1 event", got.Status, got.Reason, got.Version)
+	}
+}
+
+func mustEvent(t *testing.T, typ event.Type, orderID, cause string, p event.Payload, at time.Time) event.Event {
+	t.Helper()
+	e, err := event.New(typ, orderID, cause, p, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

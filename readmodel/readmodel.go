@@ -57,6 +57,9 @@ type Config struct {
 	// StuckAfter is the age past which a saga not terminal yet is stuck
 	// (GET /sagas?state=stuck, /stats); default DefaultStuckAfter.
 	StuckAfter time.Duration
+	// MaxWatchers bounds the watch streams (GET /orders/{id}/watch) open at
+	// once; beyond it a watch is answered 503 with Retry-After. Default 1000.
+	MaxWatchers int
 }
 
 // withDefaults fills the zero fields and checks the others.
@@ -66,6 +69,10 @@ func (c Config) withDefaults() (Config, error) {
 	c.PruneBatch = cmp.Or(c.PruneBatch, 500)
 	c.PrunePause = cmp.Or(c.PrunePause, 20*time.Millisecond)
 	c.StuckAfter = cmp.Or(c.StuckAfter, DefaultStuckAfter)
+	c.MaxWatchers = cmp.Or(c.MaxWatchers, DefaultMaxWatchers)
+	if c.MaxWatchers < 0 {
+		return c, fmt.Errorf("readmodel: max watchers %d: must be > 0", c.MaxWatchers)
+	}
 	if c.EventRetention < 0 || c.PruneEvery < 0 || c.PruneBatch < 0 || c.PrunePause < 0 || c.StuckAfter < 0 {
 		return c, fmt.Errorf("readmodel: event retention %s, prune every %s, batch %d, pause %s, stuck after %s: none may be negative",
 			c.EventRetention, c.PruneEvery, c.PruneBatch, c.PrunePause, c.StuckAfter)
@@ -84,6 +91,9 @@ func Spec(cfg Config) service.Spec {
 		},
 	}
 }
+
+// DefaultMaxWatchers is --max-watchers' default.
+const DefaultMaxWatchers = 1000
 
 // watchPoll is how often a watch stream reads its order's view.
 const watchPoll = 200 * time.Millisecond
@@ -107,6 +117,9 @@ type readModel struct {
 
 	rebuilding sync.Mutex // held by the running rebuild
 
+	admin    *service.AdminGuard
+	watchers atomic.Int64 // watch streams open
+
 	watchPoll      time.Duration
 	watchHeartbeat time.Duration
 	watchGrace     time.Duration // how long a watch waits for an unknown order before 404
@@ -126,6 +139,7 @@ func newReadModel(rt *service.Runtime, cfg Config) (*readModel, error) {
 		js:    rt.JS,
 		log:   rt.Log,
 		now:   rt.Now,
+		admin: rt.Admin,
 		lagSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "jetsaga_readmodel_lag_seconds",
 			Help:    "Time from an event's occurrence to its projection into the read model.",
@@ -178,6 +192,6 @@ func (rm *readModel) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /orders/{id}/watch", rm.watchOrder)
 	mux.HandleFunc("GET /stats", rm.stats)
 	mux.HandleFunc("GET /sagas", rm.listSagas)
-	mux.HandleFunc("POST /admin/rebuild", rm.postRebuild)
+	mux.HandleFunc("POST /admin/rebuild", rm.admin.Wrap(rm.postRebuild))
 	rm.routeDashboard(mux)
 }

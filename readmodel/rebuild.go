@@ -364,6 +364,12 @@ func (b *rebuilder) switchOver(ctx context.Context) (int64, error) {
 // with {"report": …} or {"error": "…"}. The rebuild stops (and nothing
 // switches) if the client goes away.
 func (rm *readModel) postRebuild(w http.ResponseWriter, r *http.Request) {
+	// A rebuild streams its progress for as long as it takes: the server's
+	// read and write timeouts must not end it (the read deadline would
+	// cancel its context). It is an operator endpoint, behind the token.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)

@@ -85,13 +85,30 @@ func (s Seen) union(o Seen) Seen {
 // a and b together but for Seen, which is the union of both.
 func Fold(base View, events []Recorded) View {
 	recs := base.records()
+	had := make(map[event.Type]bool, len(recs))
+	for _, r := range recs {
+		had[r.Type] = true
+	}
+	terminal := had[event.OrderConfirmed] || had[event.OrderCancelled]
+	var skipped []Recorded
 	for _, r := range events {
-		if !base.Seen.Has(r.Stream, r.Seq) {
-			recs = append(recs, r)
+		if base.Seen.Has(r.Stream, r.Seq) {
+			continue
 		}
+		// The base's events were stored before any late one: a late event
+		// of a type the view has, or a terminal event contradicting its
+		// terminal one, is not the first (see Project).
+		if had[r.Type] || (terminal && (r.Type == event.OrderConfirmed || r.Type == event.OrderCancelled)) {
+			skipped = append(skipped, r)
+			continue
+		}
+		recs = append(recs, r)
 	}
 	v := Project(recs)
 	v.Seen = v.Seen.union(base.Seen)
+	for _, r := range skipped {
+		v.Seen.add(r.Stream, r.Seq)
+	}
 	return v
 }
 

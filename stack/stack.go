@@ -9,6 +9,8 @@ package stack
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -107,8 +109,29 @@ func (c Config) DatabaseURL() string {
 // URL is the base URL of a service's HTTP API.
 func (c Config) URL(service string) string { return "http://" + c.Addrs[service] }
 
-func (c Config) bin(name string) string  { return filepath.Join(c.Root, "bin", name) }
-func (c Config) logs() string            { return filepath.Join(c.RunDir, "logs") }
+func (c Config) bin(name string) string { return filepath.Join(c.Root, "bin", name) }
+func (c Config) logs() string           { return filepath.Join(c.RunDir, "logs") }
+
+// AdminTokenFile is the file holding the bearer token of the services'
+// operator endpoints (--admin-token-file): Up writes a random one into the
+// run folder, and the CLI's commands that call those endpoints read it.
+func (c Config) AdminTokenFile() string { return filepath.Join(c.RunDir, "admin-token") }
+
+// ensureAdminToken writes a random token to AdminTokenFile (mode 0600)
+// unless it holds one already.
+func (c Config) ensureAdminToken() error {
+	if b, err := os.ReadFile(c.AdminTokenFile()); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return nil
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	if err := os.WriteFile(c.AdminTokenFile(), []byte(hex.EncodeToString(raw[:])+"\n"), 0o600); err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	return nil
+}
 func (c Config) pidFile(n string) string { return filepath.Join(c.RunDir, "pids", n+".pid") }
 
 // PidFile holds the pid of one process of the stack: a service, "nats" or
@@ -152,6 +175,7 @@ func (c Config) Procs() []Proc {
 				"DATABASE_URL=" + c.DatabaseURL(),
 				"JETSAGA_HTTP_ADDR=" + c.Addrs[s],
 				"JETSAGA_LOG_FORMAT=json",
+				"JETSAGA_ADMIN_TOKEN_FILE=" + c.AdminTokenFile(),
 			},
 			LogFile: c.LogFile(s),
 			PidFile: c.PidFile(s),
@@ -186,6 +210,9 @@ func Up(ctx context.Context, c Config, log *zap.Logger) (err error) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
+	}
+	if err := c.ensureAdminToken(); err != nil {
+		return err
 	}
 	if Running(c) {
 		if diff := c.differences(); len(diff) > 0 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -157,4 +158,31 @@ func absRunDir(d string) string {
 		return d
 	}
 	return a
+}
+
+// adminTokenFlag registers --admin-token-file: the file holding the bearer
+// token of the services' operator endpoints, by default
+// JETSAGA_ADMIN_TOKEN_FILE or the local stack's (written by jetsaga up).
+func adminTokenFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("JETSAGA_ADMIN_TOKEN_FILE")
+	if def == "" {
+		def = localStack("").AdminTokenFile()
+	}
+	return fs.String("admin-token-file", def, "file holding the bearer token of the operator endpoints (PUT /stock, POST /admin/rebuild); env JETSAGA_ADMIN_TOKEN_FILE, default the local stack's")
+}
+
+// readAdminToken reads the token of path; a file that does not exist gives
+// "" (a stack without a token: its operator endpoints are open).
+func readAdminToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }

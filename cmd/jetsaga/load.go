@@ -22,6 +22,7 @@ type loadFlags struct {
 	declinePrice int64
 	skus         int
 	drain        time.Duration
+	tokenFile    *string
 }
 
 func (l *loadFlags) register(fs *flag.FlagSet) {
@@ -30,6 +31,7 @@ func (l *loadFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&l.declinePrice, "decline-price-cents", load.DefaultDeclinePriceCents, "price of a decline order: over the payment service's --decline-over-cents")
 	fs.IntVar(&l.skus, "skus", load.DefaultSKUs, "confirmable SKUs the orders spread over (fewer: more contention on stock rows)")
 	fs.DurationVar(&l.drain, "drain", load.DefaultDrain, "after the last order, wait this long for sagas to end; the rest are reported not terminal")
+	l.tokenFile = adminTokenFlag(fs)
 }
 
 func loadCmd(ctx context.Context, args []string) error {
@@ -56,8 +58,12 @@ func loadCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	token, err := readAdminToken(*lf.tokenFile)
+	if err != nil {
+		return err
+	}
 	cfg := load.Config{
-		OrderURL: ep.orderURL, InventoryURL: lf.inventoryURL, ReadmodelURL: ep.readmodelURL, NATSURL: ep.natsURL,
+		OrderURL: ep.orderURL, InventoryURL: lf.inventoryURL, ReadmodelURL: ep.readmodelURL, NATSURL: ep.natsURL, AdminToken: token,
 		Rate: *rate, Concurrency: *concurrency, Duration: *duration, Orders: *orders, Mix: mix,
 		DeclinePriceCents: lf.declinePrice, SKUs: lf.skus, Drain: lf.drain, RunDir: absRunDir(*runDir),
 		Progress: progressReporter(os.Stderr),

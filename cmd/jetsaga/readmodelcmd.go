@@ -28,6 +28,7 @@ func readmodelCmd(ctx context.Context, args []string) error {
 	ep.flags(fs, "readmodel-url")
 	force := fs.Bool("force", false, "rebuild even if a stream no longer holds its history from sequence 1 (views of older orders would be partial)")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
+	tokenFile := adminTokenFlag(fs)
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -38,6 +39,13 @@ func readmodelCmd(ctx context.Context, args []string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return err
+	}
+	token, err := readAdminToken(*tokenFile)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -22,6 +22,9 @@ const (
 	ReasonUnknownSKU    = "unknown_sku"
 	ReasonPaymentFailed = "payment_failed"
 	ReasonTimeout       = "timeout"
+	// ReasonUnknownOrder: an order.created the order service never wrote
+	// (a forgery, or a bug) is cancelled at once by the order service.
+	ReasonUnknownOrder = "unknown_order"
 )
 
 // Limits on payload fields.
@@ -91,7 +94,8 @@ type OrderConfirmedPayload struct {
 }
 
 // OrderCancelledPayload is the body of order.cancelled. Reason is one of
-// ReasonOutOfStock, ReasonUnknownSKU, ReasonPaymentFailed or ReasonTimeout.
+// ReasonOutOfStock, ReasonUnknownSKU, ReasonPaymentFailed, ReasonTimeout or
+// ReasonUnknownOrder.
 type OrderCancelledPayload struct {
 	OrderID string `json:"order_id"`
 	Reason  string `json:"reason"`
@@ -196,7 +200,7 @@ func (p OrderCancelledPayload) Validate() error {
 	if err := ValidOrderID(p.OrderID); err != nil {
 		return err
 	}
-	return validReason(p.Reason, ReasonOutOfStock, ReasonUnknownSKU, ReasonPaymentFailed, ReasonTimeout)
+	return validReason(p.Reason, ReasonOutOfStock, ReasonUnknownSKU, ReasonPaymentFailed, ReasonTimeout, ReasonUnknownOrder)
 }
 
 func (p PaymentRefundedPayload) Validate() error {
@@ -206,7 +210,7 @@ func (p PaymentRefundedPayload) Validate() error {
 	if p.PaymentID == "" || len(p.PaymentID) > maxPaymentIDLen {
 		return violation("payment_id", "must be 1-%d bytes", maxPaymentIDLen)
 	}
-	if err := validReason(p.Reason, ReasonOutOfStock, ReasonUnknownSKU, ReasonPaymentFailed, ReasonTimeout); err != nil {
+	if err := validReason(p.Reason, ReasonOutOfStock, ReasonUnknownSKU, ReasonPaymentFailed, ReasonTimeout, ReasonUnknownOrder); err != nil {
 		return err
 	}
 	return validAmount("amount_cents", p.AmountCents)

@@ -34,6 +34,12 @@ type Config struct {
 	MaxAge      time.Duration // stream history kept (0: forever)
 	DupWindow   time.Duration // stream duplicate window on Nats-Msg-Id
 	PProf       bool          // serve net/http/pprof under /debug/pprof/ on HTTPAddr
+	// AdminTokenFile holds the bearer token of the operator endpoints
+	// (PUT /stock, POST /admin/rebuild); "" leaves them open.
+	AdminTokenFile string
+	// The HTTP server's read (headers and body), write and idle timeouts;
+	// zero takes HTTPReadTimeout, HTTPWriteTimeout, HTTPIdleTimeout.
+	HTTPReadTimeout, HTTPWriteTimeout, HTTPIdleTimeout time.Duration
 
 	// DisconnectGrace is how long the service may be disconnected from
 	// NATS (reconnecting) before /healthz fails; default 30s.
@@ -114,6 +120,10 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.DurationVar(&cfg.DisconnectGrace, "disconnect-grace", 30*time.Second, "how long the service may be disconnected from NATS before /healthz fails (it exits non-zero when the connection is closed for good)")
 	fs.DurationVar(&cfg.DupWindow, "duplicate-window", 2*time.Minute, "the streams' duplicate window on Nats-Msg-Id")
 	fs.BoolVar(&cfg.PProf, "pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on the HTTP address")
+	fs.DurationVar(&cfg.HTTPReadTimeout, "http-read-timeout", HTTPReadTimeout, "how long a client may take to send a request, headers and body (a slow body is cut off)")
+	fs.DurationVar(&cfg.HTTPWriteTimeout, "http-write-timeout", HTTPWriteTimeout, "how long a response may take to write (watch streams extend theirs as they go)")
+	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", HTTPIdleTimeout, "how long an idle keep-alive connection is kept open")
+	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "file holding the bearer token the operator endpoints (PUT /stock, POST /admin/rebuild) require (Authorization: Bearer <token>); without one they are open, for development only")
 }
 
 // EnvPrefix starts the environment variable of every flag but the standard

@@ -58,6 +58,9 @@ type Runtime struct {
 	// own beside the consumer loops, the relay and the HTTP API, which the
 	// runtime traces already.
 	TracerProvider trace.TracerProvider
+	// Admin guards the service's operator endpoints (--admin-token-file):
+	// wrap their handlers with Admin.Wrap.
+	Admin *AdminGuard
 }
 
 // Consumer is one durable consumer of a service and its handler.
@@ -215,7 +218,11 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	defer cancelBase()
 	srv := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: HTTPReadHeaderTimeout,
+		ReadTimeout:       cmp.Or(cfg.HTTPReadTimeout, HTTPReadTimeout),
+		WriteTimeout:      cmp.Or(cfg.HTTPWriteTimeout, HTTPWriteTimeout),
+		IdleTimeout:       cmp.Or(cfg.HTTPIdleTimeout, HTTPIdleTimeout),
+		MaxHeaderBytes:    HTTPMaxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 	}
 	srv.RegisterOnShutdown(cancelBase)
@@ -317,9 +324,17 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	if err != nil {
 		return err
 	}
+	admin, err := NewAdminGuard(cfg.AdminTokenFile)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Name, err)
+	}
+	if admin.Open() {
+		log.Warn("operator endpoints are open: no --admin-token-file (JETSAGA_ADMIN_TOKEN_FILE) given")
+	}
 	part, err := spec.New(&Runtime{
 		Pool: pool, JS: js, Log: log, Registry: reg, Notify: relay.Notify, Hand: relay.Hand,
 		Now: func() time.Time { return time.Now().UTC() }, TracerProvider: cfg.TracerProvider,
+		Admin: admin,
 	})
 	if err != nil {
 		return fmt.Errorf("build %s: %w", cfg.Name, err)
