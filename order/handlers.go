@@ -1,6 +1,7 @@
 package order
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -172,7 +173,12 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []event.Eve
 	var (
 		changed []string
 		out     []event.Event
+		early   consume.Later // events to retry once their step has come
 	)
+	tooEarly := func(e event.Event, err error) {
+		early.IDs = append(early.IDs, e.ID)
+		early.Err = cmp.Or(early.Err, err)
+	}
 	for _, e := range events {
 		reason, facts, err := eventFacts(e)
 		if err != nil {
@@ -180,9 +186,17 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []event.Eve
 		}
 		o, ok := orders[e.OrderID]
 		if !ok {
+			if err := unknownOrder(e, now); !consume.IsPermanent(err) {
+				tooEarly(e, err)
+				continue
+			}
 			return unknownOrder(e, now)
 		}
 		if err := verify(o, e, facts); err != nil {
+			if !consume.IsPermanent(err) {
+				tooEarly(e, err)
+				continue
+			}
 			return err
 		}
 		tr, err := o.Apply(e.Type, reason, now)
@@ -203,6 +217,11 @@ func (s *Service) HandleBatch(ctx context.Context, tx pgx.Tx, events []event.Eve
 			}
 			out = append(out, ev)
 		}
+	}
+	if len(early.IDs) > 0 {
+		// Nothing of this pass is kept: the loop runs the batch again
+		// without them.
+		return &early
 	}
 	if len(changed) == 0 {
 		return nil

@@ -109,6 +109,7 @@ func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []
 		total *int64
 		seq   *int64
 		errs  []error
+		early []string // inventory.reserved ids of orders whose order.created is not seen yet
 	)
 	if _, err := pgx.ForEachRow(rows, []any{&order, &total, &seq}, func() error {
 		switch {
@@ -116,7 +117,8 @@ func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []
 			inserted[order] = true
 			outbox.Wrote(ctx, outbox.Row{Seq: *seq, Event: outOf[order]})
 		case total == nil:
-			errs = append(errs, fmt.Errorf("charge order %s: %w", order, errNoOrder))
+			early = append(early, outOf[order].CausationID) // the inventory.reserved
+
 		case *total != amountOf[order]:
 			errs = append(errs, consume.Permanent(fmt.Errorf("charge order %s: %w: inventory.reserved %s asks for %d cents, the order's total is %d",
 				order, ErrDisagrees, outOf[order].CausationID, amountOf[order], *total)))
@@ -125,10 +127,18 @@ func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []
 	}); err != nil {
 		return nil, fmt.Errorf("insert %d payments: %w", n, err)
 	}
+	if len(early) > 0 && len(errs) == 0 {
+		// Only charges whose order.created payment has not seen yet: the
+		// loop takes them out of the batch and applies the rest again.
+		return nil, &consume.Later{IDs: early, Err: errNoOrder}
+	}
 	if len(errs) > 0 {
-		// Refuse the whole batch: the loop rolls it back and hands the
-		// events over one by one, so that each is retried or
-		// dead-lettered alone.
+		// A charge that disagrees: refuse the whole batch; the loop rolls
+		// it back and hands the events over one by one, so that each is
+		// retried or dead-lettered alone.
+		if len(early) > 0 {
+			errs = append(errs, errNoOrder)
+		}
 		return nil, errors.Join(errs...)
 	}
 	return inserted, nil

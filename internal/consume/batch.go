@@ -385,6 +385,26 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written
 	for _, d := range live {
 		d.dup = false
 	}
+	if later := (*Later)(nil); errors.As(err, &later) && len(later.IDs) > 0 && !IsPermanent(err) {
+		if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT batch`); rerr != nil {
+			return nil, false, fmt.Errorf("roll back batch of %d: %w", len(live), rerr)
+		}
+		early := make(map[string]bool, len(later.IDs))
+		for _, id := range later.IDs {
+			early[id] = true
+		}
+		taken := 0
+		for _, d := range live {
+			if early[d.e.ID] {
+				d.err = fmt.Errorf("%s %s: %w", d.e.Type, d.e.ID, later.Err)
+				taken++
+			}
+		}
+		if taken > 0 {
+			l.log.Debug("events too early taken out of the batch", zap.Int("early", taken), zap.Int("messages", len(live)), zap.Error(later.Err))
+			return l.applyAll(ctx, tx, ds) // fewer live deliveries each time
+		}
+	}
 	l.log.Debug("batch refused set-based; handling its messages one by one", zap.Int("messages", len(live)), zap.Error(err))
 	trace.SpanFromContext(ctx).AddEvent("batch refused set-based; one by one", trace.WithAttributes(
 		telemetry.AttrSetBased.Bool(false)))

@@ -63,6 +63,21 @@ func Permanent(err error) error {
 
 type permanentError struct{ err error }
 
+// Later is what a BatchHandler returns, instead of refusing the whole batch,
+// when some of its events cannot apply yet: they come before a step they
+// follow, or before what they are checked against, which another consumer
+// is about to handle. The loop rolls the set-based pass back, takes those
+// events out (each is retried with backoff, as a failure of its own), and
+// applies the rest set-based again: a few early events do not send a whole
+// batch down the one-by-one path.
+type Later struct {
+	IDs []string // the event ids to retry later
+	Err error    // why (an error the one-by-one path would retry)
+}
+
+func (l *Later) Error() string { return fmt.Sprintf("%d event(s) too early: %v", len(l.IDs), l.Err) }
+func (l *Later) Unwrap() error { return l.Err }
+
 func (p *permanentError) Error() string { return "permanent: " + p.err.Error() }
 func (p *permanentError) Unwrap() error { return p.err }
 
