@@ -853,3 +853,77 @@ func TestInboxPrunerKeepsTheRetention(t *testing.T) {
 		t.Fatalf("a second Prune = %d, %v; want 0, nil", n, err)
 	}
 }
+
+// Events a BatchHandler hands back as too early (consume.Later) are taken
+// out of the batch and retried; the rest is applied set-based at once, and
+// the one-by-one path never runs.
+func TestBatchHandlerLaterTakesOutOnlyTheEarlyOnes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{maxDeliver: 10})
+	var events []event.Event
+	for i := range 12 {
+		e := created(t, fmt.Sprintf("o-later-%02d", i))
+		events = append(events, e)
+	}
+	early := map[string]bool{events[2].ID: true, events[7].ID: true}
+	var ready atomic.Bool // the step the early ones wait for
+	var oneCalls atomic.Int32
+	var setSizes sync.Map // batch size -> seen
+	batch := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		var later consume.Later
+		for _, e := range es {
+			if early[e.ID] && !ready.Load() {
+				later.IDs = append(later.IDs, e.ID)
+				later.Err = errors.New("comes before its step")
+				continue
+			}
+			if err := countEffect(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		if len(later.IDs) > 0 {
+			return &later
+		}
+		setSizes.Store(len(es), true)
+		return nil
+	}
+	one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		oneCalls.Add(1)
+		return countEffect(ctx, tx, e)
+	}
+	for _, e := range events { // all 12 wait in the stream when the loop starts
+		publish(t, b.js, e)
+	}
+	run(t, b, one, consume.Config{Batch: 64, BatchHandler: batch})
+	for _, e := range events {
+		if early[e.ID] {
+			continue
+		}
+		testenv.WaitFor(t, 10*time.Second, "effect of "+e.OrderID, func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+	}
+	for _, e := range events {
+		if early[e.ID] && effects(t, b.pool, e.OrderID) != 0 {
+			t.Fatalf("early %s applied before its step", e.OrderID)
+		}
+	}
+	ready.Store(true)
+	for id := range early {
+		for _, e := range events {
+			if e.ID == id {
+				testenv.WaitFor(t, 10*time.Second, "the early "+e.OrderID+" once its step came", func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+			}
+		}
+	}
+	waitSettled(t, b)
+	if _, ok := setSizes.Load(10); !ok {
+		var sizes []any
+		setSizes.Range(func(k, _ any) bool { sizes = append(sizes, k); return true })
+		t.Errorf("no set-based pass of the 10 ready events (passes of %v)", sizes)
+	}
+	if n := oneCalls.Load(); n != 0 {
+		t.Errorf("the one-by-one path ran %d times, want 0", n)
+	}
+	if n := len(dlq(t, b.js)); n != 0 {
+		t.Fatalf("DLQ holds %d, want 0", n)
+	}
+}
