@@ -11,6 +11,8 @@
 //	jetsaga bench                 the benchmark of make bench on a fresh stack
 //	jetsaga dlq ls|show|replay|purge   the dead letters
 //	jetsaga readmodel rebuild     rebuild the read model from the streams
+//	jetsaga provision             create the streams under the operator identity
+//	jetsaga identities DIR        nkeys and the nats-server authorization block
 package main
 
 import (
@@ -57,6 +59,12 @@ usage:
   jetsaga readmodel rebuild [--readmodel-url URL] [--force] [--json]
                     rebuild the read model from the streams' history while it keeps
                     serving, switch over atomically, report events replayed and time
+  jetsaga provision [--replicas 3] [--nats-nkey-seed FILE]
+                    create or update every stream under the operator identity (with
+                    per-service identities the services may not)
+  jetsaga identities DIR
+                    a fresh nkey seed per identity and the nats-server authorization
+                    block of their permissions (deploy/nats/identities holds the dev set)
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
 Every command takes -h, which names each flag's environment variable.
@@ -74,19 +82,21 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	cmds := map[string]func(context.Context, []string) error{
-		"place":     place,
-		"check":     checkCmd,
-		"trace":     traceCmd,
-		"sagas":     sagasCmd,
-		"up":        up,
-		"down":      down,
-		"demo":      demo,
-		"chaos":     chaosCmd,
-		"load":      loadCmd,
-		"bench":     benchCmd,
-		"dlq":       dlqCmd,
-		"supervise": supervise,
-		"readmodel": readmodelCmd,
+		"place":      place,
+		"check":      checkCmd,
+		"trace":      traceCmd,
+		"sagas":      sagasCmd,
+		"up":         up,
+		"down":       down,
+		"demo":       demo,
+		"chaos":      chaosCmd,
+		"load":       loadCmd,
+		"bench":      benchCmd,
+		"dlq":        dlqCmd,
+		"supervise":  supervise,
+		"readmodel":  readmodelCmd,
+		"provision":  provisionCmd,
+		"identities": identitiesCmd,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {
