@@ -259,3 +259,6 @@ func (l *problemLog) Tracef(string, ...any)          {}
 func (l *problemLog) Warnf(format string, v ...any)  { l.add("warning", format, v) }
 func (l *problemLog) Errorf(format string, v ...any) { l.add("error", format, v) }
 func (l *problemLog) Fatalf(format string, v ...any) { l.add("fatal", format, v) }
+
+// Name is the server's name (n1, n2, n3 in a cluster).
+func (n *NATS) Name() string { return n.name }
