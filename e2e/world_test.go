@@ -68,6 +68,10 @@ type worldOptions struct {
 	// deploy/nats/identities: every service connects as itself, the
 	// streams are provisioned by the operator, check reads as the reader.
 	identities bool
+	// pgRoles runs each service as its PostgreSQL role of
+	// deploy/postgres/roles.sql (applied to dbURL already), check as
+	// jetsaga_checker.
+	pgRoles bool
 	// cluster runs a 3-node JetStream cluster, streams R3.
 	cluster bool
 	// instances of each service (default 1); instance i > 1 of order is
@@ -212,8 +216,12 @@ func (w *world) start(name string) {
 	if f, ok := w.opts.faultsFor[svc]; ok {
 		faults = f
 	}
+	dbURL := w.dbURL
+	if w.opts.pgRoles {
+		dbURL = asRole(dbURL, "jetsaga_"+svc)
+	}
 	cfg := service.Config{
-		Name: svc, NATSURL: w.natsURL, DatabaseURL: w.dbURL, HTTPAddr: "127.0.0.1:0",
+		Name: svc, NATSURL: w.natsURL, DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0",
 		StreamsByOperator: w.opts.identities || w.opts.cluster,
 		Workers:           2, DupWindow: w.opts.dupWindow, AckWait: w.opts.ackWait, Faults: faults, MaxDeliver: w.opts.maxDeliver,
 		Exit:    func(code int) { w.t.Errorf("%s: injected crash (exit %d) in an in-process world", name, code) },
@@ -366,10 +374,19 @@ func (w *world) waitTerminal(ids ...string) {
 func (w *world) checkInvariants() {
 	w.t.Helper()
 	ctx := context.Background()
-	if err := check.Quiesce(ctx, w.db, w.reader, 60*time.Second); err != nil {
+	db := w.db
+	if w.opts.pgRoles {
+		checker, err := pgxpool.New(ctx, asRole(w.dbURL, "jetsaga_checker"))
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		defer checker.Close()
+		db = checker
+	}
+	if err := check.Quiesce(ctx, db, w.reader, 60*time.Second); err != nil {
 		w.t.Fatalf("not quiescent: %v", err)
 	}
-	rep, err := check.Run(ctx, w.db, w.reader, check.Options{})
+	rep, err := check.Run(ctx, db, w.reader, check.Options{})
 	if err != nil {
 		w.t.Fatal(err)
 	}
