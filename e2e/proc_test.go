@@ -274,6 +274,6 @@ func tail(path string, n int) string {
 // asWorld gives the in-process world's assertions (place, waitTerminal,
 // checkInvariants, events, …) to a process world.
 func (w *procWorld) asWorld() *world {
-	return &world{t: w.t, nats: w.nats, js: w.js, dbURL: w.dbURL, db: w.db, svcs: map[string]*running{},
+	return &world{t: w.t, nats: w.nats, natsURL: w.nats.URL(), js: w.js, reader: w.js, dbURL: w.dbURL, db: w.db, svcs: map[string]*running{},
 		urlOf: w.url}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,12 +15,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/jetsaga/jetsaga/check"
+	"github.com/jetsaga/jetsaga/internal/access"
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/fault"
 	"github.com/jetsaga/jetsaga/internal/service"
@@ -37,12 +40,15 @@ func TestMain(m *testing.M) { testenv.Main(m, removeBinaries) }
 // database with the four service schemas, and the four services run by the
 // same runtime as their binaries.
 type world struct {
-	t     *testing.T
-	nats  *testenv.NATS
-	js    jetstream.JetStream
-	dbURL string
-	db    *pgxpool.Pool // no search_path: queries name the schemas
-	opts  worldOptions
+	t       *testing.T
+	nats    *testenv.NATS    // nil on a cluster
+	cluster *testenv.Cluster // nil on one server
+	natsURL string
+	js      jetstream.JetStream // the operator's on a world with identities
+	reader  jetstream.JetStream // the reader's (check, trace); js without identities
+	dbURL   string
+	db      *pgxpool.Pool // no search_path: queries name the schemas
+	opts    worldOptions
 
 	mu    sync.Mutex
 	svcs  map[string]*running
@@ -62,6 +68,19 @@ type worldOptions struct {
 	// tracerProvider, when set, gives each service its tracer provider
 	// (nil: tracing off, as by default).
 	tracerProvider func(service string) trace.TracerProvider
+	// identities runs NATS with the dev identities of
+	// deploy/nats/identities: every service connects as itself, the
+	// streams are provisioned by the operator, check reads as the reader.
+	identities bool
+	// pgRoles runs each service as its PostgreSQL role of
+	// deploy/postgres/roles.sql (applied to dbURL already), check as
+	// jetsaga_checker.
+	pgRoles bool
+	// cluster runs a 3-node JetStream cluster, streams R3.
+	cluster bool
+	// instances of each service (default 1); instance i > 1 of order is
+	// named "order#i" in start and stop.
+	instances int
 }
 
 type running struct {
@@ -74,10 +93,30 @@ var serviceNames = []string{"order", "inventory", "payment", "readmodel"}
 
 func newWorld(t *testing.T, o worldOptions) *world {
 	t.Helper()
-	n := testenv.StartNATS(t)
-	w := &world{
-		t: t, nats: n, js: testenv.JetStream(t, n.Connect(t)),
-		dbURL: o.dbURL, opts: o, svcs: map[string]*running{},
+	w := &world{t: t, dbURL: o.dbURL, opts: o, svcs: map[string]*running{}}
+	no := testenv.NATSOptions{}
+	if o.identities {
+		no.Auth = devIdentity(t, access.AuthFile)
+	}
+	var connect func(opts ...nats.Option) *nats.Conn
+	if o.cluster {
+		w.cluster = testenv.StartCluster(t, 3, no)
+		w.natsURL = w.cluster.URL()
+		connect = func(opts ...nats.Option) *nats.Conn { return w.cluster.Connect(t, opts...) }
+	} else {
+		w.nats = testenv.StartNATSWith(t, no)
+		w.natsURL = w.nats.URL()
+		connect = func(opts ...nats.Option) *nats.Conn { return w.nats.Connect(t, opts...) }
+	}
+	if o.identities {
+		w.js = testenv.JetStream(t, connect(identityOptions(t, access.Operator)...))
+		w.reader = testenv.JetStream(t, connect(identityOptions(t, access.Reader)...))
+	} else {
+		w.js = testenv.JetStream(t, connect())
+		w.reader = w.js
+	}
+	if o.identities || o.cluster {
+		w.provision()
 	}
 	if w.dbURL == "" {
 		w.dbURL = testenv.DatabaseURL(t)
@@ -89,17 +128,70 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	t.Cleanup(db.Close)
 	w.db = db
 	t.Cleanup(func() {
-		for _, name := range serviceNames {
+		for _, name := range w.instanceNames() {
 			w.stop(name)
 		}
 	})
-	for _, name := range serviceNames {
+	for _, name := range w.instanceNames() {
 		w.start(name)
 	}
 	return w
 }
 
+// instanceNames are the names of every service instance: "order",
+// "order#2", ...
+func (w *world) instanceNames() []string {
+	var out []string
+	for _, name := range serviceNames {
+		out = append(out, name)
+		for i := 2; i <= w.opts.instances; i++ {
+			out = append(out, fmt.Sprintf("%s#%d", name, i))
+		}
+	}
+	return out
+}
+
+// provision creates the streams as jetsaga provision does: under the
+// operator identity, R3 on a cluster.
+func (w *world) provision() {
+	w.t.Helper()
+	cfg := stream.Config{Replicas: 1, Duplicates: w.opts.dupWindow}
+	if w.opts.cluster {
+		cfg.Replicas = 3
+	}
+	testenv.WaitFor(w.t, 30*time.Second, "the streams provisioned", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return stream.Ensure(ctx, w.js, cfg) == nil
+	})
+}
+
+// devIdentity is a file of deploy/nats/identities.
+func devIdentity(t *testing.T, file string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "deploy", "nats", "identities", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// identityOptions connect as a dev identity (its nkey seed, its inbox prefix).
+func identityOptions(t *testing.T, identity string) []nats.Option {
+	t.Helper()
+	opts, err := identityClient(t, identity).Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opts
+}
+
+func identityClient(t *testing.T, identity string) access.Client {
+	return access.Client{NkeySeedFile: devIdentity(t, access.SeedFile(identity)), InboxPrefix: access.InboxPrefix(identity)}
+}
+
 func (w *world) spec(name string) service.Spec {
+	name, _, _ = strings.Cut(name, "#")
 	switch name {
 	case "order":
 		return order.Spec(order.Config{SagaDeadline: w.opts.sagaDeadline})
@@ -124,15 +216,30 @@ func (w *world) start(name string) {
 	if f, ok := w.opts.faultsFor[name]; ok {
 		faults = f
 	}
+	svc, _, _ := strings.Cut(name, "#")
+	if f, ok := w.opts.faultsFor[svc]; ok {
+		faults = f
+	}
+	dbURL := w.dbURL
+	if w.opts.pgRoles {
+		dbURL = asRole(dbURL, "jetsaga_"+svc)
+	}
 	cfg := service.Config{
-		Name: name, NATSURL: w.nats.URL(), DatabaseURL: w.dbURL, HTTPAddr: "127.0.0.1:0",
-		Workers: 2, DupWindow: w.opts.dupWindow, AckWait: w.opts.ackWait, Faults: faults, MaxDeliver: w.opts.maxDeliver,
+		Name: svc, NATSURL: w.natsURL, DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0",
+		StreamsByOperator: w.opts.identities || w.opts.cluster,
+		Workers:           2, DupWindow: w.opts.dupWindow, AckWait: w.opts.ackWait, Faults: faults, MaxDeliver: w.opts.maxDeliver,
 		Exit:    func(code int) { w.t.Errorf("%s: injected crash (exit %d) in an in-process world", name, code) },
 		Logger:  zaptest.NewLogger(w.t, zaptest.Level(zap.WarnLevel)),
 		OnReady: func(addr string) { ready <- addr },
 	}
 	if w.opts.tracerProvider != nil {
 		cfg.TracerProvider = w.opts.tracerProvider(name)
+	}
+	if w.opts.identities {
+		cfg.NATS = identityClient(w.t, svc)
+	}
+	if w.opts.cluster {
+		cfg.Replicas = 3
 	}
 	go func() { r.done <- service.Run(ctx, cfg, w.spec(name)) }()
 	select {
@@ -274,10 +381,19 @@ func (w *world) waitTerminal(ids ...string) {
 func (w *world) checkInvariants() {
 	w.t.Helper()
 	ctx := context.Background()
-	if err := check.Quiesce(ctx, w.db, w.js, 60*time.Second); err != nil {
+	db := w.db
+	if w.opts.pgRoles {
+		checker, err := pgxpool.New(ctx, asRole(w.dbURL, "jetsaga_checker"))
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		defer checker.Close()
+		db = checker
+	}
+	if err := check.Quiesce(ctx, db, w.reader, 60*time.Second); err != nil {
 		w.t.Fatalf("not quiescent: %v", err)
 	}
-	rep, err := check.Run(ctx, w.db, w.js, check.Options{})
+	rep, err := check.Run(ctx, db, w.reader, check.Options{})
 	if err != nil {
 		w.t.Fatal(err)
 	}

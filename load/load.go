@@ -38,6 +38,9 @@ const (
 // Config says where the stack is and what load to put on it.
 type Config struct {
 	OrderURL, InventoryURL, ReadmodelURL, NATSURL string
+	// NATSOptions are the load's connection options: its identity (the
+	// reader's may subscribe to the events) and TLS files.
+	NATSOptions []nats.Option
 
 	Rate        float64       // orders per second, sent on a fixed schedule (open loop); 0: closed loop
 	Concurrency int           // closed loop: sagas in flight (a new order when one ends)
@@ -154,7 +157,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	r.track = newTracker(r.record)
 
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("jetsaga-load"), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(cfg.NATSURL, append(cfg.NATSOptions, nats.Name("jetsaga-load"), nats.Timeout(5*time.Second))...)
 	if err != nil {
 		return Result{}, fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
 	}

@@ -26,7 +26,7 @@ func checkCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	nc, js, err := connectNATS(ep.natsURL)
+	nc, js, err := connectNATS(ep)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func traceCmd(ctx context.Context, args []string) error {
 	if fs.NArg() != 1 {
 		return fmt.Errorf("usage: jetsaga trace ORDER_ID")
 	}
-	nc, js, err := connectNATS(ep.natsURL)
+	nc, js, err := connectNATS(ep)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/jetsaga/jetsaga/internal/access"
 	"github.com/jetsaga/jetsaga/internal/service"
 	"github.com/jetsaga/jetsaga/stack"
 )
@@ -24,6 +25,13 @@ import (
 // endpoints are where the CLI finds the stack; defaults are make up's.
 type endpoints struct {
 	natsURL, databaseURL, orderURL, readmodelURL string
+	// nats is the CLI's NATS identity and TLS files (--nats-nkey-seed,
+	// --nats-creds, --nats-tls-*).
+	nats access.Client
+	// identity names the identity a command runs as by default (its inbox
+	// prefix): access.Reader unless set before flags (access.Operator for
+	// dlq and provision).
+	identity string
 }
 
 // flags registers the named connection flags ("nats-url", "database-url",
@@ -33,7 +41,8 @@ func (e *endpoints) flags(fs *flag.FlagSet, names ...string) {
 	c := localStack("")
 	want := func(name string) bool { return len(names) == 0 || slices.Contains(names, name) }
 	if want("nats-url") {
-		fs.StringVar(&e.natsURL, "nats-url", c.NATSURL(), "NATS server")
+		fs.StringVar(&e.natsURL, "nats-url", c.NATSURL(), "NATS server URL(s), comma-separated")
+		e.nats.AddFlags(fs, access.InboxPrefix(cmp.Or(e.identity, access.Reader)))
 	}
 	if want("database-url") {
 		fs.StringVar(&e.databaseURL, "database-url", c.DatabaseURL(), "PostgreSQL database of the services")
@@ -116,8 +125,17 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return exitError{code: 2}
 }
 
-func connectNATS(url string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name("jetsaga-cli"), nats.Timeout(5*time.Second))
+// connectNATS connects as the identity of ep's credential flags.
+func connectNATS(ep endpoints) (*nats.Conn, jetstream.JetStream, error) {
+	return connectNATSAs(ep.natsURL, ep.nats)
+}
+
+func connectNATSAs(url string, cl access.Client) (*nats.Conn, jetstream.JetStream, error) {
+	opts, err := cl.Options()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(url, append(opts, nats.Name("jetsaga-cli"), nats.Timeout(5*time.Second))...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/jetsaga/jetsaga/internal/access"
 	"io"
 	"net/http"
 	"os"
@@ -102,7 +103,7 @@ func demo(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer pool.Close()
-	nc, js, err := connectNATS(c.NATSURL())
+	nc, js, err := connectNATSAs(c.NATSURL(), access.Client{})
 	if err != nil {
 		return err
 	}

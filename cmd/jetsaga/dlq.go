@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/jetsaga/jetsaga/internal/access"
 	"io"
 	"os"
 	"slices"
@@ -48,14 +49,14 @@ func dlqCmd(ctx context.Context, args []string) error {
 
 func dlqLs(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dlq ls", flag.ContinueOnError)
-	var ep endpoints
+	ep := endpoints{identity: access.Operator}
 	ep.flags(fs, "nats-url")
 	service := fs.String("service", "", "only the dead letters of this service")
 	asJSON := fs.Bool("json", false, "one JSON array of the dead letters, for scripts")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	nc, js, err := connectNATS(ep.natsURL)
+	nc, js, err := connectNATS(ep)
 	if err != nil {
 		return err
 	}
@@ -97,7 +98,7 @@ func writeEntries(w io.Writer, entries []dlq.Entry) {
 
 func dlqShow(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dlq show", flag.ContinueOnError)
-	var ep endpoints
+	ep := endpoints{identity: access.Operator}
 	ep.flags(fs, "nats-url")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -109,7 +110,7 @@ func dlqShow(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("SEQ %q: want a DLQ sequence number (jetsaga dlq ls lists them)", fs.Arg(0))
 	}
-	nc, js, err := connectNATS(ep.natsURL)
+	nc, js, err := connectNATS(ep)
 	if err != nil {
 		return err
 	}
@@ -154,7 +155,7 @@ func writeMessage(w io.Writer, m dlq.Message) {
 
 func dlqReplay(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dlq replay", flag.ContinueOnError)
-	var ep endpoints
+	ep := endpoints{identity: access.Operator}
 	ep.flags(fs, "nats-url")
 	all := fs.Bool("all", false, "replay every dead letter (of --service)")
 	service := fs.String("service", "", "only the dead letters of this service")
@@ -173,7 +174,7 @@ func dlqReplay(ctx context.Context, args []string) error {
 		}
 		seqs = append(seqs, seq)
 	}
-	nc, js, err := connectNATS(ep.natsURL)
+	nc, js, err := connectNATS(ep)
 	if err != nil {
 		return err
 	}
@@ -208,13 +209,13 @@ func dlqReplay(ctx context.Context, args []string) error {
 
 func dlqPurge(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dlq purge", flag.ContinueOnError)
-	var ep endpoints
+	ep := endpoints{identity: access.Operator}
 	ep.flags(fs, "nats-url")
 	service := fs.String("service", "", "only the dead letters of this service")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	nc, js, err := connectNATS(ep.natsURL)
+	nc, js, err := connectNATS(ep)
 	if err != nil {
 		return err
 	}

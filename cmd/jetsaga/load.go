@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/jetsaga/jetsaga/internal/access"
 	"io"
 	"os"
 	"time"
@@ -42,6 +43,7 @@ func loadCmd(ctx context.Context, args []string) error {
 	)
 	c := localStack("")
 	fs.StringVar(&ep.natsURL, "nats-url", c.NATSURL(), "NATS server (the load subscribes to the terminal events there)")
+	ep.nats.AddFlags(fs, access.InboxPrefix(access.Reader))
 	fs.StringVar(&ep.orderURL, "order-url", c.URL("order"), "order service HTTP API")
 	fs.StringVar(&ep.readmodelURL, "readmodel-url", c.URL("readmodel"), "readmodel service HTTP API (the load reads the lag there)")
 	lf.register(fs)
@@ -62,8 +64,13 @@ func loadCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	natsOpts, err := ep.nats.Options()
+	if err != nil {
+		return err
+	}
 	cfg := load.Config{
-		OrderURL: ep.orderURL, InventoryURL: lf.inventoryURL, ReadmodelURL: ep.readmodelURL, NATSURL: ep.natsURL, AdminToken: token,
+		NATSOptions: natsOpts, AdminToken: token,
+		OrderURL: ep.orderURL, InventoryURL: lf.inventoryURL, ReadmodelURL: ep.readmodelURL, NATSURL: ep.natsURL,
 		Rate: *rate, Concurrency: *concurrency, Duration: *duration, Orders: *orders, Mix: mix,
 		DeclinePriceCents: lf.declinePrice, SKUs: lf.skus, Drain: lf.drain, RunDir: absRunDir(*runDir),
 		Progress: progressReporter(os.Stderr),

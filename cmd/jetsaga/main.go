@@ -12,6 +12,8 @@
 //	jetsaga dlq ls|show|replay|purge   the dead letters
 //	jetsaga readmodel rebuild     rebuild the read model from the streams
 //	jetsaga screenshot            pictures of the dashboard (make screenshot)
+//	jetsaga provision             create the streams under the operator identity
+//	jetsaga identities DIR        nkeys and the nats-server authorization block
 package main
 
 import (
@@ -62,6 +64,12 @@ usage:
                      [--duration 90s] [--rate 25]
                     the demo's orders on a fresh stack in .run/screenshot, then
                     pictures of the dashboard taken by headless Chromium (make screenshot)
+  jetsaga provision [--replicas 3] [--nats-nkey-seed FILE]
+                    create or update every stream under the operator identity (with
+                    per-service identities the services may not)
+  jetsaga identities DIR
+                    a fresh nkey seed per identity and the nats-server authorization
+                    block of their permissions (deploy/nats/identities holds the dev set)
   jetsaga supervise --run-dir DIR   (used by up) run and restart the services
 
 Every command takes -h, which names each flag's environment variable.
@@ -93,6 +101,8 @@ func main() {
 		"supervise":  supervise,
 		"readmodel":  readmodelCmd,
 		"screenshot": screenshot,
+		"provision":  provisionCmd,
+		"identities": identitiesCmd,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {

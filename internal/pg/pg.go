@@ -89,8 +89,17 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, svc fs.FS) 
 		_, _ = c.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrateLock)
 	}()
 
-	if _, err := c.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		return fmt.Errorf("migrate %s: create schema: %w", schema, err)
+	// Create the schema only when it is missing: PostgreSQL checks the
+	// right to create schemas before IF NOT EXISTS, and a service role of
+	// deploy/postgres/roles.sql owns its schema without that right.
+	var exists bool
+	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+		return fmt.Errorf("migrate %s: look up schema: %w", schema, err)
+	}
+	if !exists {
+		if _, err := c.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+			return fmt.Errorf("migrate %s: create schema: %w", schema, err)
+		}
 	}
 	// search_path is the pool's; set it here too in case the pool was opened
 	// without Open.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,28 +13,38 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/jetsaga/jetsaga/internal/access"
 	"github.com/jetsaga/jetsaga/internal/fault"
 )
 
 // Config holds the flags every service binary takes (docs/DESIGN.md, "Processes
 // and how they start").
 type Config struct {
-	Name        string // service name; filled from the Spec when empty
-	NATSURL     string
-	DatabaseURL string
-	HTTPAddr    string
-	LogLevel    string
-	LogFormat   string
-	Replicas    int           // stream replicas: 1 on one machine, 3 in a cluster
-	Workers     int           // batches handled at once per consumer
-	Batch       int           // most messages per batch, one transaction each
-	DBMaxConns  int           // Postgres pool size
-	RelayBatch  int           // outbox rows per relay round
-	RelayWindow int           // relay rounds in flight at once
-	InboxKeep   time.Duration // how long inbox rows are kept
-	MaxAge      time.Duration // stream history kept (0: forever)
-	DupWindow   time.Duration // stream duplicate window on Nats-Msg-Id
-	PProf       bool          // serve net/http/pprof under /debug/pprof/ on HTTPAddr
+	Name    string // service name; filled from the Spec when empty
+	NATSURL string
+	// NATS is the service's NATS identity and TLS files; its inbox prefix
+	// defaults to _INBOX_<service> (access.InboxPrefix).
+	NATS access.Client
+	// StreamsByOperator says the streams are made by jetsaga provision,
+	// under the operator identity (--provision-streams=false): the service
+	// only creates its own consumers. By default (the single-node dev
+	// stack) every service creates or updates every stream at start; with
+	// per-service identities a service may not touch streams.
+	StreamsByOperator bool
+	DatabaseURL       string
+	HTTPAddr          string
+	LogLevel          string
+	LogFormat         string
+	Replicas          int           // stream replicas: 1 on one machine, 3 in a cluster
+	Workers           int           // batches handled at once per consumer
+	Batch             int           // most messages per batch, one transaction each
+	DBMaxConns        int           // Postgres pool size
+	RelayBatch        int           // outbox rows per relay round
+	RelayWindow       int           // relay rounds in flight at once
+	InboxKeep         time.Duration // how long inbox rows are kept
+	MaxAge            time.Duration // stream history kept (0: forever)
+	DupWindow         time.Duration // stream duplicate window on Nats-Msg-Id
+	PProf             bool          // serve net/http/pprof under /debug/pprof/ on HTTPAddr
 	// AdminTokenFile holds the bearer token of the operator endpoints
 	// (PUT /stock, POST /admin/rebuild); "" leaves them open.
 	AdminTokenFile string
@@ -73,7 +84,7 @@ func (c Config) Validate() error {
 	if strings.TrimSpace(c.DatabaseURL) == "" {
 		return ErrNoDatabaseURL
 	}
-	return nil
+	return c.NATS.Validate()
 }
 
 // ParseConfig parses a service binary's flags (Parse) and checks that the
@@ -94,6 +105,8 @@ func ParseConfig(fs *flag.FlagSet, cfg *Config, args []string) error {
 // Parse gives each flag an environment variable as well.
 func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.StringVar(&cfg.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
+	cfg.NATS.AddFlags(fs, "")
+	fs.Var((*notBool)(&cfg.StreamsByOperator), "provision-streams", "create or update every stream at start (false when jetsaga provision makes them under the operator identity: a service identity may not)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/jetsaga?sslmode=disable (required)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", defaultHTTPAddr, "address of the HTTP API, /healthz, /readyz and /metrics")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -125,6 +138,25 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", HTTPIdleTimeout, "how long an idle keep-alive connection is kept open")
 	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "file holding the bearer token the operator endpoints (PUT /stock, POST /admin/rebuild) require (Authorization: Bearer <token>); without one they are open, for development only")
 }
+
+// notBool is a boolean flag that sets the negation of its variable.
+type notBool bool
+
+func (b *notBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b = notBool(!v)
+	return nil
+}
+func (b *notBool) String() string {
+	if b == nil {
+		return "true"
+	}
+	return strconv.FormatBool(!bool(*b))
+}
+func (b *notBool) IsBoolFlag() bool { return true }
 
 // EnvPrefix starts the environment variable of every flag but the standard
 // connection ones, so that an unrelated TIMEOUT or SEED in the shell changes

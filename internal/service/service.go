@@ -31,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
+	"github.com/jetsaga/jetsaga/internal/access"
 	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/fault"
@@ -240,7 +241,12 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}()
 	log.Info("http listening", zap.String("addr", ln.Addr().String()))
 
-	conn, err := nats.Connect(cfg.NATSURL,
+	cfg.NATS.InboxPrefix = cmp.Or(cfg.NATS.InboxPrefix, access.InboxPrefix(cfg.Name))
+	credOpts, err := cfg.NATS.Options()
+	if err != nil {
+		return err
+	}
+	conn, err := nats.Connect(cfg.NATSURL, append(credOpts,
 		nats.Name("jetsaga-"+cfg.Name),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
@@ -269,7 +275,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 			log.Error("nats connection closed for good; exiting", zap.Error(c.LastError()))
 			cancelRun(fmt.Errorf("%w: %w", ErrNATSClosed, cmp.Or(c.LastError(), nats.ErrConnectionClosed)))
 		}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
 	}
@@ -300,10 +306,12 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}); err != nil {
 		return err
 	}
-	if _, err := retry(ctx, log, "provision streams", func() (struct{}, error) {
-		return struct{}{}, stream.Ensure(ctx, js, stream.Config{Replicas: cfg.Replicas, MaxAge: cfg.MaxAge, Duplicates: cfg.DupWindow})
-	}); err != nil {
-		return err
+	if !cfg.StreamsByOperator {
+		if _, err := retry(ctx, log, "provision streams", func() (struct{}, error) {
+			return struct{}{}, stream.Ensure(ctx, js, stream.Config{Replicas: cfg.Replicas, MaxAge: cfg.MaxAge, Duplicates: cfg.DupWindow})
+		}); err != nil {
+			return err
+		}
 	}
 
 	exit := cfg.Exit

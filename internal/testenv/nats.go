@@ -13,6 +13,9 @@ package testenv
 import (
 	"fmt"
 	"net"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +34,11 @@ type NATSOptions struct {
 	// stack do (sync_interval: always). Off by default in tests, for speed:
 	// a stopped server loses nothing either way, only a machine crash would.
 	SyncAlways bool
+	// Auth is a nats-server configuration file holding an authorization
+	// block (deploy/nats/identities/auth.conf): the server takes its users
+	// and permissions, so clients must connect as one of its identities
+	// (ConnectAs).
+	Auth string
 }
 
 // NATS is an embedded nats-server with JetStream, storing into a directory of
@@ -39,6 +47,9 @@ type NATSOptions struct {
 type NATS struct {
 	opts     NATSOptions
 	storeDir string
+	name     string              // server name; unique in a cluster
+	cluster  *server.ClusterOpts // nil: a single server
+	routes   []*url.URL          // the cluster's route URLs (all nodes)
 
 	mu   sync.Mutex
 	port int
@@ -55,8 +66,8 @@ func StartNATS(t testing.TB) *NATS {
 // StartNATSWith is StartNATS with options.
 func StartNATSWith(t testing.TB, o NATSOptions) *NATS {
 	t.Helper()
-	n := &NATS{opts: o, storeDir: t.TempDir()}
-	srv, err := startNATSServer(n.storeDir, -1, o)
+	n := &NATS{opts: o, storeDir: t.TempDir(), name: "testenv"}
+	srv, err := n.startServer(-1)
 	if err != nil {
 		t.Fatalf("start nats-server: %v", err)
 	}
@@ -66,17 +77,43 @@ func StartNATSWith(t testing.TB, o NATSOptions) *NATS {
 	return n
 }
 
-func serverOptions(storeDir string, port int, o NATSOptions) *server.Options {
-	return &server.Options{
-		ServerName: "testenv",
-		Host:       "127.0.0.1",
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   storeDir,
-		SyncAlways: o.SyncAlways,
-		NoSigs:     true,
-		NoLog:      true,
+func (n *NATS) serverOptions(port int) (*server.Options, error) {
+	opts := &server.Options{}
+	if n.opts.Auth != "" {
+		// The authorization block, read as nats-server reads it: a
+		// configuration file of the server's own, including it.
+		raw, err := os.ReadFile(n.opts.Auth)
+		if err != nil {
+			return nil, fmt.Errorf("authorization: %w", err)
+		}
+		dir := filepath.Join(n.storeDir, "conf")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "auth.conf"), raw, 0o600); err != nil {
+			return nil, err
+		}
+		conf := filepath.Join(dir, "server.conf")
+		if err := os.WriteFile(conf, []byte("include \"auth.conf\"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		if opts, err = server.ProcessConfigFile(conf); err != nil {
+			return nil, fmt.Errorf("authorization %s: %w", n.opts.Auth, err)
+		}
 	}
+	opts.ServerName = n.name
+	opts.Host = "127.0.0.1"
+	opts.Port = port
+	opts.JetStream = true
+	opts.StoreDir = n.storeDir
+	opts.SyncAlways = n.opts.SyncAlways
+	opts.NoSigs = true
+	opts.NoLog = true
+	if n.cluster != nil {
+		opts.Cluster = *n.cluster
+		opts.Routes = n.routes
+	}
+	return opts, nil
 }
 
 // SetMaxControlLine reloads the running server's configuration with
@@ -89,15 +126,21 @@ func (n *NATS) SetMaxControlLine(t testing.TB, mcl int32) {
 	if srv == nil {
 		t.Fatal("SetMaxControlLine: the server is stopped")
 	}
-	opts := serverOptions(n.storeDir, n.port, n.opts)
+	opts, err := n.serverOptions(n.port)
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts.MaxControlLine = mcl
 	if err := srv.ReloadOptions(opts); err != nil {
 		t.Fatalf("reload nats-server with max_control_line %d: %v", mcl, err)
 	}
 }
 
-func startNATSServer(storeDir string, port int, o NATSOptions) (*server.Server, error) {
-	opts := serverOptions(storeDir, port, o)
+func (n *NATS) startServer(port int) (*server.Server, error) {
+	opts, err := n.serverOptions(port)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configure: %w", err)
@@ -156,7 +199,7 @@ func (n *NATS) Restart(t testing.TB) {
 	n.Stop()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	srv, err := startNATSServer(n.storeDir, n.port, n.opts)
+	srv, err := n.startServer(n.port)
 	if err != nil {
 		t.Fatalf("restart nats-server: %v", err)
 	}
@@ -165,15 +208,20 @@ func (n *NATS) Restart(t testing.TB) {
 
 // Connect connects to the server, reconnecting forever every 100ms while it
 // is down, and closes the connection when the test ends.
-func (n *NATS) Connect(t testing.TB) *nats.Conn {
+func (n *NATS) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(n.URL(),
-		nats.Name("testenv "+t.Name()),
+	return connect(t, n.URL(), opts...)
+}
+
+func connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, append([]nats.Option{
+		nats.Name("testenv " + t.Name()),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond),
-	)
+		nats.ReconnectWait(100 * time.Millisecond),
+	}, opts...)...)
 	if err != nil {
-		t.Fatalf("connect to nats-server at %s: %v", n.URL(), err)
+		t.Fatalf("connect to nats-server at %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
@@ -211,3 +259,6 @@ func (l *problemLog) Tracef(string, ...any)          {}
 func (l *problemLog) Warnf(format string, v ...any)  { l.add("warning", format, v) }
 func (l *problemLog) Errorf(format string, v ...any) { l.add("error", format, v) }
 func (l *problemLog) Fatalf(format string, v ...any) { l.add("fatal", format, v) }
+
+// Name is the server's name (n1, n2, n3 in a cluster).
+func (n *NATS) Name() string { return n.name }
