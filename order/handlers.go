@@ -86,7 +86,7 @@ const unknownGrace = 10 * time.Second
 func unknownOrder(e event.Event, now time.Time) error {
 	err := fmt.Errorf("%s for order %s: %w", e.Type, e.OrderID, ErrNotFound)
 	if now.Sub(e.OccurredAt) < unknownGrace {
-		return err
+		return consume.NotYet(err)
 	}
 	return consume.Permanent(err)
 }
@@ -100,8 +100,8 @@ func verify(o Order, e event.Event, f Facts) error {
 		return nil
 	case errors.Is(err, ErrDisagrees):
 		return consume.Permanent(fmt.Errorf("verify %s %s: %w", e.Type, e.ID, err))
-	default:
-		return fmt.Errorf("verify %s %s: %w", e.Type, e.ID, err)
+	default: // too early
+		return consume.NotYet(fmt.Errorf("verify %s %s: %w", e.Type, e.ID, err))
 	}
 }
 

@@ -130,7 +130,7 @@ func insertPaymentsWithEvents(ctx context.Context, q db, pays []Payment, outs []
 	if len(early) > 0 && len(errs) == 0 {
 		// Only charges whose order.created payment has not seen yet: the
 		// loop takes them out of the batch and applies the rest again.
-		return nil, &consume.Later{IDs: early, Err: errNoOrder}
+		return nil, &consume.Later{IDs: early, Err: consume.NotYet(errNoOrder)}
 	}
 	if len(errs) > 0 {
 		// A charge that disagrees: refuse the whole batch; the loop rolls

@@ -396,7 +396,7 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written
 		taken := 0
 		for _, d := range live {
 			if early[d.e.ID] {
-				d.err = fmt.Errorf("%s %s: %w", d.e.Type, d.e.ID, later.Err)
+				d.err = fmt.Errorf("%s %s: %w", d.e.Type, d.e.ID, NotYet(later.Err))
 				taken++
 			}
 		}
@@ -503,7 +503,9 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 		spanFailed(d.span, outcomeDeadLettered, d.err)
 		l.deadLetter(ctx, msg, md, d.replay, e.Type, d.err)
 	default:
-		failures := l.failures.count(md.Sequence.Stream, messageFault(d.err))
+		notYet := IsNotYet(d.err)
+		fault := messageFault(d.err) && (!notYet || time.Since(e.OccurredAt) > NotYetGrace)
+		failures := l.failures.count(md.Sequence.Stream, fault)
 		if l.cfg.MaxDeliver > 0 && failures >= l.cfg.MaxDeliver {
 			l.failures.forget(md.Sequence.Stream)
 			err := fmt.Errorf("gave up after %d failures in %d deliveries: %w", failures, md.NumDelivered, d.err)
@@ -515,8 +517,15 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 		delay := l.backoff(md.NumDelivered)
 		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcomeRetried, took)
 		log := l.eventLog(d).With(zap.Uint64("delivery", md.NumDelivered))
-		log.Warn("handling failed; retrying", zap.Error(d.err), zap.Int("failures", failures),
-			zap.Duration("retry_in", delay))
+		if notYet {
+			// Normal when consumers race: retried soon, logged quietly.
+			delay = min(delay, NotYetRetry)
+			log.Info("event comes before the step it follows; retrying", zap.Error(d.err), zap.Int("failures", failures),
+				zap.Duration("retry_in", delay))
+		} else {
+			log.Warn("handling failed; retrying", zap.Error(d.err), zap.Int("failures", failures),
+				zap.Duration("retry_in", delay))
+		}
 		if err := msg.NakWithDelay(delay); err != nil {
 			log.Warn("nak failed; the message is redelivered after AckWait", zap.Error(err))
 		}

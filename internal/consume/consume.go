@@ -63,6 +63,38 @@ func Permanent(err error) error {
 
 type permanentError struct{ err error }
 
+// NotYet marks an error as "this event comes too early": it follows a step
+// another consumer has not handled yet (an inventory.released before the
+// payment.failed it compensates, a charge before the order.created it is
+// checked against). The loop retries it soon (every NotYetRetry at most),
+// and the retries do not count towards MaxDeliver while the event is
+// younger than NotYetGrace: waiting for a slow or restarting service is not
+// the message's fault. Past the grace they count, so that an event whose
+// step never comes (a forgery) is dead-lettered in the end.
+func NotYet(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &notYetError{err}
+}
+
+type notYetError struct{ err error }
+
+func (n *notYetError) Error() string { return "not yet: " + n.err.Error() }
+func (n *notYetError) Unwrap() error { return n.err }
+
+// IsNotYet reports whether err was marked with NotYet.
+func IsNotYet(err error) bool {
+	var n *notYetError
+	return errors.As(err, &n)
+}
+
+// How the loop retries an event that comes too early (NotYet).
+const (
+	NotYetRetry = 2 * time.Second // the longest wait between two tries
+	NotYetGrace = 5 * time.Minute // how long its retries do not count towards MaxDeliver
+)
+
 // Later is what a BatchHandler returns, instead of refusing the whole batch,
 // when some of its events cannot apply yet: they come before a step they
 // follow, or before what they are checked against, which another consumer
