@@ -236,7 +236,10 @@ func TestTransientFaultsTogether(t *testing.T) {
 		}
 		ids = append(ids, w.place(fmt.Sprintf("c%d", i), items...))
 	}
-	w.waitTerminal(ids...)
+	// A third of all deliveries fail, and each failure backs off longer
+	// (up to 30s): a saga of nine handlings in five services can take
+	// minutes.
+	w.waitTerminalWithin(4*time.Minute, ids...)
 	w.checkInvariants()
 }
 

@@ -367,7 +367,13 @@ func (w *world) viewStatus(id string) string {
 // terminal status for every id.
 func (w *world) waitTerminal(ids ...string) {
 	w.t.Helper()
-	testenv.WaitFor(w.t, 60*time.Second, fmt.Sprintf("%d orders terminal in the order service and the read model", len(ids)), func() bool {
+	w.waitTerminalWithin(60*time.Second, ids...)
+}
+
+// waitTerminalWithin is waitTerminal with a deadline of its own.
+func (w *world) waitTerminalWithin(d time.Duration, ids ...string) {
+	w.t.Helper()
+	testenv.WaitFor(w.t, d, fmt.Sprintf("%d orders terminal in the order service and the read model", len(ids)), func() bool {
 		var n int
 		err := w.db.QueryRow(context.Background(), `
 			SELECT count(*) FROM orders.orders o JOIN readmodel.order_views v USING (order_id)
