@@ -36,7 +36,7 @@ type Durable struct{ Stream, Name string }
 // its replay consumer included. A service started with a durable not listed
 // here cannot create it: the e2e tests run every service under its identity.
 var durables = map[string][]Durable{
-	"order":     {{"INVENTORY", "order-inventory"}, {"PAYMENTS", "order-payments"}, {"REPLAY", "order-replay"}},
+	"order":     {{"ORDERS", "order-orders"}, {"INVENTORY", "order-inventory"}, {"PAYMENTS", "order-payments"}, {"REPLAY", "order-replay"}},
 	"inventory": {{"ORDERS", "inventory-orders"}, {"PAYMENTS", "inventory-payments"}, {"REPLAY", "inventory-replay"}},
 	"payment":   {{"INVENTORY", "payment-inventory"}, {"ORDERS", "payment-orders"}, {"REPLAY", "payment-replay"}},
 	"readmodel": {{"ORDERS", "readmodel-orders"}, {"INVENTORY", "readmodel-inventory"}, {"PAYMENTS", "readmodel-payments"}, {"REPLAY", "readmodel-replay"}},
