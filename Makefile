@@ -30,6 +30,18 @@ chaos: build ## the saga under fire: 2,000 orders, injected crashes/duplicates/r
 up: build ## start the stack in .run/ and leave it running (JETSAGA_NATS_PORT, JETSAGA_PG_PORT, JETSAGA_*_ADDR, JETSAGA_*_FLAGS)
 	$(BIN)/jetsaga up
 
+.PHONY: cluster-up
+cluster-up: build ## three nats-servers (deploy/nats/cluster, identities, streams R3) and two instances of every service in .run/cluster (JETSAGA_CLUSTER_*_PORT)
+	$(BIN)/jetsaga up --cluster
+
+.PHONY: cluster-down
+cluster-down: ## stop the cluster started by make cluster-up (data stays in .run/cluster)
+	@if [ -x $(BIN)/jetsaga ]; then $(BIN)/jetsaga down --cluster; else echo "nothing to stop: bin/jetsaga is not built"; fi
+
+.PHONY: cluster-smoke
+cluster-smoke: build ## make cluster-up, 300 orders while a nats-server and an instance of each service are killed -9, jetsaga check, make cluster-down
+	deploy/cluster-smoke.sh
+
 .PHONY: screenshot
 screenshot: build ## the README's pictures of the dashboard (docs/dashboard*.png): the demo's orders on a fresh stack in .run/screenshot, shot by headless Chromium (SCREENSHOT_FLAGS="--duration 30s")
 	$(BIN)/jetsaga screenshot $(SCREENSHOT_FLAGS)

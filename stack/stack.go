@@ -55,6 +55,16 @@ type Config struct {
 	PGPort   int               // JETSAGA_PG_PORT, default 55432
 	Addrs    map[string]string // JETSAGA_ORDER_ADDR, JETSAGA_INVENTORY_ADDR, JETSAGA_PAYMENT_ADDR, JETSAGA_READMODEL_ADDR
 	Flags    map[string]string // JETSAGA_ORDER_FLAGS, …: extra flags for one service, split on spaces
+
+	// Cluster is the cluster stack (make cluster-up, ClusterFromEnv): three
+	// nats-servers with the per-service identities, streams R3, Instances
+	// instances of every service. NATSPort is then the first node's client
+	// port, and Addrs holds each service's first instance.
+	Cluster     bool
+	Instances   int // instances of each service in the cluster (JETSAGA_CLUSTER_INSTANCES, default 2)
+	RoutePort   int // the first node's route port (JETSAGA_CLUSTER_ROUTE_PORT)
+	MonitorPort int // the first node's monitoring port (JETSAGA_CLUSTER_MONITOR_PORT)
+	HTTPPort    int // the first service instance's HTTP port (JETSAGA_CLUSTER_HTTP_PORT)
 }
 
 // The environment variables of the stack's configuration.
@@ -98,8 +108,18 @@ func envPort(name string, def int) (int, error) {
 	return p, nil
 }
 
-// NATSURL is the stack's NATS server.
-func (c Config) NATSURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", c.NATSPort) }
+// NATSURL is the stack's NATS server; in the cluster, its three nodes,
+// comma-separated.
+func (c Config) NATSURL() string {
+	if c.Cluster {
+		urls := make([]string, Nodes)
+		for i := range urls {
+			urls[i] = c.NodeURL(i + 1)
+		}
+		return strings.Join(urls, ",")
+	}
+	return fmt.Sprintf("nats://127.0.0.1:%d", c.NATSPort)
+}
 
 // DatabaseURL is the stack's database.
 func (c Config) DatabaseURL() string {
@@ -147,6 +167,13 @@ func (c Config) LogFile(name string) string { return filepath.Join(c.logs(), nam
 // Env is c as the environment FromEnv reads, so that a process started
 // with it (the supervisor) sees the same stack.
 func (c Config) Env() []string {
+	if c.Cluster {
+		env := c.clusterEnv()
+		for _, s := range Services {
+			env = append(env, EnvFlags(s)+"="+c.Flags[s])
+		}
+		return env
+	}
 	env := []string{
 		EnvNATSPort + "=" + strconv.Itoa(c.NATSPort),
 		EnvPGPort + "=" + strconv.Itoa(c.PGPort),
@@ -159,6 +186,9 @@ func (c Config) Env() []string {
 
 // Procs are the service processes the supervisor runs.
 func (c Config) Procs() []Proc {
+	if c.Cluster {
+		return c.clusterProcs()
+	}
 	var ps []Proc
 	for _, s := range Services {
 		var args []string
@@ -223,7 +253,11 @@ func Up(ctx context.Context, c Config, log *zap.Logger) (err error) {
 		if _, err := upPostgres(ctx, c, log); err != nil {
 			return err
 		}
-		if _, err := upNATS(ctx, c, log); err != nil {
+		if c.Cluster {
+			if _, err := upNodes(ctx, c, log); err != nil {
+				return err
+			}
+		} else if _, err := upNATS(ctx, c, log); err != nil {
 			return err
 		}
 		return WaitReady(ctx, c, 90*time.Second)
@@ -245,19 +279,42 @@ func Up(ctx context.Context, c Config, log *zap.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	natsStarted, err := upNATS(ctx, c, log)
-	if natsStarted {
-		started = append(started, "nats")
-	}
-	if err != nil {
-		return err
+	if c.Cluster {
+		nodes, err := upNodes(ctx, c, log)
+		started = append(started, nodes...)
+		if err != nil {
+			return err
+		}
+		if err := provision(ctx, c, log); err != nil {
+			return err
+		}
+		if err := c.writeCLIEnv(); err != nil {
+			return fmt.Errorf("write %s: %w", c.CLIEnvFile(), err)
+		}
+	} else {
+		natsStarted, err := upNATS(ctx, c, log)
+		if natsStarted {
+			started = append(started, "nats")
+		}
+		if err != nil {
+			return err
+		}
 	}
 	for _, s := range Services {
-		if portOpen(c.Addrs[s]) {
-			return fmt.Errorf("%s: %s is already in use (another stack? make down, or set %s)", s, c.Addrs[s], EnvAddr(s))
+		for i := 1; i <= c.instances(); i++ {
+			if addr := c.InstanceAddr(s, i); portOpen(addr) {
+				hint := EnvAddr(s)
+				if c.Cluster {
+					hint = EnvClusterHTTPPort
+				}
+				return fmt.Errorf("%s: %s is already in use (another stack? make down, or set %s)", c.InstanceName(s, i), addr, hint)
+			}
 		}
 	}
 	args := []string{"supervise", "--run-dir", c.RunDir, "--root", c.Root}
+	if c.Cluster {
+		args = append(args, "--cluster")
+	}
 	if err := startDetached(c.bin("jetsaga"), args, c.Env(), c.LogFile("supervisor"), c.pidFile("supervisor")); err != nil {
 		return fmt.Errorf("start supervisor: %w", err)
 	}
@@ -387,9 +444,16 @@ func StartNATS(c Config) error {
 func WaitReady(ctx context.Context, c Config, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second}
+	var instances []string
 	for _, s := range Services {
+		for i := 1; i <= c.instances(); i++ {
+			instances = append(instances, c.InstanceName(s, i)+"="+c.InstanceAddr(s, i))
+		}
+	}
+	for _, inst := range instances {
+		s, addr, _ := strings.Cut(inst, "=")
 		for {
-			resp, err := client.Get(c.URL(s) + "/readyz")
+			resp, err := client.Get("http://" + addr + "/readyz")
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
@@ -416,7 +480,14 @@ func WaitReady(ctx context.Context, c Config, timeout time.Duration) error {
 // folder or checkout).
 func Down(ctx context.Context, c Config, log *zap.Logger) error {
 	var errs []error
-	for _, name := range []string{"supervisor", "nats"} {
+	names := []string{"supervisor", "nats"}
+	if c.Cluster {
+		names = []string{"supervisor"}
+		for i := 1; i <= Nodes; i++ {
+			names = append(names, NodeName(i))
+		}
+	}
+	for _, name := range names {
 		stopped, err := stopPid(c.pidFile(name), 30*time.Second)
 		switch {
 		case err != nil:
@@ -455,8 +526,15 @@ func Down(ctx context.Context, c Config, log *zap.Logger) error {
 // ports are the addresses the stack listens on.
 func (c Config) ports() []string {
 	addrs := []string{fmt.Sprintf("127.0.0.1:%d", c.NATSPort), fmt.Sprintf("127.0.0.1:%d", c.PGPort)}
+	if c.Cluster {
+		for i := 2; i <= Nodes; i++ {
+			addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", c.NATSPort+i-1))
+		}
+	}
 	for _, s := range Services {
-		addrs = append(addrs, c.Addrs[s])
+		for i := 1; i <= c.instances(); i++ {
+			addrs = append(addrs, c.InstanceAddr(s, i))
+		}
 	}
 	return addrs
 }

@@ -33,7 +33,12 @@ func provisionCmd(ctx context.Context, args []string) error {
 	defer cancel()
 	cfg := stream.Config{Replicas: *replicas, MaxAge: *maxAge, Duplicates: *dup}
 	for {
-		err = stream.Ensure(ctx, js, cfg)
+		// Each attempt has its own deadline: a request sent while the
+		// cluster elects its meta leader may get no answer at all, and
+		// would otherwise wait out the whole --timeout.
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		err = stream.Ensure(actx, js, cfg)
+		acancel()
 		if err == nil {
 			break
 		}

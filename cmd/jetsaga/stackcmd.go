@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -13,7 +14,8 @@ import (
 
 // stackFlags registers the flags of the commands that run the local stack
 // and has their -h name the stack's environment variables too.
-func stackFlags(fs *flag.FlagSet) (root, runDir *string) {
+func stackFlags(fs *flag.FlagSet) (root, runDir *string, cluster *bool) {
+	cluster = fs.Bool("cluster", false, "the cluster stack in .run/cluster (make cluster-up): three nats-servers from deploy/nats/cluster with the per-service identities, streams R3, two instances of every service")
 	root = fs.String("root", "", "the jetsaga checkout holding bin/ and deploy/ (default: the one around the working folder, or the one of this binary)")
 	runDir = fs.String("run-dir", "", "run folder (default .run in the checkout)")
 	fs.Usage = func() {
@@ -23,19 +25,39 @@ func stackFlags(fs *flag.FlagSet) (root, runDir *string) {
   %s (default 4222), %s (default 55432)
   %s … %s: a service's HTTP address (default 127.0.0.1:8081 … :8084)
   %s … %s: extra flags for one service
+with --cluster:
+  %s (default 14333: nodes on 14333-14335), %s (16333), %s (18222)
+  %s (default 55433), %s (default 19081: the instances on consecutive ports)
+  %s (default 2)
 `, stack.EnvNATSPort, stack.EnvPGPort, stack.EnvAddr("order"), stack.EnvAddr("readmodel"),
-			stack.EnvFlags("order"), stack.EnvFlags("readmodel"))
+			stack.EnvFlags("order"), stack.EnvFlags("readmodel"),
+			stack.EnvClusterNATSPort, stack.EnvClusterRoutePort, stack.EnvClusterMonitorPort,
+			stack.EnvClusterPGPort, stack.EnvClusterHTTPPort, stack.EnvClusterInstances)
 	}
-	return root, runDir
+	return root, runDir, cluster
+}
+
+// stackOf is the stack a stack command runs: the single-node one (stackIn)
+// or, with --cluster, the cluster stack in .run/cluster.
+func stackOf(root, runDir string, cluster bool) (stack.Config, error) {
+	c, err := stackIn(root, runDir, "")
+	if err != nil || !cluster {
+		return c, err
+	}
+	dir := ""
+	if runDir != "" {
+		dir = c.RunDir
+	}
+	return stack.ClusterFromEnv(c.Root, dir)
 }
 
 func up(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	root, runDir := stackFlags(fs)
+	root, runDir, cluster := stackFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := stackIn(*root, *runDir, "")
+	c, err := stackOf(*root, *runDir, *cluster)
 	if err != nil {
 		return err
 	}
@@ -47,6 +69,10 @@ func up(ctx context.Context, args []string) error {
 	state := "is up"
 	if was {
 		state = "was already running (same configuration; nothing changed)"
+	}
+	if c.Cluster {
+		printCluster(c, state)
+		return nil
 	}
 	fmt.Printf(`jetsaga stack %s (run folder %s)
   NATS       %s
@@ -67,11 +93,11 @@ func dashboardURL(c stack.Config) string { return c.URL("readmodel") + "/" }
 
 func down(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("down", flag.ContinueOnError)
-	root, runDir := stackFlags(fs)
+	root, runDir, cluster := stackFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := stackIn(*root, *runDir, "")
+	c, err := stackOf(*root, *runDir, *cluster)
 	if err != nil {
 		return err
 	}
@@ -84,14 +110,41 @@ func supervise(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("supervise", flag.ContinueOnError)
 	runDir := fs.String("run-dir", "", "run folder (default .run)")
 	root := fs.String("root", "", "the checkout holding bin/ (default: the working directory)")
+	cluster := fs.Bool("cluster", false, "run the cluster stack's instances (up --cluster)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := stackIn(*root, *runDir, "")
+	c, err := stackOf(*root, *runDir, *cluster)
 	if err != nil {
 		return err
 	}
 	log := cliLogger().Named("supervisor")
-	log.Info("supervising", zap.String("run_dir", c.RunDir), zap.Strings("services", stack.Services))
+	var names []string
+	for _, p := range c.Procs() {
+		names = append(names, p.Name)
+	}
+	log.Info("supervising", zap.String("run_dir", c.RunDir), zap.Strings("processes", names))
 	return stack.Supervise(ctx, log, c.Procs(), 20*time.Second)
+}
+
+// printCluster says what make cluster-up started and how to reach it.
+func printCluster(c stack.Config, state string) {
+	fmt.Printf("jetsaga cluster %s (run folder %s)\n", state, c.RunDir)
+	for i := 1; i <= stack.Nodes; i++ {
+		fmt.Printf("  nats n%d    %s  (monitoring %s, log %s)\n", i, c.NodeURL(i), c.MonitorURL(i), c.LogFile(stack.NodeName(i)))
+	}
+	fmt.Printf("  streams    R3, made by jetsaga provision as the operator\n")
+	fmt.Printf("  Postgres   %s\n", c.DatabaseURL())
+	for _, s := range stack.Services {
+		fmt.Printf("  %-10s %s  (identity %s)\n", s, strings.Join(c.InstanceURLs(s), " "), s)
+	}
+	fmt.Printf(`  logs       %s/logs/
+Dashboard:       %s
+As the reader:   . %s     (NATS_URL, the reader's nkey seed, DATABASE_URL, ORDER_URL, …)
+Then:            bin/jetsaga check; bin/jetsaga trace <order-id>
+                 bin/jetsaga place --customer c1 --item sku-1:2:1999 --wait
+                 bin/jetsaga load --orders 300 --run-dir %s
+nats CLI:        bin/nats --server %s --nkey %s --inbox-prefix _INBOX_reader stream report
+Stop:            make cluster-down
+`, c.RunDir, dashboardURL(c), c.CLIEnvFile(), c.RunDir, c.NATSURL(), c.IdentitySeed("reader"))
 }

@@ -16,9 +16,7 @@ func main() {
 	fs := flag.NewFlagSet("order", flag.ExitOnError)
 	service.AddFlags(fs, &cfg, "127.0.0.1:8081")
 	var ocfg order.Config
-	fs.DurationVar(&ocfg.SagaDeadline, "saga-deadline", order.DefaultSagaDeadline,
-		"how long an order may stay PENDING or RESERVED; past it the order is cancelled with reason timeout, "+
-			"inventory releases its stock and payment refunds a charge that completed. 0 turns deadlines off")
+	order.AddFlags(fs, &ocfg)
 	if err := service.ParseConfig(fs, &cfg, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "order:", err)
 		os.Exit(2)

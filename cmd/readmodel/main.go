@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/jetsaga/jetsaga/internal/service"
 	"github.com/jetsaga/jetsaga/readmodel"
@@ -18,16 +17,13 @@ func main() {
 	var rc readmodel.Config
 	fs := flag.NewFlagSet("readmodel", flag.ExitOnError)
 	service.AddFlags(fs, &cfg, "127.0.0.1:8084")
-	fs.DurationVar(&rc.EventRetention, "event-retention", 24*time.Hour, "how long the events of a finished (CONFIRMED or CANCELLED) order are kept after its last event; then they are deleted and its view stands for them")
-	fs.IntVar(&rc.MaxWatchers, "max-watchers", readmodel.DefaultMaxWatchers, "watch streams (GET /orders/{id}/watch) open at once; beyond, 503 with Retry-After")
-	fs.DurationVar(&rc.PruneEvery, "prune-every", time.Minute, "how often the read model deletes the events past --event-retention")
-	fs.DurationVar(&rc.StuckAfter, "stuck-after", readmodel.DefaultStuckAfter, "a saga not CONFIRMED or CANCELLED this long after its order.created is stuck (GET /sagas?state=stuck, /stats)")
+	readmodel.AddFlags(fs, &rc)
 	if err := service.ParseConfig(fs, &cfg, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "readmodel:", err)
 		os.Exit(2)
 	}
-	if rc.StuckAfter <= 0 {
-		fmt.Fprintf(os.Stderr, "readmodel: --stuck-after %s: want > 0\n", rc.StuckAfter)
+	if err := rc.ValidateFlags(); err != nil {
+		fmt.Fprintln(os.Stderr, "readmodel:", err)
 		os.Exit(2)
 	}
 	os.Exit(service.Main(cfg, readmodel.Spec(rc)))
