@@ -47,7 +47,7 @@ func TestQuiesce(t *testing.T) {
 	w.exec(t, "orders", `INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body)
 		VALUES ($1, $2, $3, $4, $5, $6)`, e.ID, string(e.Type), e.OrderID, e.CausationID, e.OccurredAt, e.Body)
 
-	err = check.Quiesce(ctx, w.check, w.js, 300*time.Millisecond)
+	err = check.Quiesce(ctx, w.check, w.js, 2*time.Second) // the work stays: it cannot quiesce
 	if !errors.Is(err, check.ErrNotQuiet) {
 		t.Fatalf("Quiesce with work left: %v, want ErrNotQuiet", err)
 	}
@@ -70,7 +70,7 @@ func TestQuiesce(t *testing.T) {
 		t.Fatalf("fetched %d messages, want 6 (err %v)", len(msgs), batch.Error())
 	}
 	w.exec(t, "orders", `DELETE FROM outbox`)
-	err = check.Quiesce(ctx, w.check, w.js, 300*time.Millisecond)
+	err = check.Quiesce(ctx, w.check, w.js, 2*time.Second) // the work stays: it cannot quiesce
 	if !errors.Is(err, check.ErrNotQuiet) || !strings.Contains(err.Error(), "0 pending, 6 awaiting ack") || strings.Contains(err.Error(), "outbox") {
 		t.Fatalf("Quiesce with unacked messages: %v", err)
 	}
