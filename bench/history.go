@@ -34,11 +34,18 @@ type HistoryOptions struct {
 	Drain       time.Duration // as Options.Drain
 	// FillTimeout bounds the wait for a level's filled sagas to end (default 2h).
 	FillTimeout time.Duration
+	// FillBacklog: during a level's fill, the services start again once
+	// this many of its orders wait in ORDERS, and the rest is published
+	// while they drain the backlog (publishing and draining overlap);
+	// 0 publishes the whole level first.
+	FillBacklog int
 	Check       bool // run jetsaga check (every invariant, the streams scanned) after the last level
-	Keep        bool // leave the stack running
-	Log         *zap.Logger
-	Progress    func(name string) func(load.Progress)
-	Out         io.Writer // step lines
+	// OnLevel, when not nil, gets the report so far after each level.
+	OnLevel  func(HistoryReport)
+	Keep     bool // leave the stack running
+	Log      *zap.Logger
+	Progress func(name string) func(load.Progress)
+	Out      io.Writer // step lines
 }
 
 // HistoryReport is what a history benchmark run measured.
@@ -74,9 +81,11 @@ type LevelReport struct {
 type FillReport struct {
 	FillResult
 	// Drain is from the services' start on the backlog until every order
-	// was terminal and the stack quiescent.
+	// was terminal and the stack quiescent; Total from stopping the
+	// services until then.
 	Drain time.Duration `json:"drain_ns"`
-	// SagasPerSec is the filled sagas over publish and drain together.
+	Total time.Duration `json:"total_ns"`
+	// SagasPerSec is the filled sagas over Total.
 	SagasPerSec float64 `json:"sagas_per_sec"`
 }
 
@@ -125,7 +134,7 @@ func RunHistory(ctx context.Context, o HistoryOptions) (rep HistoryReport, err e
 	o.defaults()
 	rep.Began = time.Now().UTC()
 	rep.Machine = machine()
-	rep.Options = map[string]any{"levels": o.Levels, "duration": o.Duration.String(), "concurrency": o.Concurrency}
+	rep.Options = map[string]any{"levels": o.Levels, "duration": o.Duration.String(), "concurrency": o.Concurrency, "fill_backlog": o.FillBacklog}
 	c := o.Stack
 	step := func(format string, a ...any) {
 		fmt.Fprintf(o.Out, "[%7.1fs] %s\n", time.Since(rep.Began).Seconds(), fmt.Sprintf(format, a...))
@@ -174,24 +183,40 @@ func RunHistory(ctx context.Context, o HistoryOptions) (rep HistoryReport, err e
 		}
 		if need := int64(level) - history; need > 0 {
 			step("history %d → %d: stopping the services", history, level)
+			fillBegan := time.Now()
 			if _, err := stack.StopServices(c); err != nil {
 				return rep, err
 			}
 			step("fill: copying %d orders and publishing their order.created", need)
 			last := time.Now()
+			var began time.Time // when the services started on the backlog
+			var upErr error
+			startServices := func() {
+				began = time.Now()
+				upErr = stack.Up(ctx, c, o.Log)
+			}
 			fr, err := f.Run(ctx, int(need), func(done int) {
 				if time.Since(last) >= 10*time.Second || done == int(need) {
 					step("  %d of %d", done, need)
 					last = time.Now()
 				}
+				if o.FillBacklog > 0 && began.IsZero() && done >= o.FillBacklog && done < int(need) {
+					step("  %d waiting: starting the services on the backlog; publishing goes on", done)
+					startServices()
+				}
 			})
+			if err == nil && upErr != nil {
+				err = fmt.Errorf("start the services again: %w", upErr)
+			}
 			if err != nil {
 				return rep, err
 			}
-			step("  written and published in %s (%.0f orders/s); starting the services on the backlog", fr.Took.Round(time.Second), fr.PerSec)
-			began := time.Now()
-			if err := stack.Up(ctx, c, o.Log); err != nil {
-				return rep, fmt.Errorf("start the services again: %w", err)
+			step("  written and published in %s (%.0f orders/s)", fr.Took.Round(time.Second), fr.PerSec)
+			if began.IsZero() {
+				step("  starting the services on the backlog")
+				if startServices(); upErr != nil {
+					return rep, fmt.Errorf("start the services again: %w", upErr)
+				}
 			}
 			if err := WaitTerminal(ctx, pool, o.FillTimeout, 30*time.Second, func(open int64) {
 				done := need - open
@@ -202,8 +227,8 @@ func RunHistory(ctx context.Context, o HistoryOptions) (rep HistoryReport, err e
 			if err := check.Quiesce(ctx, pool, js, QuiesceTimeout); err != nil {
 				return rep, fmt.Errorf("after the fill: %w", err)
 			}
-			fl := &FillReport{FillResult: fr, Drain: time.Since(began)}
-			fl.SagasPerSec = float64(need) / (fr.Took + fl.Drain).Seconds()
+			fl := &FillReport{FillResult: fr, Drain: time.Since(began), Total: time.Since(fillBegan)}
+			fl.SagasPerSec = float64(need) / fl.Total.Seconds()
 			lr.Fill = fl
 			step("  every saga ended; drained in %s: %.0f sagas/s filled (publish + drain)", fl.Drain.Round(time.Second), fl.SagasPerSec)
 			if history, err = orderCount(ctx, pool); err != nil {
@@ -236,6 +261,10 @@ func RunHistory(ctx context.Context, o HistoryOptions) (rep HistoryReport, err e
 		}
 		step("  nats-server RSS %.0f MiB, store %.0f MiB; database %.0f MiB", lr.NATSRSSMiB, mib(lr.NATSStoreBytes), mib(lr.Postgres))
 		rep.Levels = append(rep.Levels, lr)
+		rep.Took = time.Since(rep.Began)
+		if o.OnLevel != nil {
+			o.OnLevel(rep)
+		}
 	}
 	if o.Check {
 		step("jetsaga check over the whole history (every invariant, the streams scanned)")

@@ -25,11 +25,12 @@ func (rep HistoryReport) Write(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
-	row("filled (orders / publish / drain / sagas/s)", func(l LevelReport) string {
+	row("filled: orders / publish / drain / total / sagas/s", func(l LevelReport) string {
 		if l.Fill == nil {
 			return "—"
 		}
-		return fmt.Sprintf("%d / %s / %s / %.0f", l.Fill.Orders, l.Fill.Took.Round(time.Second), l.Fill.Drain.Round(time.Second), l.Fill.SagasPerSec)
+		return fmt.Sprintf("%d / %s / %s / %s / %.0f", l.Fill.Orders, l.Fill.Took.Round(time.Second), l.Fill.Drain.Round(time.Second),
+			l.Fill.Total.Round(time.Second), l.Fill.SagasPerSec)
 	})
 	row("load average at the run's start", func(l LevelReport) string { return l.LoadAvg })
 	row("sagas/s completed (closed loop)", func(l LevelReport) string { return fmt.Sprintf("**%.1f**", l.Result.SagasPerSec) })

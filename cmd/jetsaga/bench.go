@@ -55,6 +55,7 @@ func benchHistoryCmd(ctx context.Context, args []string) error {
 	fs.IntVar(&o.Concurrency, "concurrency", 128, "sagas in flight in each load run")
 	fs.DurationVar(&o.Drain, "drain", bench.DefaultDrain, "after each load run, wait up to this long for its sagas to end")
 	fs.DurationVar(&o.FillTimeout, "fill-timeout", 2*time.Hour, "wait up to this long for a level's filled sagas to end")
+	fs.IntVar(&o.FillBacklog, "fill-backlog", 100_000, "during a fill, start the services once this many orders wait and publish the rest while they drain (0: publish the whole level first)")
 	fs.BoolVar(&o.Check, "check", false, "after the last level, run jetsaga check over the whole history (scans every stream)")
 	fs.BoolVar(&o.Keep, "keep", false, "leave the stack running afterwards (stop it with: bin/jetsaga down --run-dir .run/history)")
 	runDir := fs.String("run-dir", filepath.Join(".run", "history"), "run folder of the fresh stack (emptied first)")
@@ -73,6 +74,10 @@ func benchHistoryCmd(ctx context.Context, args []string) error {
 	o.Log = cliLogger()
 	o.Out = os.Stderr
 	o.Progress = func(string) func(load.Progress) { return progressReporter(os.Stderr) }
+	o.OnLevel = func(rep bench.HistoryReport) {
+		fmt.Fprintln(os.Stderr, "so far:")
+		rep.Write(os.Stderr)
+	}
 	rep, err := bench.RunHistory(ctx, o)
 	if *asJSON && len(rep.Levels) > 0 {
 		enc := json.NewEncoder(os.Stdout)
