@@ -23,8 +23,9 @@ func stackFlags(fs *flag.FlagSet) (root, runDir *string) {
   %s (default 4222), %s (default 55432)
   %s … %s: a service's HTTP address (default 127.0.0.1:8081 … :8084)
   %s … %s: extra flags for one service
+  %s: nats-server's profiling port (--profile; off by default)
 `, stack.EnvNATSPort, stack.EnvPGPort, stack.EnvAddr("order"), stack.EnvAddr("readmodel"),
-			stack.EnvFlags("order"), stack.EnvFlags("readmodel"))
+			stack.EnvFlags("order"), stack.EnvFlags("readmodel"), stack.EnvNATSProfPort)
 	}
 	return root, runDir
 }
