@@ -25,7 +25,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // services runs the four services in this process until stop is called
 // (they drain, as on SIGTERM), and returns their URLs.
-func services(t *testing.T, natsURL, dbURL string) (urls map[string]string, stop func()) {
+// maxMsgs bounds the event streams (--stream-max-msgs), 0 for none.
+func services(t *testing.T, natsURL, dbURL string, maxMsgs int64) (urls map[string]string, stop func()) {
 	t.Helper()
 	specs := map[string]service.Spec{
 		"order":     order.Spec(order.Config{}),
@@ -47,7 +48,7 @@ func services(t *testing.T, natsURL, dbURL string) (urls map[string]string, stop
 		ready := make(chan string, 1)
 		done := make(chan error, 1)
 		cfg := service.Config{
-			Name: name, NATSURL: natsURL, DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0",
+			Name: name, NATSURL: natsURL, DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0", MaxMsgs: maxMsgs,
 			Logger:  zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 			OnReady: func(addr string) { ready <- addr },
 		}
@@ -86,7 +87,7 @@ func TestFillMakesConsistentHistory(t *testing.T) {
 	nc := n.Connect(t)
 	js := testenv.JetStream(t, nc)
 
-	urls, stop := services(t, n.URL(), dbURL)
+	urls, stop := services(t, n.URL(), dbURL, 0)
 	f := &bench.Fill{Pool: pool, NC: nc, Chunk: 200, SKUs: 8}
 	if err := f.SeedStock(t.Context(), http.DefaultClient, urls["inventory"]); err != nil {
 		t.Fatal(err)
@@ -106,7 +107,7 @@ func TestFillMakesConsistentHistory(t *testing.T) {
 		t.Errorf("classes = %v, want confirm 400, decline 50, oos 50", res.Classes)
 	}
 
-	services(t, n.URL(), dbURL)
+	services(t, n.URL(), dbURL, 0)
 	if err := bench.WaitTerminal(t.Context(), pool, 2*time.Minute, time.Hour, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +127,80 @@ func TestFillMakesConsistentHistory(t *testing.T) {
 		if got != want {
 			t.Errorf("%s = %d, want %d", q, got, want)
 		}
+	}
+	rep, err := check.Run(t.Context(), pool, js, check.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		var b strings.Builder
+		rep.Write(&b)
+		t.Errorf("invariants violated:\n%s", b.String())
+	}
+}
+
+// TestBoundedStreamsDropOldHistoryOnly runs sagas on event streams bounded
+// to 200 messages each (--stream-max-msgs), in rounds small enough that
+// the consumers keep up, so that old messages are removed only once every
+// consumer has read them; then restarts the services on streams that no
+// longer start at sequence 1 and runs more. Every saga ends as its class
+// says and every invariant holds: the services need no old message.
+func TestBoundedStreamsDropOldHistoryOnly(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	dbURL := testenv.DatabaseURL(t)
+	pool, err := pgxpool.New(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	nc := n.Connect(t)
+	js := testenv.JetStream(t, nc)
+	const bound = 200
+
+	urls, stop := services(t, n.URL(), dbURL, bound)
+	f := &bench.Fill{Pool: pool, NC: nc, SKUs: 4}
+	if err := f.SeedStock(t.Context(), http.DefaultClient, urls["inventory"]); err != nil {
+		t.Fatal(err)
+	}
+	round := func() {
+		t.Helper()
+		if _, err := f.Run(t.Context(), 40, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := bench.WaitTerminal(t.Context(), pool, time.Minute, time.Hour, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := check.Quiesce(t.Context(), pool, js, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 6 {
+		round()
+	}
+	stop()
+	s, err := js.Stream(t.Context(), "ORDERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != bound || info.State.FirstSeq <= 1 {
+		t.Fatalf("ORDERS holds %d messages from #%d, want %d and old ones gone", info.State.Msgs, info.State.FirstSeq, bound)
+	}
+
+	services(t, n.URL(), dbURL, bound)
+	for range 2 {
+		round()
+	}
+	var confirmed, total int64
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE status = 'CONFIRMED'), count(*) FROM orders.orders`).Scan(&confirmed, &total); err != nil {
+		t.Fatal(err)
+	}
+	if total != 320 || confirmed != 256 {
+		t.Errorf("%d orders, %d confirmed; want 320, 256", total, confirmed)
 	}
 	rep, err := check.Run(t.Context(), pool, js, check.Options{})
 	if err != nil {
