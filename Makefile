@@ -68,6 +68,10 @@ tools: ## install the nats CLI into ./bin
 bench: build ## the saga's throughput on a fresh stack in .run/bench: ceilings, max sustained rate, 500/s offered; one table (BENCH_FLAGS="--duration 5s"; ports as for make up)
 	$(BIN)/jetsaga bench $(BENCH_FLAGS)
 
+.PHONY: bench-history
+bench-history: build ## throughput as history grows: fill a fresh stack in .run/history to 0, 100k, 1M sagas, measure each (HISTORY_FLAGS="--levels 0,10000 --duration 10s")
+	$(BIN)/jetsaga bench-history $(HISTORY_FLAGS)
+
 .PHONY: bench-go
 bench-go: ## Go benchmarks of the outbox relay and the consumer loop (figures in BENCHMARKS.md)
 	$(GO) test ./internal/outbox -run '^$$' -bench Relay -benchtime 5000x

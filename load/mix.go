@@ -110,3 +110,8 @@ func (m Mix) cycle() []Class {
 	}
 	return out
 }
+
+// Cycle is one period of the mix, as Run places it: order number i is of
+// class Cycle()[i % len(Cycle())]. A history filler uses it to give the
+// history the load's shape.
+func (m Mix) Cycle() []Class { return m.cycle() }

@@ -35,6 +35,13 @@ func TestFromEnvReadsPrefixedVariables(t *testing.T) {
 			t.Errorf("inventory's environment = %q, want JETSAGA_HTTP_ADDR", p.Env)
 		}
 	}
+	if c.NATSProfPort != 0 {
+		t.Errorf("nats-server profiling on without %s: port %d", stack.EnvNATSProfPort, c.NATSProfPort)
+	}
+	t.Setenv(stack.EnvNATSProfPort, "65001")
+	if c, err = stack.FromEnv("/root", ""); err != nil || c.NATSProfPort != 65001 {
+		t.Errorf("%s=65001: port %d, %v", stack.EnvNATSProfPort, c.NATSProfPort, err)
+	}
 	t.Setenv("JETSAGA_NATS_PORT", "nope")
 	if _, err := stack.FromEnv("/root", ""); err == nil {
 		t.Error("JETSAGA_NATS_PORT=nope read without an error")

@@ -65,12 +65,19 @@ type Config struct {
 	RoutePort   int // the first node's route port (JETSAGA_CLUSTER_ROUTE_PORT)
 	MonitorPort int // the first node's monitoring port (JETSAGA_CLUSTER_MONITOR_PORT)
 	HTTPPort    int // the first service instance's HTTP port (JETSAGA_CLUSTER_HTTP_PORT)
+
+	// NATSProfPort, when not 0, is nats-server's profiling port
+	// (JETSAGA_NATS_PROF_PORT; nats-server --profile): its Go profiles
+	// under http://127.0.0.1:<port>/debug/pprof/.
+	NATSProfPort int
 }
 
 // The environment variables of the stack's configuration.
 const (
 	EnvNATSPort = "JETSAGA_NATS_PORT"
 	EnvPGPort   = "JETSAGA_PG_PORT"
+	// EnvNATSProfPort turns nats-server's profiling port on.
+	EnvNATSProfPort = "JETSAGA_NATS_PROF_PORT"
 )
 
 // EnvAddr is the variable of a service's HTTP address: JETSAGA_ORDER_ADDR.
@@ -88,6 +95,11 @@ func FromEnv(root, runDir string) (Config, error) {
 	}
 	if c.PGPort, err = envPort(EnvPGPort, 55432); err != nil {
 		return c, err
+	}
+	if os.Getenv(EnvNATSProfPort) != "" {
+		if c.NATSProfPort, err = envPort(EnvNATSProfPort, 0); err != nil {
+			return c, err
+		}
 	}
 	for _, s := range Services {
 		c.Addrs[s] = cmp.Or(os.Getenv(EnvAddr(s)), defaultAddrs[s])
@@ -437,7 +449,26 @@ func StartNATS(c Config) error {
 		"-a", "127.0.0.1", "-p", strconv.Itoa(c.NATSPort),
 		"-js", "-sd", c.natsDir(), "-n", "jetsaga-dev",
 	}
+	if c.NATSProfPort != 0 {
+		args = append(args, "--profile", strconv.Itoa(c.NATSProfPort))
+	}
 	return startDetached(c.bin("nats-server"), args, nil, c.LogFile("nats"), c.pidFile("nats"))
+}
+
+// NATSStoreDir is nats-server's store directory in the run folder.
+func (c Config) NATSStoreDir() string { return c.natsDir() }
+
+// StopServices stops the supervisor, which drains and stops the services
+// (SIGTERM, as Down does), and leaves Postgres and nats-server running. Up
+// starts the supervisor, and so the services, again. It reports whether the
+// supervisor was running.
+func StopServices(c Config) (bool, error) {
+	stopped, err := stopPid(c.pidFile("supervisor"), 60*time.Second)
+	if err != nil {
+		return stopped, fmt.Errorf("stop the services: %w", err)
+	}
+	removeStalePids(c)
+	return stopped, nil
 }
 
 // WaitReady waits until every service answers /readyz with 200.

@@ -9,6 +9,7 @@
 //	jetsaga chaos                 the saga under fire, then the invariants (make chaos)
 //	jetsaga load                  put a load on the stack and measure it
 //	jetsaga bench                 the benchmark of make bench on a fresh stack
+//	jetsaga bench-history         throughput at 0, 100k, 1M sagas of history (make bench-history)
 //	jetsaga dlq ls|show|replay|purge   the dead letters
 //	jetsaga readmodel rebuild     rebuild the read model from the streams
 //	jetsaga screenshot            pictures of the dashboard (make screenshot)
@@ -53,6 +54,10 @@ usage:
                     on a fresh stack in .run/bench: the machine's ceilings (JetStream
                     publish, Postgres transactions), then the maximum sustained rate
                     and a fixed offered rate; one table (make bench)
+  jetsaga bench-history [--levels 0,100000,1000000] [--duration 60s] [--check] [--keep]
+                    on a fresh stack in .run/history: fill the history to each level
+                    (real sagas, injected faster than HTTP), then the maximum sustained
+                    rate, nats-server's memory and store, every table's size (make bench-history)
   jetsaga dlq ls [--service S] [--json] | show SEQ | replay SEQ...|--all [--service S] [--dry-run]
               | purge [--service S]
                     the dead letters: list, show one, hand them again to the consumer
@@ -87,22 +92,23 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	cmds := map[string]func(context.Context, []string) error{
-		"place":      place,
-		"check":      checkCmd,
-		"trace":      traceCmd,
-		"sagas":      sagasCmd,
-		"up":         up,
-		"down":       down,
-		"demo":       demo,
-		"chaos":      chaosCmd,
-		"load":       loadCmd,
-		"bench":      benchCmd,
-		"dlq":        dlqCmd,
-		"supervise":  supervise,
-		"readmodel":  readmodelCmd,
-		"screenshot": screenshot,
-		"provision":  provisionCmd,
-		"identities": identitiesCmd,
+		"place":         place,
+		"check":         checkCmd,
+		"trace":         traceCmd,
+		"sagas":         sagasCmd,
+		"up":            up,
+		"down":          down,
+		"demo":          demo,
+		"chaos":         chaosCmd,
+		"load":          loadCmd,
+		"bench":         benchCmd,
+		"dlq":           dlqCmd,
+		"supervise":     supervise,
+		"readmodel":     readmodelCmd,
+		"screenshot":    screenshot,
+		"provision":     provisionCmd,
+		"identities":    identitiesCmd,
+		"bench-history": benchHistoryCmd,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {

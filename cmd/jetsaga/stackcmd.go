@@ -29,10 +29,11 @@ with --cluster:
   %s (default 14333: nodes on 14333-14335), %s (16333), %s (18222)
   %s (default 55433), %s (default 19081: the instances on consecutive ports)
   %s (default 2)
+  %s: nats-server's profiling port (--profile; off by default)
 `, stack.EnvNATSPort, stack.EnvPGPort, stack.EnvAddr("order"), stack.EnvAddr("readmodel"),
 			stack.EnvFlags("order"), stack.EnvFlags("readmodel"),
 			stack.EnvClusterNATSPort, stack.EnvClusterRoutePort, stack.EnvClusterMonitorPort,
-			stack.EnvClusterPGPort, stack.EnvClusterHTTPPort, stack.EnvClusterInstances)
+			stack.EnvClusterPGPort, stack.EnvClusterHTTPPort, stack.EnvClusterInstances, stack.EnvNATSProfPort)
 	}
 	return root, runDir, cluster
 }

@@ -43,6 +43,7 @@ type Config struct {
 	RelayWindow       int           // relay rounds in flight at once
 	InboxKeep         time.Duration // how long inbox rows are kept
 	MaxAge            time.Duration // stream history kept (0: forever)
+	MaxMsgs           int64         // messages each event stream keeps (0: all)
 	DupWindow         time.Duration // stream duplicate window on Nats-Msg-Id
 	PProf             bool          // serve net/http/pprof under /debug/pprof/ on HTTPAddr
 	// AdminTokenFile holds the bearer token of the operator endpoints
@@ -119,6 +120,7 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.IntVar(&cfg.RelayWindow, "relay-window", 4, "relay rounds in flight at once, each waiting for its acks")
 	fs.DurationVar(&cfg.InboxKeep, "inbox-retention", 7*24*time.Hour, "how long the inbox keeps a handled event's id (its idempotency record); older rows are pruned in small batches. Keep it far longer than anything can redeliver or republish an event; past it the business keys are the guard")
 	fs.DurationVar(&cfg.MaxAge, "stream-max-age", 0, "history the streams keep when this service creates them (0: forever; keep the inbox at least as long)")
+	fs.Int64Var(&cfg.MaxMsgs, "stream-max-msgs", 0, "messages each event stream (ORDERS, INVENTORY, PAYMENTS) keeps when this service creates them, oldest dropped first (0: all); keep it far above any backlog: a message dropped before its consumers read it is lost to them")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "consumers' AckWait: an unacked message is redelivered after this")
 	fs.IntVar(&cfg.MaxDeliver, "max-deliver", 10, "deliveries of a failing message before it is dead-lettered to DLQ (JetStream itself redelivers without limit, so nothing is dropped silently)")
 	fs.Float64Var(&cfg.Faults.CrashAfterCommit, "inject-crash-after-commit", 0, "probability of exiting (code 3) right after a handler's commit, before the ack; in the relay, after JetStream acked a publish, before the outbox rows are deleted")

@@ -308,7 +308,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 	if !cfg.StreamsByOperator {
 		if _, err := retry(ctx, log, "provision streams", func() (struct{}, error) {
-			return struct{}{}, stream.Ensure(ctx, js, stream.Config{Replicas: cfg.Replicas, MaxAge: cfg.MaxAge, Duplicates: cfg.DupWindow})
+			return struct{}{}, stream.Ensure(ctx, js, stream.Config{Replicas: cfg.Replicas, MaxAge: cfg.MaxAge, MaxMsgs: cfg.MaxMsgs, Duplicates: cfg.DupWindow})
 		}); err != nil {
 			return err
 		}

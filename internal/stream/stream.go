@@ -56,8 +56,13 @@ const MaxEventSize = 256 << 10
 
 // Config holds the stream options that differ between a laptop and a cluster.
 type Config struct {
-	Replicas   int           // 1 on one machine, 3 in a cluster; default 1
-	MaxAge     time.Duration // 0 keeps history forever (limits retention)
+	Replicas int           // 1 on one machine, 3 in a cluster; default 1
+	MaxAge   time.Duration // 0 keeps history forever (limits retention)
+	// MaxMsgs bounds the messages each event stream (ORDERS, INVENTORY,
+	// PAYMENTS) keeps, oldest dropped first; 0 keeps them all. DLQ and
+	// REPLAY are never bounded by count: a dead letter leaves only when it
+	// is replayed or purged.
+	MaxMsgs    int64
 	Duplicates time.Duration // dedup window on Nats-Msg-Id; default 2m
 	// MaxMsgSize is the event streams' max_msg_size; default MaxEventSize,
 	// -1 for none (the server's max_payload). DLQ and REPLAY take up to the
@@ -99,6 +104,9 @@ func StreamConfig(name string, cfg Config) (jetstream.StreamConfig, error) {
 		MaxAge:     cfg.MaxAge,
 		Duplicates: cfg.Duplicates,
 		MaxMsgSize: maxMsg,
+	}
+	if cfg.MaxMsgs > 0 && name != DLQ && name != Replay {
+		sc.MaxMsgs = cfg.MaxMsgs
 	}
 	sc.Description = descriptions[name]
 	return sc, nil

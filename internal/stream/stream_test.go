@@ -23,7 +23,7 @@ func TestEnsureIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := stream.Ensure(ctx, js, stream.Config{Duplicates: time.Minute, MaxAge: time.Hour}); err != nil {
+	if err := stream.Ensure(ctx, js, stream.Config{Duplicates: time.Minute, MaxAge: time.Hour, MaxMsgs: 1_000_000}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range stream.Names() {
@@ -39,6 +39,13 @@ func TestEnsureIsIdempotent(t *testing.T) {
 		if cfg.Duplicates != time.Minute || cfg.MaxAge != time.Hour || cfg.Storage != jetstream.FileStorage ||
 			cfg.Retention != wantRetention || cfg.Subjects[0] != stream.Subject(name) {
 			t.Fatalf("stream %s config = %+v", name, cfg)
+		}
+		wantMaxMsgs := int64(1_000_000)
+		if name == stream.DLQ || name == stream.Replay {
+			wantMaxMsgs = -1
+		}
+		if cfg.MaxMsgs != wantMaxMsgs {
+			t.Errorf("stream %s max msgs = %d, want %d", name, cfg.MaxMsgs, wantMaxMsgs)
 		}
 		if !strings.HasPrefix(cfg.Description, "jetsaga: ") {
 			t.Errorf("stream %s has no description (nats stream info shows it): %q", name, cfg.Description)

@@ -1,0 +1,214 @@
+package bench_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/jetsaga/jetsaga/bench"
+	"github.com/jetsaga/jetsaga/check"
+	"github.com/jetsaga/jetsaga/internal/service"
+	"github.com/jetsaga/jetsaga/internal/testenv"
+	"github.com/jetsaga/jetsaga/inventory"
+	"github.com/jetsaga/jetsaga/order"
+	"github.com/jetsaga/jetsaga/payment"
+	"github.com/jetsaga/jetsaga/readmodel"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// services runs the four services in this process until stop is called
+// (they drain, as on SIGTERM), and returns their URLs.
+// maxMsgs bounds the event streams (--stream-max-msgs), 0 for none.
+func services(t *testing.T, natsURL, dbURL string, maxMsgs int64) (urls map[string]string, stop func()) {
+	t.Helper()
+	specs := map[string]service.Spec{
+		"order":     order.Spec(order.Config{}),
+		"inventory": inventory.Spec(inventory.Config{}),
+		"payment":   payment.Spec(payment.Config{DeclineOverCents: 1_000_000, Seed: 1}),
+		"readmodel": readmodel.Spec(readmodel.Config{}),
+	}
+	urls = map[string]string{}
+	var stops []func()
+	stop = func() {
+		for _, s := range stops {
+			s()
+		}
+		stops = nil
+	}
+	t.Cleanup(stop)
+	for _, name := range []string{"order", "inventory", "payment", "readmodel"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan string, 1)
+		done := make(chan error, 1)
+		cfg := service.Config{
+			Name: name, NATSURL: natsURL, DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0", MaxMsgs: maxMsgs,
+			Logger:  zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+			OnReady: func(addr string) { ready <- addr },
+		}
+		go func() { done <- service.Run(ctx, cfg, specs[name]) }()
+		stops = append(stops, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		})
+		select {
+		case addr := <-ready:
+			urls[name] = "http://" + addr
+		case err := <-done:
+			t.Fatalf("%s stopped before it was ready: %v", name, err)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s not ready after 60s", name)
+		}
+	}
+	return urls, stop
+}
+
+// TestFillMakesConsistentHistory fills 500 sagas the way bench-history
+// does — services stopped, orders copied in, order.created published,
+// services started on the backlog — and checks that every saga ended as
+// its class says and that every invariant holds.
+func TestFillMakesConsistentHistory(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	dbURL := testenv.DatabaseURL(t)
+	pool, err := pgxpool.New(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	nc := n.Connect(t)
+	js := testenv.JetStream(t, nc)
+
+	urls, stop := services(t, n.URL(), dbURL, 0)
+	f := &bench.Fill{Pool: pool, NC: nc, Chunk: 200, SKUs: 8}
+	if err := f.SeedStock(t.Context(), http.DefaultClient, urls["inventory"]); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	const sagas = 500
+	var chunks []int
+	res, err := f.Run(t.Context(), sagas, func(done int) { chunks = append(chunks, done) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Orders != sagas || len(chunks) != 3 || chunks[2] != sagas {
+		t.Fatalf("fill = %+v, progress %v; want %d orders in 3 chunks", res, chunks, sagas)
+	}
+	if res.Classes["confirm"] != 400 || res.Classes["decline"] != 50 || res.Classes["oos"] != 50 {
+		t.Errorf("classes = %v, want confirm 400, decline 50, oos 50", res.Classes)
+	}
+
+	services(t, n.URL(), dbURL, 0)
+	if err := bench.WaitTerminal(t.Context(), pool, 2*time.Minute, time.Hour, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := check.Quiesce(t.Context(), pool, js, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]int64{
+		`SELECT count(*) FROM orders.orders WHERE status = 'CONFIRMED'`:                                                400,
+		`SELECT count(*) FROM orders.orders WHERE status = 'CANCELLED' AND reason = 'payment_failed'`:                  50,
+		`SELECT count(*) FROM orders.orders WHERE status = 'CANCELLED' AND reason = 'out_of_stock'`:                    50,
+		`SELECT count(*) FROM readmodel.order_views v JOIN orders.orders o USING (order_id) WHERE v.status = o.status`: sagas,
+	} {
+		var got int64
+		if err := pool.QueryRow(t.Context(), q).Scan(&got); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if got != want {
+			t.Errorf("%s = %d, want %d", q, got, want)
+		}
+	}
+	rep, err := check.Run(t.Context(), pool, js, check.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		var b strings.Builder
+		rep.Write(&b)
+		t.Errorf("invariants violated:\n%s", b.String())
+	}
+}
+
+// TestBoundedStreamsDropOldHistoryOnly runs sagas on event streams bounded
+// to 200 messages each (--stream-max-msgs), in rounds small enough that
+// the consumers keep up, so that old messages are removed only once every
+// consumer has read them; then restarts the services on streams that no
+// longer start at sequence 1 and runs more. Every saga ends as its class
+// says and every invariant holds: the services need no old message.
+func TestBoundedStreamsDropOldHistoryOnly(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	dbURL := testenv.DatabaseURL(t)
+	pool, err := pgxpool.New(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	nc := n.Connect(t)
+	js := testenv.JetStream(t, nc)
+	const bound = 200
+
+	urls, stop := services(t, n.URL(), dbURL, bound)
+	f := &bench.Fill{Pool: pool, NC: nc, SKUs: 4}
+	if err := f.SeedStock(t.Context(), http.DefaultClient, urls["inventory"]); err != nil {
+		t.Fatal(err)
+	}
+	round := func() {
+		t.Helper()
+		if _, err := f.Run(t.Context(), 40, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := bench.WaitTerminal(t.Context(), pool, time.Minute, time.Hour, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := check.Quiesce(t.Context(), pool, js, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 6 {
+		round()
+	}
+	stop()
+	s, err := js.Stream(t.Context(), "ORDERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != bound || info.State.FirstSeq <= 1 {
+		t.Fatalf("ORDERS holds %d messages from #%d, want %d and old ones gone", info.State.Msgs, info.State.FirstSeq, bound)
+	}
+
+	services(t, n.URL(), dbURL, bound)
+	for range 2 {
+		round()
+	}
+	var confirmed, total int64
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE status = 'CONFIRMED'), count(*) FROM orders.orders`).Scan(&confirmed, &total); err != nil {
+		t.Fatal(err)
+	}
+	if total != 320 || confirmed != 256 {
+		t.Errorf("%d orders, %d confirmed; want 320, 256", total, confirmed)
+	}
+	rep, err := check.Run(t.Context(), pool, js, check.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		var b strings.Builder
+		rep.Write(&b)
+		t.Errorf("invariants violated:\n%s", b.String())
+	}
+}
