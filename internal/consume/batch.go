@@ -518,8 +518,9 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcomeRetried, took)
 		log := l.eventLog(d).With(zap.Uint64("delivery", md.NumDelivered))
 		if notYet {
-			// Normal when consumers race: retried soon, logged quietly.
-			delay = min(delay, NotYetRetry)
+			// Normal when consumers race (the step it waits for is
+			// usually milliseconds away): retried soon, logged quietly.
+			delay = min(NotYetFirst<<min(md.NumDelivered-1, 16), NotYetRetry)
 			log.Info("event comes before the step it follows; retrying", zap.Error(d.err), zap.Int("failures", failures),
 				zap.Duration("retry_in", delay))
 		} else {

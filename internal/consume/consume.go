@@ -66,7 +66,8 @@ type permanentError struct{ err error }
 // NotYet marks an error as "this event comes too early": it follows a step
 // another consumer has not handled yet (an inventory.released before the
 // payment.failed it compensates, a charge before the order.created it is
-// checked against). The loop retries it soon (every NotYetRetry at most),
+// checked against). The loop retries it soon (after NotYetFirst, doubling
+// up to NotYetRetry),
 // and the retries do not count towards MaxDeliver while the event is
 // younger than NotYetGrace: waiting for a slow or restarting service is not
 // the message's fault. Past the grace they count, so that an event whose
@@ -91,8 +92,9 @@ func IsNotYet(err error) bool {
 
 // How the loop retries an event that comes too early (NotYet).
 const (
-	NotYetRetry = 2 * time.Second // the longest wait between two tries
-	NotYetGrace = 5 * time.Minute // how long its retries do not count towards MaxDeliver
+	NotYetFirst = 20 * time.Millisecond // the first wait, doubled on each try
+	NotYetRetry = 2 * time.Second       // the longest wait between two tries
+	NotYetGrace = 5 * time.Minute       // how long its retries do not count towards MaxDeliver
 )
 
 // Later is what a BatchHandler returns, instead of refusing the whole batch,
