@@ -114,21 +114,11 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	step := func(format string, a ...any) {
 		fmt.Fprintf(o.Out, "[%6.1fs] %s\n", time.Since(rep.Began).Seconds(), fmt.Sprintf(format, a...))
 	}
-	step("fresh stack in %s", c.RunDir)
-	if err := os.RemoveAll(c.RunDir); err != nil {
+	if err := freshStack(ctx, c, o.Log, step); err != nil {
 		return rep, err
 	}
-	if err := stack.Up(ctx, c, o.Log); err != nil {
-		_ = stack.Down(context.WithoutCancel(ctx), c, o.Log)
-		return rep, fmt.Errorf("start the stack: %w", err)
-	}
 	if !o.Keep {
-		defer func() {
-			step("stopping the stack")
-			if derr := stack.Down(context.WithoutCancel(ctx), c, o.Log); derr != nil && err == nil {
-				err = derr
-			}
-		}()
+		defer stopStack(ctx, c, o.Log, step, &err)
 	}
 	nc, err := nats.Connect(c.NATSURL(), nats.Name("jetsaga-bench"))
 	if err != nil {
@@ -207,6 +197,29 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 	}
 	rep.Took = time.Since(rep.Began)
 	return rep, nil
+}
+
+// freshStack empties the run folder and starts a stack in it; a stack that
+// failed to start is brought down again.
+func freshStack(ctx context.Context, c stack.Config, log *zap.Logger, step func(string, ...any)) error {
+	step("fresh stack in %s", c.RunDir)
+	if err := os.RemoveAll(c.RunDir); err != nil {
+		return err
+	}
+	if err := stack.Up(ctx, c, log); err != nil {
+		_ = stack.Down(context.WithoutCancel(ctx), c, log)
+		return fmt.Errorf("start the stack: %w", err)
+	}
+	return nil
+}
+
+// stopStack brings the stack down at the end of a run; its error becomes
+// the run's when the run had none.
+func stopStack(ctx context.Context, c stack.Config, log *zap.Logger, step func(string, ...any), errp *error) {
+	step("stopping the stack")
+	if err := stack.Down(context.WithoutCancel(ctx), c, log); err != nil && *errp == nil {
+		*errp = err
+	}
 }
 
 // DefaultDrain is Options.Drain's default.

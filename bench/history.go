@@ -139,21 +139,11 @@ func RunHistory(ctx context.Context, o HistoryOptions) (rep HistoryReport, err e
 	step := func(format string, a ...any) {
 		fmt.Fprintf(o.Out, "[%7.1fs] %s\n", time.Since(rep.Began).Seconds(), fmt.Sprintf(format, a...))
 	}
-	step("fresh stack in %s", c.RunDir)
-	if err := os.RemoveAll(c.RunDir); err != nil {
+	if err := freshStack(ctx, c, o.Log, step); err != nil {
 		return rep, err
 	}
-	if err := stack.Up(ctx, c, o.Log); err != nil {
-		_ = stack.Down(context.WithoutCancel(ctx), c, o.Log)
-		return rep, fmt.Errorf("start the stack: %w", err)
-	}
 	if !o.Keep {
-		defer func() {
-			step("stopping the stack")
-			if derr := stack.Down(context.WithoutCancel(ctx), c, o.Log); derr != nil && err == nil {
-				err = derr
-			}
-		}()
+		defer stopStack(ctx, c, o.Log, step, &err)
 	}
 	nc, err := nats.Connect(c.NATSURL(), nats.Name("jetsaga-bench-history"), nats.MaxReconnects(-1))
 	if err != nil {
