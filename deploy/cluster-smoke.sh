@@ -59,6 +59,7 @@ trap cleanup EXIT
 
 [ -x bin/jetsaga ] || fail "bin/jetsaga is not built: make build"
 rm -rf "$run"
+mkdir -p "$(dirname "$run")" # a fresh checkout has no .run yet
 
 step "cluster up (make cluster-up's stack in $run)"
 bin/jetsaga up --cluster --run-dir "$run" >"$run.up.log" 2>&1 || { cat "$run.up.log"; fail "cluster up"; }
