@@ -2,6 +2,8 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
@@ -52,6 +54,27 @@ func TestSagaUnderPerServiceIdentities(t *testing.T) {
 	}
 	if len(hops) != 4 {
 		t.Errorf("trace as the reader: %d hops, want 4", len(hops))
+	}
+	// The read model's /stats says how far behind every service's consumer
+	// is, under its own identity too (listing consumers is read-only).
+	resp, err := http.Get(w.url("readmodel") + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Behind map[string]int64 `json:"behind"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Behind) < 10 {
+		t.Errorf("/stats knows %d consumers, want every service's: %v", len(st.Behind), st.Behind)
+	}
+	for name, n := range st.Behind {
+		if n < 0 {
+			t.Errorf("/stats: consumer %s: not known how far behind (%d) under the readmodel identity", name, n)
+		}
 	}
 }
 

@@ -102,7 +102,10 @@ func service(name string) Permissions {
 		for _, s := range eventStreams {
 			p.PublishAllow = append(p.PublishAllow,
 				api+"CONSUMER.CREATE."+s+".*", api+"CONSUMER.CREATE."+s+".*.>",
-				api+"CONSUMER.INFO."+s+".*", api+"CONSUMER.MSG.NEXT."+s+".*", api+"CONSUMER.DELETE."+s+".*")
+				api+"CONSUMER.INFO."+s+".*", api+"CONSUMER.MSG.NEXT."+s+".*", api+"CONSUMER.DELETE."+s+".*",
+				// /stats and the dashboard show how far behind every
+				// service's consumer is: listing them is read-only.
+				api+"CONSUMER.LIST."+s)
 		}
 		p.PublishDeny = othersDurables(name)
 	}
