@@ -8,12 +8,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/jetsaga/jetsaga/bench"
 	"github.com/jetsaga/jetsaga/check"
+	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/service"
+	"github.com/jetsaga/jetsaga/internal/stream"
 	"github.com/jetsaga/jetsaga/internal/testenv"
 	"github.com/jetsaga/jetsaga/inventory"
 	"github.com/jetsaga/jetsaga/order"
@@ -74,7 +77,8 @@ func services(t *testing.T, natsURL, dbURL string, maxMsgs int64) (urls map[stri
 // TestFillMakesConsistentHistory fills 500 sagas the way bench-history
 // does — services stopped, orders copied in, order.created published,
 // services started on the backlog — and checks that every saga ended as
-// its class says and that every invariant holds.
+// its class says, that every invariant holds, and that the event streams'
+// subjects are their types × the orders' shards, not one per event.
 func TestFillMakesConsistentHistory(t *testing.T) {
 	t.Parallel()
 	n := testenv.StartNATS(t)
@@ -136,6 +140,77 @@ func TestFillMakesConsistentHistory(t *testing.T) {
 		var b strings.Builder
 		rep.Write(&b)
 		t.Errorf("invariants violated:\n%s", b.String())
+	}
+	checkSubjectsBounded(t, pool, js)
+}
+
+// checkSubjectsBounded checks that each event stream's distinct subjects are
+// <type>.<shard> of its own types, at most its types × event.Shards however
+// many orders there are, fewer than its messages (two orders of a shard
+// share a subject), and that order.created's subjects are exactly the shards
+// of the order ids.
+func checkSubjectsBounded(t *testing.T, pool *pgxpool.Pool, js jetstream.JetStream) {
+	t.Helper()
+	for _, name := range []string{stream.Orders, stream.Inventory, stream.Payments} {
+		s, err := js.Stream(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(stream.Subject(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := info.State
+		types := 0
+		for _, typ := range event.Types() {
+			if typ.Stream() == name {
+				types++
+			}
+		}
+		if st.NumSubjects != uint64(len(st.Subjects)) || st.NumSubjects > uint64(types*event.Shards) || st.NumSubjects >= st.Msgs {
+			t.Errorf("%s: %d messages on %d subjects, want at most %d × %d subjects and fewer than the messages",
+				name, st.Msgs, st.NumSubjects, types, event.Shards)
+		}
+		for subj := range st.Subjects {
+			i := strings.LastIndexByte(subj, '.')
+			typ, shard := subj[:max(i, 0)], subj[i+1:]
+			if event.Type(typ).Stream() != name || len(shard) != 3 || strings.Trim(shard, "0123456789abcdef") != "" {
+				t.Errorf("%s holds subject %q, want <type>.<shard>", name, subj)
+			}
+		}
+		t.Logf("%s: %d messages, %d subjects", name, st.Msgs, st.NumSubjects)
+	}
+
+	rows, err := pool.Query(t.Context(), `SELECT order_id FROM orders.orders`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		want[event.Subject(event.OrderCreated, id)] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), stream.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(event.Filter(event.OrderCreated)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.State.Subjects) != len(want) {
+		t.Errorf("order.created is on %d subjects, want the %d shards of the orders", len(info.State.Subjects), len(want))
+	}
+	for subj := range info.State.Subjects {
+		if !want[subj] {
+			t.Errorf("order.created on %s, the shard of no order", subj)
+		}
 	}
 }
 

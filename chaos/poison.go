@@ -32,12 +32,18 @@ const (
 	// A message near max_payload: the event streams must refuse it
 	// (max_msg_size).
 	poisonHuge = "near_max_payload"
-	// A 200 KiB body that is not JSON under valid headers: stored, and
-	// dead-lettered by every consumer that takes its subject.
+	// A 200 KiB body that is not JSON, on an event's subject (its type and
+	// an order's shard): stored, and dead-lettered by every consumer that
+	// takes its subject.
 	poisonGarbage = "garbage_body"
+	// A well-formed event — valid headers and body, a fresh order — on the
+	// subject of another shard than its order id's: an event's subject names
+	// its order's shard, and one that does not breaks the contract, so every
+	// consumer that takes it dead-letters it rather than act on it.
+	poisonWrongShard = "wrong_shard"
 )
 
-var poisonKinds = []string{poisonLongSubject, poisonHuge, poisonGarbage}
+var poisonKinds = []string{poisonLongSubject, poisonHuge, poisonGarbage, poisonWrongShard}
 
 // poisonSubjects are the event types poison is published as, in turn: one per
 // stream, each taken by two or three consumers.
@@ -103,7 +109,9 @@ func injectPoison(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, i 
 	deadline := time.Now().Add(time.Minute)
 	switch kind {
 	case poisonLongSubject:
-		subject = event.Subject(typ, strings.Repeat("L", 4040))
+		// The type and one long token: the stream's subjects and the
+		// consumers' filters take it, as they take <type>.<shard>.
+		subject = string(typ) + "." + strings.Repeat("L", 4040)
 		p.Subject = subject[:40] + "...(" + strconv.Itoa(len(subject)) + " bytes)"
 		// A core publish: the control line holds no reply subject. The
 		// stream dedups the retries on Nats-Msg-Id.
@@ -130,17 +138,30 @@ func injectPoison(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, i 
 			}
 			pause(ctx, 250*time.Millisecond)
 		}
-	case poisonHuge, poisonGarbage:
+	case poisonHuge, poisonGarbage, poisonWrongShard:
 		subject = event.Subject(typ, "poison-"+strconv.Itoa(i))
-		p.Subject = subject
 		size := 200 << 10
 		if kind == poisonHuge {
 			size = int(nc.MaxPayload()) - 1024
 		}
 		body := []byte(strings.Repeat("\xff", size))
+		var header nats.Header
+		if kind == poisonWrongShard {
+			e, err := wellFormed(typ, id)
+			if err != nil {
+				p.Err = err.Error()
+				return p
+			}
+			subject = string(typ) + "." + otherShard(e.OrderID)
+			header, body = e.Header(), e.Body
+		}
+		p.Subject = subject
 		for {
 			m := msg()
 			m.Data = body
+			for k, v := range header {
+				m.Header[k] = v
+			}
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			ack, err := js.PublishMsg(pctx, m)
 			cancel()
@@ -161,6 +182,39 @@ func injectPoison(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, i 
 		}
 	}
 	return p
+}
+
+// wellFormed returns a valid event of type typ, with event id id, for a new
+// order (one nobody placed).
+func wellFormed(typ event.Type, id string) (event.Event, error) {
+	orderID := uuid.Must(uuid.NewV7()).String()
+	items := []event.Item{{SKU: "poison", Qty: 1, UnitPriceCents: 100}}
+	var p event.Payload
+	cause := uuid.Must(uuid.NewV7()).String()
+	switch typ {
+	case event.OrderCreated:
+		p, cause = event.OrderCreatedPayload{OrderID: orderID, CustomerID: "poison", Items: items, TotalCents: 100}, ""
+	case event.InventoryReserved:
+		p = event.InventoryReservedPayload{OrderID: orderID, Items: items, TotalCents: 100}
+	case event.PaymentFailed:
+		p = event.PaymentFailedPayload{OrderID: orderID, Reason: "card_declined", AmountCents: 100}
+	default:
+		return event.Event{}, fmt.Errorf("no well-formed %s poison", typ)
+	}
+	e, err := event.New(typ, orderID, cause, p, time.Now())
+	if err != nil {
+		return event.Event{}, fmt.Errorf("well-formed %s poison: %w", typ, err)
+	}
+	e.ID = id // the message's Nats-Msg-Id, which dedups the retries
+	return e, nil
+}
+
+// otherShard returns a shard that is not orderID's.
+func otherShard(orderID string) string {
+	if event.Shard(orderID) == "000" {
+		return "001"
+	}
+	return "000"
 }
 
 // accountPoison fills in, for each stored poison, the durable consumers that

@@ -231,6 +231,21 @@ func TestEachInvariantBroken(t *testing.T) {
 			},
 		},
 		{
+			// A well-formed event on a shard that is not its order's.
+			name: "an event on another shard's subject", invariant: 4,
+			mention: []string{"ORDERS #", "order.confirmed." + otherShard("o-confirmed"), "not a ORDERS event on its subject", `Jetsaga-Order-Id "o-confirmed"`},
+			breakIt: func(t *testing.T, w *world) {
+				m := w.event(t, "o-confirmed", event.OrderConfirmed).Msg()
+				m.Header.Set(event.HeaderMsgID, "01900000-0000-7000-8000-0000000000aa")
+				m.Subject = "order.confirmed." + otherShard("o-confirmed")
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if _, err := w.js.PublishMsg(ctx, m); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
 			name: "two events of one type for one order", invariant: 4, mention: []string{"order o-confirmed: payment.completed twice"},
 			breakIt: func(t *testing.T, w *world) {
 				w.publish(t, newEvent(t, event.PaymentCompletedPayload{OrderID: "o-confirmed", PaymentID: "pay-2", AmountCents: 2000},
@@ -238,7 +253,7 @@ func TestEachInvariantBroken(t *testing.T) {
 			},
 		},
 		{
-			name: "a dead letter", invariant: 4, mention: []string{"dlq.inventory.ORDERS.7", "order.created.o-oos", "inventory-orders", "event: items[0].qty: must be 1-1000"},
+			name: "a dead letter", invariant: 4, mention: []string{"dlq.inventory.ORDERS.7", event.Subject(event.OrderCreated, "o-oos"), "inventory-orders", "event: items[0].qty: must be 1-1000"},
 			breakIt: func(t *testing.T, w *world) {
 				e := w.event(t, "o-oos", event.OrderCreated)
 				msg := nats.NewMsg(consume.DLQSubject("inventory", stream.Orders, 7))
@@ -337,7 +352,7 @@ func TestEachInvariantBroken(t *testing.T) {
 			tt.breakIt(t, w)
 			if tt.mention == nil { // the duplicated event, known only now
 				e := w.event(t, "o-oos", event.InventoryRejected)
-				tt.mention = []string{"event " + e.ID + " is in the streams twice: INVENTORY #", "(inventory.rejected.o-oos)"}
+				tt.mention = []string{"event " + e.ID + " is in the streams twice: INVENTORY #", "(" + e.Subject() + ")"}
 			}
 			rep := run(t, w, check.Options{Deadline: deadline, AckPendingBound: ackBound})
 			out := written(rep)
@@ -356,6 +371,39 @@ func TestEachInvariantBroken(t *testing.T) {
 				t.Errorf("report:\n%s", out)
 			}
 		})
+	}
+}
+
+// otherShard returns a shard that is not orderID's.
+func otherShard(orderID string) string {
+	if event.Shard(orderID) == "000" {
+		return "001"
+	}
+	return "000"
+}
+
+// History written before subjects were sharded (<type>.<order id>) passes the
+// check like any other, and the check still tells its orders apart by their
+// headers: a second order.created for the order, on the sharded subject, is
+// the same order's.
+func TestLegacySubjects(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.legacy = true
+	items := []event.Item{{SKU: "sku-x", Qty: 1, UnitPriceCents: 100}}
+	w.addOrder(t, sagaOrder{id: "o-legacy", customer: "c5", items: items,
+		status: "CANCELLED", reason: event.ReasonUnknownSKU, reservation: "REJECTED", age: settled})
+	w.legacy = false
+	if rep := run(t, w, check.Options{Deadline: deadline}); !rep.OK() {
+		t.Fatalf("a world with legacy subjects fails the check:\n%s", written(rep))
+	}
+
+	w.publish(t, newEvent(t, event.OrderCreatedPayload{OrderID: "o-legacy", CustomerID: "c5", Items: items, TotalCents: 100},
+		"o-legacy", "", time.Now()))
+	rep := run(t, w, check.Options{Deadline: deadline})
+	if got := rep.Failed(); !slices.Equal(got, []int{4}) ||
+		!slices.ContainsFunc(rep.Results[3].Violations, func(v string) bool { return strings.HasPrefix(v, "order o-legacy: order.created twice") }) {
+		t.Fatalf("failed %v, want 4 with order.created twice for o-legacy:\n%s", got, written(rep))
 	}
 }
 

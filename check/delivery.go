@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -109,11 +108,15 @@ func (c *checker) streams(ctx context.Context, r *Result) error {
 			at := fmt.Sprintf("%s #%d %s", name, seq, subject) // where, for a violation about one message
 			rawID := msg.Headers().Get(event.HeaderMsgID)
 			id, err := uuid.Parse(rawID)
+			// One violation per message: one without an event id is no
+			// event, whatever else it breaks.
 			switch {
 			case rawID == "":
 				r.add("%s: no %s header", at, event.HeaderMsgID)
+				return
 			case err != nil:
-				r.add("%s: %s %q is not a UUID", at, event.HeaderMsgID, rawID)
+				r.add("%s: %s %q is not a UUID", at, event.HeaderMsgID, clip(rawID))
+				return
 			default:
 				if first, seen := byID[id]; seen {
 					r.add("event %s is in the streams twice: %s #%d and %s #%d (%s)", rawID, names[first.stream], first.seq, name, seq, subject)
@@ -122,10 +125,15 @@ func (c *checker) streams(ctx context.Context, r *Result) error {
 				}
 			}
 
-			typ, orderID, ok := splitSubject(subject)
+			// The headers name the event's type and order; the subject must
+			// be the one they give (<type>.<shard>, or <type>.<order id> for
+			// history written before subjects were sharded).
+			h := msg.Headers()
+			typ, orderID := event.Type(h.Get(event.HeaderType)), h.Get(event.HeaderOrderID)
 			ti := slices.Index(types, typ)
-			if !ok || ti < 0 || typ.Stream() != name {
-				r.add("%s: subject is not <event type>.<order id> of a %s event", at, name)
+			if ti < 0 || typ.Stream() != name || event.ValidOrderID(orderID) != nil || !event.IsSubject(subject, typ, orderID) {
+				r.add("%s: not a %s event on its subject <event type>.<shard of the order id> (%s %q, %s %q)", at, name,
+					event.HeaderType, clip(string(typ)), event.HeaderOrderID, clip(orderID))
 				return
 			}
 			seqs := byOrder[orderID]
@@ -147,17 +155,16 @@ func (c *checker) streams(ctx context.Context, r *Result) error {
 	return nil
 }
 
-// splitSubject splits "<type>.<order id>" ("order.created.<id>").
-func splitSubject(subject string) (event.Type, string, bool) {
-	tokens := strings.Split(subject, ".")
-	if len(tokens) != 3 || tokens[2] == "" {
-		return "", "", false
-	}
-	return event.Type(tokens[0] + "." + tokens[1]), tokens[2], true
-}
-
 // maxErrorLen bounds the dead-letter error quoted in a violation.
 const maxErrorLen = 200
+
+// clip cuts s to maxErrorLen for a violation's text.
+func clip(s string) string {
+	if len(s) > maxErrorLen {
+		return s[:maxErrorLen] + "..."
+	}
+	return s
+}
 
 // deadLetters reports every message of the DLQ stream, and returns the
 // message ids (Nats-Msg-Id) it holds.
@@ -169,14 +176,8 @@ func (c *checker) deadLetters(ctx context.Context, r *Result) (map[string]bool, 
 		if c.injected(h.Get(consume.HeaderDLQStream), h.Get(consume.HeaderDLQStreamSeq)) {
 			return
 		}
-		cause := h.Get(consume.HeaderDLQError)
-		if len(cause) > maxErrorLen {
-			cause = cause[:maxErrorLen] + "..."
-		}
-		orig := h.Get(consume.HeaderDLQSubject)
-		if len(orig) > maxErrorLen {
-			orig = orig[:maxErrorLen] + "..."
-		}
+		cause := clip(h.Get(consume.HeaderDLQError))
+		orig := clip(h.Get(consume.HeaderDLQSubject))
 		r.add("dead letter %s #%d %s of %s (consumer %s, event %s): %s", stream.DLQ, seq, msg.Subject(), cmpOr(orig, "?"),
 			cmpOr(h.Get(consume.HeaderDLQConsumer), "?"), cmpOr(h.Get(consume.HeaderOriginalMsgID), "?"), cmpOr(cause, "no error given"))
 	})

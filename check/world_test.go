@@ -132,6 +132,9 @@ type world struct {
 	schema map[string]*pgxpool.Pool // one per service schema, search_path set
 	js     jetstream.JetStream
 	events map[string][]event.Event // per order, in causal order
+	// legacy publishes the events on <type>.<order id>, as versions before
+	// sharded subjects did.
+	legacy bool
 }
 
 func newWorld(t *testing.T) *world {
@@ -260,7 +263,11 @@ func (w *world) publish(t *testing.T, e event.Event) *jetstream.PubAck {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ack, err := w.js.PublishMsg(ctx, e.Msg())
+	m := e.Msg()
+	if w.legacy {
+		m.Subject = event.LegacySubject(e.Type, e.OrderID)
+	}
+	ack, err := w.js.PublishMsg(ctx, m)
 	if err != nil {
 		t.Fatalf("publish %s: %v", e.Subject(), err)
 	}

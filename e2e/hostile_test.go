@@ -48,10 +48,12 @@ func TestLongSubjectsLeaveEveryServiceConnected(t *testing.T) {
 	nc := w.nats.Connect(t)
 	long := strings.Repeat("L", 4040)
 	// Each subject and the consumers that take it: 4 + 3 + 3 dead letters.
+	// The type and one long token, which the consumers' filters
+	// (<type>.>) take as they take <type>.<shard>.
 	poisons := []string{
-		event.Subject(event.OrderCreated, long),      // inventory, payment, order, readmodel
-		event.Subject(event.InventoryReserved, long), // payment, order, readmodel
-		event.Subject(event.PaymentFailed, long),     // inventory, order, readmodel
+		string(event.OrderCreated) + "." + long,      // inventory, payment, order, readmodel
+		string(event.InventoryReserved) + "." + long, // payment, order, readmodel
+		string(event.PaymentFailed) + "." + long,     // inventory, order, readmodel
 	}
 	for i, subj := range poisons {
 		msg := nats.NewMsg(subj)

@@ -311,7 +311,7 @@ func TestKeepsFailingIsDeadLetteredAfterMaxDeliver(t *testing.T) {
 	var letter *jetstream.RawStreamMsg
 	testenv.WaitFor(t, 30*time.Second, "order.created dead-lettered by inventory", func() bool {
 		for _, m := range w.streamMsgs(stream.DLQ) {
-			if m.Header.Get(consume.HeaderDLQSubject) == "order.created."+id {
+			if m.Header.Get(consume.HeaderDLQSubject) == event.Subject(event.OrderCreated, id) {
 				letter = m
 				return true
 			}

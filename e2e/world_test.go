@@ -416,7 +416,9 @@ func (w *world) events(orderID string) map[string][]event.Event {
 	out := map[string][]event.Event{}
 	for _, name := range []string{stream.Orders, stream.Inventory, stream.Payments} {
 		for _, m := range w.streamMsgs(name) {
-			if !strings.HasSuffix(m.Subject, "."+orderID) {
+			// The subject names the order's shard, which other orders
+			// share: the header names the order.
+			if m.Header.Get(event.HeaderOrderID) != orderID {
 				continue
 			}
 			e, err := event.FromMsg(m.Subject, m.Header, m.Data)

@@ -119,7 +119,7 @@ func (s *Service) Consumers() []service.Consumer {
 		{
 			Stream:      stream.Orders,
 			Durable:     ConsumerOrders,
-			Subjects:    []string{event.Subject(event.OrderCreated, ">"), event.Subject(event.OrderConfirmed, ">"), event.Subject(event.OrderCancelled, ">")},
+			Subjects:    []string{event.Filter(event.OrderCreated), event.Filter(event.OrderConfirmed), event.Filter(event.OrderCancelled)},
 			Handle:      s.handle,
 			HandleBatch: s.handleBatch,
 			Prepare:     s.prepare,
@@ -127,7 +127,7 @@ func (s *Service) Consumers() []service.Consumer {
 		{
 			Stream:      stream.Payments,
 			Durable:     ConsumerPayments,
-			Subjects:    []string{event.Subject(event.PaymentFailed, ">")},
+			Subjects:    []string{event.Filter(event.PaymentFailed)},
 			Handle:      s.handle,
 			HandleBatch: s.handleBatch,
 			Prepare:     s.prepare,

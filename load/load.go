@@ -163,7 +163,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer nc.Close()
 	for _, t := range []event.Type{event.OrderConfirmed, event.OrderCancelled} {
-		sub, err := nc.Subscribe(string(t)+".>", r.onTerminal)
+		sub, err := nc.Subscribe(event.Filter(t), r.onTerminal)
 		if err != nil {
 			return Result{}, fmt.Errorf("subscribe to %s.>: %w", t, err)
 		}
@@ -206,9 +206,11 @@ func newHistogram() *hdrhistogram.Histogram {
 // onTerminal handles an order.confirmed or order.cancelled message.
 func (r *run) onTerminal(m *nats.Msg) {
 	at := time.Now()
+	// The subject names the type and the order's shard, not the order: the
+	// header names it. A message without one is no saga's event.
 	id := m.Header.Get(event.HeaderOrderID)
 	if id == "" {
-		id = orderIDFromSubject(m.Subject)
+		return
 	}
 	o := outcome{confirmed: strings.HasPrefix(m.Subject, string(event.OrderConfirmed)+"."), at: at}
 	if !o.confirmed {

@@ -2,7 +2,6 @@ package load
 
 import (
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -129,13 +128,4 @@ func (t *tracker) foreign() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.early)
-}
-
-// orderIDFromSubject is the last token of order.confirmed.<id>.
-func orderIDFromSubject(subject string) string {
-	i := strings.LastIndexByte(subject, '.')
-	if i < 0 {
-		return ""
-	}
-	return subject[i+1:]
 }

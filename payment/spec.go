@@ -108,13 +108,13 @@ func (s *Service) Consumers() []service.Consumer {
 	return []service.Consumer{{
 		Stream:      stream.Inventory,
 		Durable:     ConsumerInventory,
-		Subjects:    []string{event.Subject(event.InventoryReserved, ">")},
+		Subjects:    []string{event.Filter(event.InventoryReserved)},
 		Handle:      s.handle,
 		HandleBatch: s.handleBatch,
 	}, {
 		Stream:      stream.Orders,
 		Durable:     ConsumerOrders,
-		Subjects:    []string{event.Subject(event.OrderCreated, ">"), event.Subject(event.OrderConfirmed, ">"), event.Subject(event.OrderCancelled, ">")},
+		Subjects:    []string{event.Filter(event.OrderCreated), event.Filter(event.OrderConfirmed), event.Filter(event.OrderCancelled)},
 		Handle:      s.handleCancelled,
 		HandleBatch: s.handleCancelledBatch,
 	}}

@@ -4,8 +4,8 @@
 //
 // # Owns
 //
-// The Postgres schema "readmodel" with two tables beside the delivery tables
-// (outbox, unused here, and inbox):
+// The Postgres schema "readmodel" with three tables beside the delivery
+// tables (outbox, unused here, and inbox):
 //
 //   - events: every distinct event seen (event_id primary key, order_id,
 //     event_type, causation_id, occurred_at, projected_at, body, and the
@@ -17,7 +17,11 @@
 //     sequences it has seen; pruned: its events are deleted; created_at:
 //     when the saga began), indexed by (status, order_id) for the list and,
 //     for the views in flight only (PENDING, RESERVED), by (created_at,
-//     order_id) for GET /sagas.
+//     order_id) for GET /sagas and the counts in flight;
+//   - counts: deltas of the CONFIRMED and CANCELLED views and of the events
+//     recorded, one row appended by each statement that changes them and
+//     folded into one every few seconds, so that GET /stats and the
+//     dashboard count without scanning order_views or events.
 //
 // # Consumes
 //

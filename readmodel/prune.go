@@ -10,13 +10,20 @@ import (
 	"go.uber.org/zap"
 )
 
-// Run prunes the events table every PruneEvery until ctx is done (the
-// runtime runs it beside the consumers: service.Runner), then returns nil.
-// The dashboard's sampler runs beside it, and stops with it.
+// compactEvery is how often Run folds the counts table's rows into one: a
+// reader of /stats or the dashboard then sums at most this long's deltas
+// (one or two rows per projected batch).
+const compactEvery = 10 * time.Second
+
+// Run prunes the events table every PruneEvery and compacts the counts every
+// compactEvery until ctx is done (the runtime runs it beside the consumers:
+// service.Runner), then returns nil. The dashboard's sampler runs beside it,
+// and stops with it.
 func (rm *readModel) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { _ = rm.hub.Run(ctx) })
+	wg.Go(func() { rm.compactLoop(ctx) })
 	t := time.NewTicker(rm.cfg.PruneEvery)
 	defer t.Stop()
 	for {
@@ -32,6 +39,22 @@ func (rm *readModel) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+	}
+}
+
+// compactLoop compacts the counts table every compactEvery until ctx is done.
+func (rm *readModel) compactLoop(ctx context.Context) {
+	t := time.NewTicker(compactEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := rm.store.compactCounts(ctx); err != nil && ctx.Err() == nil {
+			rm.log.Warn("counts compaction failed; trying again later", zap.Error(err))
 		}
 	}
 }
@@ -89,7 +112,9 @@ func (s *store) pruneRound(ctx context.Context, cutoff time.Time, limit int) (vi
 			WHERE order_id = ANY($1) AND NOT pruned AND status IN ('CONFIRMED', 'CANCELLED')
 			RETURNING order_id),
 		gone AS (
-			DELETE FROM events e USING marked m WHERE e.order_id = m.order_id RETURNING 1)
+			DELETE FROM events e USING marked m WHERE e.order_id = m.order_id RETURNING 1),
+		tally AS (
+			INSERT INTO counts (events) SELECT -count(*) FROM gone HAVING count(*) > 0)
 		SELECT (SELECT count(*) FROM marked), (SELECT count(*) FROM gone)`, ids).Scan(&views, &events); err != nil {
 		return 0, 0, fmt.Errorf("prune events of %d orders: %w", len(ids), err)
 	}

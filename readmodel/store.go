@@ -57,17 +57,23 @@ func recordAndLoadAll(ctx context.Context, tx pgx.Tx, events []event.Event, proj
 		SELECT pg_advisory_xact_lock($1, hashtext(o))
 		FROM (SELECT DISTINCT o FROM unnest($2::text[]) AS o ORDER BY o) AS sorted`, orderLockClass, orders)
 	}
+	// The events recorded are counted in the same statement (counts, see
+	// migration 004).
 	b.Queue(`
-		INSERT INTO events (event_id, order_id, event_type, causation_id, occurred_at, projected_at, body, stream, seq)
-		SELECT t.id, t.ord, t.typ, t.cause, t.occ, $7, t.body, t.stream, t.seq
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $8::text[], $9::bigint[])
-			AS t(id, ord, typ, cause, occ, body, stream, seq)
-		WHERE NOT EXISTS (
-			SELECT 1 FROM order_views v
-			WHERE v.order_id = t.ord AND (v.pruned OR t.seq = ANY(CASE t.stream
-				WHEN $10 THEN v.orders_seqs WHEN $11 THEN v.inventory_seqs WHEN $12 THEN v.payments_seqs END)))
-		ON CONFLICT (event_id) DO NOTHING
-		RETURNING event_id::text`, ids, orders, types, causes, occurred, bodies, projectedAt, streams, seqs,
+		WITH recorded AS (
+			INSERT INTO events (event_id, order_id, event_type, causation_id, occurred_at, projected_at, body, stream, seq)
+			SELECT t.id, t.ord, t.typ, t.cause, t.occ, $7, t.body, t.stream, t.seq
+			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $8::text[], $9::bigint[])
+				AS t(id, ord, typ, cause, occ, body, stream, seq)
+			WHERE NOT EXISTS (
+				SELECT 1 FROM order_views v
+				WHERE v.order_id = t.ord AND (v.pruned OR t.seq = ANY(CASE t.stream
+					WHEN $10 THEN v.orders_seqs WHEN $11 THEN v.inventory_seqs WHEN $12 THEN v.payments_seqs END)))
+			ON CONFLICT (event_id) DO NOTHING
+			RETURNING event_id),
+		tally AS (
+			INSERT INTO counts (events) SELECT count(*) FROM recorded HAVING count(*) > 0)
+		SELECT event_id::text FROM recorded`, ids, orders, types, causes, occurred, bodies, projectedAt, streams, seqs,
 		stream.Orders, stream.Inventory, stream.Payments)
 	b.Queue(`
 		SELECT event_id::text, order_id, event_type, causation_id, occurred_at, projected_at, body, stream, seq
@@ -136,7 +142,10 @@ func scanRecorded(row pgx.CollectableRow) (Recorded, error) {
 // row, its updated_at included, stays as it is). A view whose timeline is
 // the same but that has seen more sequences (a re-emitted or republished
 // event) records them and keeps its updated_at. It returns how many rows
-// changed.
+// changed. Views that become CONFIRMED or CANCELLED (or stop being so) are
+// counted in the same statement (counts, see migration 004): the statuses
+// before it are those of the rows it changes, which the per-order locks
+// (recordAndLoadAll) keep every other projection away from.
 func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time) (int64, error) {
 	n := len(views)
 	var (
@@ -165,7 +174,11 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 	// Each view's sequences of a stream travel as one array literal (an
 	// array of arrays of differing lengths does not fit unnest), cast to
 	// bigint[], which <@ compares.
-	tag, err := tx.Exec(ctx, `
+	var changed int64
+	err := tx.QueryRow(ctx, `
+		WITH old AS (
+			SELECT order_id, status FROM order_views WHERE order_id = ANY($1::text[])),
+		saved AS (
 		INSERT INTO order_views AS v (order_id, customer_id, items, total_cents, status, reason, version,
 			timeline, last_occurred_at, updated_at, lag_ms, orders_seqs, inventory_seqs, payments_seqs, created_at)
 		SELECT t.id, t.cust, t.items, t.total, t.status, t.reason, t.version, t.timeline, t.last, $11, t.lag,
@@ -197,13 +210,23 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 			AND (v.timeline IS DISTINCT FROM EXCLUDED.timeline
 				OR v.orders_seqs <> EXCLUDED.orders_seqs
 				OR v.inventory_seqs <> EXCLUDED.inventory_seqs
-				OR v.payments_seqs <> EXCLUDED.payments_seqs)`,
+				OR v.payments_seqs <> EXCLUDED.payments_seqs)
+		RETURNING v.order_id, v.status),
+		delta AS (
+			SELECT count(*) AS changed,
+				count(*) FILTER (WHERE saved.status = 'CONFIRMED') - count(*) FILTER (WHERE old.status = 'CONFIRMED') AS confirmed,
+				count(*) FILTER (WHERE saved.status = 'CANCELLED') - count(*) FILTER (WHERE old.status = 'CANCELLED') AS cancelled
+			FROM saved LEFT JOIN old USING (order_id)),
+		tally AS (
+			INSERT INTO counts (confirmed, cancelled)
+			SELECT confirmed, cancelled FROM delta WHERE confirmed <> 0 OR cancelled <> 0)
+		SELECT changed FROM delta`,
 		ids, customers, items, totals, statuses, reasons, versions, timelines, last, lags, updatedAt,
-		oseqs, iseqs, pseqs, created)
+		oseqs, iseqs, pseqs, created).Scan(&changed)
 	if err != nil {
 		return 0, fmt.Errorf("save %d views: %w", n, err)
 	}
-	return tag.RowsAffected(), nil
+	return changed, nil
 }
 
 // arrayLiteral writes seqs as a Postgres array literal: {1,2,3}.
@@ -311,27 +334,48 @@ func (s *store) list(ctx context.Context, status Status, after string, limit int
 }
 
 // counts returns the number of views per status (every status present) and
-// the number of events recorded.
+// the number of events recorded, at one snapshot, without counting either
+// table: at a million sagas `SELECT status, count(*) FROM order_views GROUP
+// BY status` scans 2.3 GB, and /stats and the dashboard (every second while
+// a page watches) ask often. The views in flight are counted exactly from
+// the partial index order_views_in_flight (they are few, however long the
+// history); the terminal views and the events are the sums of the counts
+// table, which the projection and the pruner append deltas to in the
+// transactions that change them, once per statement, and which
+// compactCounts keeps to a few rows (migration 004 says why not a counter
+// row: every consumer's transaction would wait on it).
 func (s *store) counts(ctx context.Context) (map[Status]int64, int64, error) {
-	byStatus := map[Status]int64{}
-	for _, st := range Statuses() {
-		byStatus[st] = 0
-	}
-	rows, err := s.pool.Query(ctx, `SELECT status, count(*) FROM order_views GROUP BY status`)
+	var pending, reserved, confirmed, cancelled, events int64
+	err := s.pool.QueryRow(ctx, countsSQL).Scan(&pending, &reserved, &confirmed, &cancelled, &events)
 	if err != nil {
-		return nil, 0, fmt.Errorf("count orders: %w", err)
+		return nil, 0, fmt.Errorf("count orders and events: %w", err)
 	}
-	var st string
-	var n int64
-	if _, err := pgx.ForEachRow(rows, []any{&st, &n}, func() error {
-		byStatus[Status(st)] = n
-		return nil
-	}); err != nil {
-		return nil, 0, fmt.Errorf("count orders: %w", err)
+	return map[Status]int64{Pending: pending, Reserved: reserved, Confirmed: confirmed, Cancelled: cancelled}, events, nil
+}
+
+// countsSQL is counts' query: the views in flight by status, from
+// order_views_in_flight (the condition is its predicate), and the sums of
+// the counts table.
+const countsSQL = `
+	SELECT f.pending, f.reserved, c.confirmed, c.cancelled, c.events
+	FROM (SELECT count(*) FILTER (WHERE status = 'PENDING') AS pending,
+			count(*) FILTER (WHERE status = 'RESERVED') AS reserved
+		FROM order_views WHERE ` + inFlightSQL + `) AS f,
+		(SELECT coalesce(sum(confirmed), 0) AS confirmed, coalesce(sum(cancelled), 0) AS cancelled,
+			coalesce(sum(events), 0) AS events
+		FROM counts) AS c`
+
+// compactCounts folds the rows of the counts table into one, so that a
+// reader sums a few rows. Rows are moved by one statement (deleted and their
+// sum inserted), so a reader sees the sum before or after, never a part; two
+// compactions at once move each row once.
+func (s *store) compactCounts(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, `
+		WITH moved AS (DELETE FROM counts RETURNING confirmed, cancelled, events)
+		INSERT INTO counts (confirmed, cancelled, events)
+		SELECT sum(confirmed), sum(cancelled), sum(events) FROM moved HAVING count(*) > 0`)
+	if err != nil {
+		return fmt.Errorf("compact counts: %w", err)
 	}
-	var events int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&events); err != nil {
-		return nil, 0, fmt.Errorf("count events: %w", err)
-	}
-	return byStatus, events, nil
+	return nil
 }

@@ -3,9 +3,24 @@
 // and how long the whole saga took. It is what `jetsaga trace <order-id>`
 // prints.
 //
-// The events of an order are found by subject ("*.*.<order id>" in ORDERS,
-// INVENTORY and PAYMENTS) and its dead letters by their headers (DLQ), so a
-// trace needs nothing but NATS: no database, no running service.
+// The events of an order are found by subject and header: its shard's
+// subjects ("*.*.<shard>" in ORDERS, INVENTORY and PAYMENTS, see
+// event.Shard) hold about 1/event.Shards of the history, and of those the
+// messages whose Jetsaga-Order-Id names the order are its events (history
+// written before subjects were sharded is on "*.*.<order id>", read too). Its
+// dead letters are found by their headers (DLQ). A trace needs nothing but
+// NATS: no database, no running service.
+//
+// What a trace costs is nats-server's, and it is not the shard's share: a
+// shard's messages are spread over every block of a stream, so nats-server
+// reads every block from where the trace starts. An order id minted by the
+// order service is a UUIDv7, which carries the time it was placed, and none
+// of its events can be stored before that: the trace starts there (less a
+// minute for the clocks of different hosts), so it reads the history stored
+// since the order was placed, not all of it — a recent order's trace is
+// quick at any length of history, an old one's reads what came after it
+// (Options.Within bounds that). An id that is no UUIDv7, or a window without
+// the order's order.created (a clock far off), is read from the start.
 package trace
 
 import (
@@ -18,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -31,6 +47,7 @@ type Hop struct {
 	Seq         uint64 // stream sequence
 	Stream      string // ORDERS, INVENTORY, PAYMENTS, or DLQ for a dead letter
 	Subject     string
+	OrderID     string     // the order the hop belongs to (the one Load was asked for)
 	Type        event.Type // for a dead letter: the type of the event that was dead-lettered
 	EventID     string     // for a dead letter: the dead-lettered event's id
 	CausationID string
@@ -49,6 +66,22 @@ type Hop struct {
 	Consumer string
 }
 
+// Options narrow what LoadWith reads.
+type Options struct {
+	// Within, when positive, reads only the events stored within this long
+	// after the order was placed (the time its UUIDv7 id carries): a quick
+	// look at an old order in a long history, which misses what came later
+	// (an event republished by a dead letter's replay, days on). It is
+	// ignored for an order id that is no UUIDv7. Dead letters are read
+	// whole either way.
+	Within time.Duration
+}
+
+// clockMargin is how much earlier than the time in its id an order's events
+// are looked for: the id is minted on the order service's host, the stream's
+// timestamps on nats-server's.
+const clockMargin = time.Minute
+
 // Load reads the events of the order from the ORDERS, INVENTORY and PAYMENTS
 // streams, and its dead letters from DLQ. It drops copies of an event (same
 // event id) and returns the events in causal order: a depth-first walk of the
@@ -58,29 +91,94 @@ type Hop struct {
 //
 // An order without any event gives no hops and no error.
 func Load(ctx context.Context, js jetstream.JetStream, orderID string) ([]Hop, error) {
+	return LoadWith(ctx, js, orderID, Options{})
+}
+
+// LoadWith is Load with options.
+func LoadWith(ctx context.Context, js jetstream.JetStream, orderID string, opt Options) ([]Hop, error) {
 	if err := event.ValidOrderID(orderID); err != nil {
 		return nil, fmt.Errorf("trace %q: %w", orderID, err)
 	}
-	var events []Hop
-	for _, name := range []string{stream.Orders, stream.Inventory, stream.Payments} {
-		hops, err := read(ctx, js, name, "*.*."+orderID, nil)
-		if err != nil {
-			return nil, fmt.Errorf("trace %s: %w", orderID, err)
+	// The order's shard, and for history written before subjects were
+	// sharded its own id (the two filters must not be equal: an order id
+	// may be three hex digits).
+	filters := []string{"*.*." + event.Shard(orderID)}
+	if orderID != event.Shard(orderID) {
+		filters = append(filters, "*.*."+orderID)
+	}
+	mine := func(subject string, h nats.Header) bool { return belongs(orderID, subject, h) }
+	var w window
+	if placed, ok := placedAt(orderID); ok {
+		w.from = placed.Add(-clockMargin)
+		if opt.Within > 0 {
+			w.until = placed.Add(opt.Within)
 		}
-		events = append(events, hops...)
+	}
+	events, err := readEvents(ctx, js, filters, mine, w)
+	if err == nil && !w.from.IsZero() && !slices.ContainsFunc(events, func(h Hop) bool { return h.Type == event.OrderCreated }) {
+		// No order.created since the id's time: a clock far off, or an id
+		// minted elsewhere. Read from the start.
+		events, err = readEvents(ctx, js, filters, mine, window{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trace %s: %w", orderID, err)
 	}
 	// A dead letter's subject names the stream message, not the order
 	// (dlq.<service>.<stream>.<sequence>): its headers name the order.
-	dead, err := read(ctx, js, stream.DLQ, stream.Subject(stream.DLQ), func(h nats.Header) bool {
-		return h.Get(event.HeaderOrderID) == orderID || strings.HasSuffix(h.Get(consume.HeaderDLQSubject), "."+orderID)
-	})
+	dead, err := read(ctx, js, stream.DLQ, []string{stream.Subject(stream.DLQ)}, func(_ string, h nats.Header) bool {
+		return belongs(orderID, h.Get(consume.HeaderDLQSubject), h)
+	}, window{})
 	if err != nil {
 		return nil, fmt.Errorf("trace %s: %w", orderID, err)
 	}
 	hops := Sort(events)
 	slices.SortFunc(dead, func(a, b Hop) int { return cmp.Compare(a.Seq, b.Seq) })
-	return append(hops, dead...), nil
+	hops = append(hops, dead...)
+	for i := range hops {
+		hops[i].OrderID = orderID
+	}
+	return hops, nil
 }
+
+// belongs reports whether a message on subject with headers h is about the
+// order: its Jetsaga-Order-Id names it or, for a message without one (which
+// breaks the contract, and a trace shows), its subject is the order's
+// legacy subject "<type>.<order id>". A shard's subjects carry other orders'
+// events: the header tells them apart.
+func belongs(orderID, subject string, h nats.Header) bool {
+	if id := h.Get(event.HeaderOrderID); id != "" {
+		return id == orderID
+	}
+	return subject[strings.LastIndexByte(subject, '.')+1:] == orderID
+}
+
+// readEvents reads the messages of the event streams on filters that keep
+// accepts, within w.
+func readEvents(ctx context.Context, js jetstream.JetStream, filters []string, keep func(string, nats.Header) bool, w window) ([]Hop, error) {
+	var events []Hop
+	for _, name := range []string{stream.Orders, stream.Inventory, stream.Payments} {
+		hops, err := read(ctx, js, name, filters, keep, w)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, hops...)
+	}
+	return events, nil
+}
+
+// placedAt returns the time a UUIDv7 order id was minted.
+func placedAt(orderID string) (time.Time, bool) {
+	u, err := uuid.Parse(orderID)
+	if err != nil || u.Version() != 7 || u.String() != orderID {
+		return time.Time{}, false
+	}
+	sec, nsec := u.Time().UnixTime()
+	return time.Unix(sec, nsec), true
+}
+
+// window bounds a read by the messages' stored time: from (zero: the
+// stream's first message) until (zero: its last).
+type window struct{ from, until time.Time }
 
 // Sort drops copies of an event (the first by stream sequence is kept) and
 // sorts the events causally, setting Depth and Latency, as Load does. It is
@@ -171,10 +269,10 @@ func boolCmp(a, b bool) int {
 	}
 }
 
-// read returns every message of the named stream on subjects matching
-// filter (and whose headers keep accepts, when keep is not nil), as hops, in
-// stream order. A missing stream holds nothing.
-func read(ctx context.Context, js jetstream.JetStream, name, filter string, keep func(nats.Header) bool) ([]Hop, error) {
+// read returns the messages of the named stream on subjects matching
+// filters (and that keep accepts), stored within w, as hops, in stream order.
+// A missing stream holds nothing.
+func read(ctx context.Context, js jetstream.JetStream, name string, filters []string, keep func(string, nats.Header) bool, w window) ([]Hop, error) {
 	s, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
@@ -182,27 +280,17 @@ func read(ctx context.Context, js jetstream.JetStream, name, filter string, keep
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, InactiveThreshold: time.Minute}
+	if !w.from.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &w.from
+	}
+	cons, err := s.OrderedConsumer(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s subjects %s: %w", name, filter, err)
+		return nil, fmt.Errorf("read %s %s: %w", name, filters, err)
 	}
-	var want uint64
-	for _, n := range info.State.Subjects {
-		want += n
-	}
-	if want == 0 {
-		return nil, nil
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{filter},
-		InactiveThreshold: time.Minute,
-	})
+	it, err := cons.Messages(jetstream.PullMaxMessages(500))
 	if err != nil {
-		return nil, fmt.Errorf("read %s %s: %w", name, filter, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(int(min(want, 500))))
-	if err != nil {
-		return nil, fmt.Errorf("read %s %s: %w", name, filter, err)
+		return nil, fmt.Errorf("read %s %s: %w", name, filters, err)
 	}
 	defer func() {
 		it.Stop()
@@ -212,17 +300,25 @@ func read(ctx context.Context, js jetstream.JetStream, name, filter string, keep
 			cancel()
 		}
 	}()
+	// Nothing on the filters from the window's start: the iterator would
+	// wait for a message that never comes.
+	if info := cons.CachedInfo(); info == nil || info.NumPending == 0 {
+		return nil, nil
+	}
 	var hops []Hop
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			return nil, fmt.Errorf("read %s %s after %d messages: %w", name, filter, len(hops), err)
+			return nil, fmt.Errorf("read %s %s after %d messages: %w", name, filters, len(hops), err)
 		}
 		md, err := msg.Metadata()
 		if err != nil {
-			return nil, fmt.Errorf("read %s %s: %w", name, filter, err)
+			return nil, fmt.Errorf("read %s %s: %w", name, filters, err)
 		}
-		if keep == nil || keep(msg.Headers()) {
+		if !w.until.IsZero() && md.Timestamp.After(w.until) {
+			return hops, nil
+		}
+		if keep == nil || keep(msg.Subject(), msg.Headers()) {
 			hops = append(hops, hop(name, md.Sequence.Stream, msg))
 		}
 		if md.NumPending == 0 {

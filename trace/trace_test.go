@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -184,5 +185,183 @@ func TestLoadRejectsBadOrderIDs(t *testing.T) {
 		if _, err := trace.Load(ctx, js, id); err == nil {
 			t.Errorf("Load(%q): no error", id)
 		}
+	}
+}
+
+// sameShard returns n UUIDv7 order ids that share a shard, minted now (or at
+// the time given).
+func sameShard(t *testing.T, n int, at time.Time) []string {
+	t.Helper()
+	var ids []string
+	shard := ""
+	for len(ids) < n {
+		id := uuidV7At(t, at)
+		if shard == "" {
+			shard = event.Shard(id)
+		}
+		if event.Shard(id) == shard {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// uuidV7At mints a UUIDv7 whose time is at.
+func uuidV7At(t *testing.T, at time.Time) string {
+	t.Helper()
+	u, err := uuid.NewV7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := uint64(at.UnixMilli())
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	return u.String()
+}
+
+// Subjects name a shard, not an order: other orders' events share them, and
+// the trace keeps only the order's own, by its Jetsaga-Order-Id header.
+func TestLoadKeepsOnlyTheOrderOfItsShard(t *testing.T) {
+	t.Parallel()
+	ctx, js := setup(t)
+	ids := sameShard(t, 4, time.Now())
+	me, others := ids[0], ids[1:]
+	// Interleaved: each event of the order between other orders' events on
+	// the same subjects.
+	sagas := map[string][]event.Event{}
+	for _, id := range ids {
+		sagas[id] = confirmedSaga(t, id)
+	}
+	for i := range 4 {
+		for _, id := range ids {
+			publish(ctx, t, js, sagas[id][i].Msg())
+		}
+	}
+	s, err := js.Stream(ctx, stream.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("order.created."+event.Shard(me)))
+	if err != nil || info.State.Subjects["order.created."+event.Shard(me)] != 4 {
+		t.Fatalf("the shard's order.created holds %v (%v), want the 4 orders'", info.State.Subjects, err)
+	}
+
+	hops, err := trace.Load(ctx, js, me)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hops) != 4 {
+		t.Fatalf("%d hops, want the order's 4 events: %+v", len(hops), hops)
+	}
+	for i, h := range hops {
+		if want := sagas[me][i]; h.EventID != want.ID || h.OrderID != me || h.Subject != want.Subject() || h.Depth != i {
+			t.Errorf("hop %d = %s %s of %s depth %d, want %s %s", i, h.Type, h.EventID, h.OrderID, h.Depth, want.Type, want.ID)
+		}
+	}
+	for _, o := range others {
+		if hops, err := trace.Load(ctx, js, o); err != nil || len(hops) != 4 || hops[0].EventID != sagas[o][0].ID {
+			t.Errorf("trace of %s, in the same shard: %d hops, %v", o, len(hops), err)
+		}
+	}
+	var b bytes.Buffer
+	trace.Write(&b, hops)
+	if first := strings.SplitN(b.String(), "\n", 2)[0]; !strings.HasPrefix(first, "saga "+me+": 4 events") {
+		t.Errorf("summary %q names another order", first)
+	}
+}
+
+// History written before subjects were sharded is on <type>.<order id>: a
+// trace reads it with the new events, and not a neighbour's.
+func TestLoadReadsLegacySubjects(t *testing.T) {
+	t.Parallel()
+	ctx, js := setup(t)
+	ids := sameShard(t, 2, time.Now())
+	me, neighbour := ids[0], ids[1]
+	saga := confirmedSaga(t, me)
+	for i, e := range saga {
+		m := e.Msg()
+		if i < 2 { // the first half stored by an older version
+			m.Subject = event.LegacySubject(e.Type, me)
+		}
+		publish(ctx, t, js, m)
+	}
+	for _, e := range confirmedSaga(t, neighbour) {
+		m := e.Msg()
+		m.Subject = event.LegacySubject(e.Type, neighbour)
+		publish(ctx, t, js, m)
+	}
+	hops, err := trace.Load(ctx, js, me)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hops) != 4 {
+		t.Fatalf("%d hops, want 4: %+v", len(hops), hops)
+	}
+	for i, h := range hops {
+		if h.EventID != saga[i].ID {
+			t.Errorf("hop %d = %s %s, want %s %s", i, h.Type, h.EventID, saga[i].Type, saga[i].ID)
+		}
+	}
+	if !strings.HasSuffix(hops[0].Subject, "."+me) || hops[3].Subject != saga[3].Subject() {
+		t.Errorf("subjects %s … %s, want the legacy one first and the sharded one last", hops[0].Subject, hops[3].Subject)
+	}
+}
+
+// An order id whose time is well before its events were stored (a clock an
+// hour off, or an id minted elsewhere) finds no order.created from that
+// time: the trace reads the streams from the start instead, and finds it.
+func TestLoadOfAnOrderWhoseClockWasOff(t *testing.T) {
+	t.Parallel()
+	ctx, js := setup(t)
+	for _, placed := range []time.Time{time.Now().Add(-time.Hour), time.Now().Add(time.Hour)} {
+		id := uuidV7At(t, placed)
+		saga := confirmedSaga(t, id)
+		for _, e := range saga {
+			publish(ctx, t, js, e.Msg())
+		}
+		hops, err := trace.Load(ctx, js, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hops) != 4 || hops[0].EventID != saga[0].ID {
+			t.Errorf("order placed %v: %d hops, want its 4 events", time.Until(placed).Round(time.Minute), len(hops))
+		}
+	}
+}
+
+// Within reads only what was stored that long after the order was placed.
+func TestLoadWithin(t *testing.T) {
+	t.Parallel()
+	ctx, js := setup(t)
+	id := uuidV7At(t, time.Now())
+	sec, nsec := uuid.MustParse(id).Time().UnixTime()
+	placed := time.Unix(sec, nsec)
+	saga := confirmedSaga(t, id)
+	ack := publish(ctx, t, js, saga[0].Msg())
+	s, err := js.Stream(ctx, stream.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.GetMsg(ctx, ack.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A window that just holds order.created; the rest is stored after it.
+	within := stored.Time.Sub(placed) + time.Millisecond
+	testenv.WaitFor(t, 10*time.Second, "the window to pass", func() bool { return time.Now().After(placed.Add(within + time.Millisecond)) })
+	for _, e := range saga[1:] {
+		publish(ctx, t, js, e.Msg())
+	}
+
+	hops, err := trace.LoadWith(ctx, js, id, trace.Options{Within: within})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hops) != 1 || hops[0].EventID != saga[0].ID {
+		t.Errorf("within %v: %d hops, want order.created alone: %+v", within, len(hops), hops)
+	}
+	if hops, err := trace.Load(ctx, js, id); err != nil || len(hops) != 4 {
+		t.Errorf("without a window: %d hops, %v; want 4", len(hops), err)
 	}
 }

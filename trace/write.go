@@ -73,13 +73,13 @@ func Write(w io.Writer, hops []Hop) {
 // took from its first to its last event, and how it started and ended.
 func summary(events, dead []Hop) string {
 	var b strings.Builder
-	subject := ""
-	if len(events) > 0 {
-		subject = events[0].Subject
-	} else {
-		subject = dead[0].Subject
+	orderID := "?"
+	for _, h := range append(events[:len(events):len(events)], dead...) {
+		if h.OrderID != "" {
+			orderID = h.OrderID
+			break
+		}
 	}
-	orderID := subject[strings.LastIndexByte(subject, '.')+1:]
 	fmt.Fprintf(&b, "saga %s: %d %s", orderID, len(events), plural(len(events), "event", "events"))
 	var first, last *Hop
 	for i := range events {

@@ -18,7 +18,8 @@ func id(n int) string { return fmt.Sprintf("0190e000-0000-7000-8000-%012d", n) }
 func hop(n int, typ event.Type, cause int, afterMs float64, streamName string, seq uint64) trace.Hop {
 	h := trace.Hop{
 		Seq: seq, Stream: streamName, Type: typ, EventID: id(n),
-		Subject:    string(typ) + ".o-7",
+		Subject:    event.Subject(typ, "o-7"),
+		OrderID:    "o-7",
 		OccurredAt: t0.Add(time.Duration(afterMs * float64(time.Millisecond))),
 	}
 	if cause > 0 {
@@ -97,10 +98,10 @@ func TestWriteMissingOccurredAt(t *testing.T) {
 func ExampleWrite() {
 	at := time.Date(2026, 11, 24, 6, 0, 0, 123_000_000, time.UTC)
 	hops := trace.Sort([]trace.Hop{
-		{Stream: "ORDERS", Seq: 1, Type: event.OrderCreated, EventID: "0190-a", Subject: "order.created.o-1", OccurredAt: at},
-		{Stream: "INVENTORY", Seq: 1, Type: event.InventoryReserved, EventID: "0190-b", CausationID: "0190-a", Subject: "inventory.reserved.o-1", OccurredAt: at.Add(3200 * time.Microsecond)},
-		{Stream: "PAYMENTS", Seq: 1, Type: event.PaymentCompleted, EventID: "0190-c", CausationID: "0190-b", Subject: "payment.completed.o-1", OccurredAt: at.Add(4300 * time.Microsecond)},
-		{Stream: "ORDERS", Seq: 2, Type: event.OrderConfirmed, EventID: "0190-d", CausationID: "0190-c", Subject: "order.confirmed.o-1", OccurredAt: at.Add(5 * time.Millisecond)},
+		{Stream: "ORDERS", Seq: 1, Type: event.OrderCreated, EventID: "0190-a", Subject: "order.created.368", OrderID: "o-1", OccurredAt: at},
+		{Stream: "INVENTORY", Seq: 1, Type: event.InventoryReserved, EventID: "0190-b", CausationID: "0190-a", Subject: "inventory.reserved.368", OrderID: "o-1", OccurredAt: at.Add(3200 * time.Microsecond)},
+		{Stream: "PAYMENTS", Seq: 1, Type: event.PaymentCompleted, EventID: "0190-c", CausationID: "0190-b", Subject: "payment.completed.368", OrderID: "o-1", OccurredAt: at.Add(4300 * time.Microsecond)},
+		{Stream: "ORDERS", Seq: 2, Type: event.OrderConfirmed, EventID: "0190-d", CausationID: "0190-c", Subject: "order.confirmed.368", OrderID: "o-1", OccurredAt: at.Add(5 * time.Millisecond)},
 	})
 	trace.Write(os.Stdout, hops)
 	// Output:

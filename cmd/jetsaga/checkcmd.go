@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jetsaga/jetsaga/check"
+	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/trace"
 )
 
@@ -51,11 +52,12 @@ func traceCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
 	var ep endpoints
 	ep.flags(fs, "nats-url")
+	within := fs.Duration("within", 0, "read only the events stored this long after the order was placed (the time in its UUIDv7 id): quick for an old order in a long history, but misses what came later, e.g. a dead letter's replay (0: to the end of the streams)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("usage: jetsaga trace ORDER_ID")
+		return fmt.Errorf("usage: jetsaga trace [--within D] ORDER_ID")
 	}
 	nc, js, err := connectNATS(ep)
 	if err != nil {
@@ -64,12 +66,12 @@ func traceCmd(ctx context.Context, args []string) error {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	hops, err := trace.Load(ctx, js, fs.Arg(0))
+	hops, err := trace.LoadWith(ctx, js, fs.Arg(0), trace.Options{Within: *within})
 	if err != nil {
 		return err
 	}
 	if len(hops) == 0 {
-		return fmt.Errorf("no events for order %s in ORDERS, INVENTORY or PAYMENTS", fs.Arg(0))
+		return fmt.Errorf("no events for order %s in ORDERS, INVENTORY or PAYMENTS (subjects *.*.%s)", fs.Arg(0), event.Shard(fs.Arg(0)))
 	}
 	trace.Write(os.Stdout, hops)
 	return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jetsaga/jetsaga/check"
+	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/stack"
 )
 
@@ -238,11 +239,10 @@ func printWatchHelp(w io.Writer, c stack.Config, ids []string) {
 Look at what happened with the nats CLI (make tools installs bin/nats):
   bin/nats %[1]s stream ls
   bin/nats %[1]s sub 'order.>' 'inventory.>' 'payment.>'   # live: every saga event, once each
-  bin/nats %[1]s stream view ORDERS --subject 'order.*.%[2]s'
-  bin/nats %[1]s stream subjects ORDERS 'order.*.%[2]s' --json
+  bin/nats %[1]s stream view ORDERS --subject 'order.*.%[5]s'   # the order's shard: its events among others' (bin/jetsaga subject %[2]s)
   bin/nats %[1]s consumer info INVENTORY payment-inventory
   bin/nats %[1]s stream view DLQ                     # dead letters, with their error header
   bin/jetsaga trace %[2]s
 Stop it with: bin/jetsaga down --run-dir %[3]s
-`, s, id, c.RunDir, dashboardURL(c))
+`, s, id, c.RunDir, dashboardURL(c), event.Shard(id))
 }

@@ -4,6 +4,7 @@
 //	jetsaga place --customer c1 --item sku-1:2:1999 [--item ...] [--wait]
 //	jetsaga check                 check docs/DESIGN.md's invariants 1-5
 //	jetsaga trace <order-id>      the causal chain of one order's events
+//	jetsaga subject <order-id>    the subjects (shard) of one order's events
 //	jetsaga sagas [--stuck]       the sagas in flight (or stuck), from the read model
 //	jetsaga up | down | demo      the local stack (what make up/down/demo run)
 //	jetsaga chaos                 the saga under fire, then the invariants (make chaos)
@@ -32,7 +33,13 @@ const usage = `jetsaga — a choreography saga on NATS JetStream and PostgreSQL
 usage:
   jetsaga place --customer ID --item SKU:QTY:PRICE_CENTS [--item ...] [--count N] [--wait]
   jetsaga check [--deadline 1m] [--quiesce 0s]
-  jetsaga trace ORDER_ID
+  jetsaga trace [--within D] ORDER_ID
+                    one order's events from the streams as a causal chain; --within
+                    reads only what was stored D after the order was placed (quick
+                    for an old order in a long history; misses later replays)
+  jetsaga subject ORDER_ID
+                    the shard of an order's subjects, and the nats CLI commands that
+                    page through it (other orders of the shard included)
   jetsaga sagas [--stuck] [--older-than D] [--limit 100] [--json]
                     the sagas not CONFIRMED or CANCELLED yet, oldest first, from the
                     read model: age, last event, the service each waits for; --stuck
@@ -95,6 +102,7 @@ func main() {
 		"place":         place,
 		"check":         checkCmd,
 		"trace":         traceCmd,
+		"subject":       subjectCmd,
 		"sagas":         sagasCmd,
 		"up":            up,
 		"down":          down,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -272,7 +273,7 @@ func TestPoisonMessagesGoToDLQAndDoNotBlock(t *testing.T) {
 	waitSettled(t, b)
 
 	letters := dlq(t, b.js)
-	wantSubjects := map[string]bool{"order.created.junk": true, "order.created.o-bad": true}
+	wantSubjects := map[string]bool{"order.created.junk": true, bad.Subject(): true}
 	for _, m := range letters {
 		orig := m.Header.Get(consume.HeaderDLQSubject)
 		if !wantSubjects[orig] {
@@ -289,7 +290,7 @@ func TestPoisonMessagesGoToDLQAndDoNotBlock(t *testing.T) {
 		}
 	}
 	for _, m := range letters {
-		if m.Header.Get(consume.HeaderDLQSubject) == "order.created.o-bad" {
+		if m.Header.Get(consume.HeaderDLQSubject) == bad.Subject() {
 			if m.Header.Get(event.HeaderType) != string(event.OrderCreated) || m.Header.Get(consume.HeaderOriginalMsgID) != bad.ID {
 				t.Errorf("dead letter lost the original headers: %v", m.Header)
 			}
@@ -300,6 +301,51 @@ func TestPoisonMessagesGoToDLQAndDoNotBlock(t *testing.T) {
 	}
 	if got := effects(t, b.pool, bad.OrderID); got != 0 {
 		t.Fatalf("poison message had %d effects, want 0", got)
+	}
+}
+
+// An event's subject names its order's shard: a well-formed event on
+// another shard's subject breaks the contract and is dead-lettered without
+// effect, while one on the legacy subject <type>.<order id> (history written
+// before subjects were sharded) is handled.
+func TestSubjectMustNameTheOrdersShard(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	run(t, b, countEffect, consume.Config{})
+
+	wrong := created(t, "o-wrong-shard")
+	m := wrong.Msg()
+	wrongSubject := "order.created.000"
+	if event.Shard(wrong.OrderID) == "000" {
+		wrongSubject = "order.created.001"
+	}
+	m.Subject = wrongSubject
+	if _, err := b.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	legacy := created(t, "o-legacy")
+	m = legacy.Msg()
+	m.Subject = event.LegacySubject(legacy.Type, legacy.OrderID)
+	if _, err := b.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	good := created(t, "o-sharded")
+	publish(t, b.js, good)
+
+	testenv.WaitFor(t, 10*time.Second, "the valid messages handled", func() bool {
+		return effects(t, b.pool, good.OrderID) == 1 && effects(t, b.pool, legacy.OrderID) == 1
+	})
+	testenv.WaitFor(t, 10*time.Second, "a dead letter", func() bool { return len(dlq(t, b.js)) == 1 })
+	waitSettled(t, b)
+	letter := dlq(t, b.js)[0]
+	if got := letter.Header.Get(consume.HeaderDLQSubject); got != wrongSubject {
+		t.Errorf("dead letter of %q, want the wrong shard's message", got)
+	}
+	if e := letter.Header.Get(consume.HeaderDLQError); !strings.Contains(e, "subject:") {
+		t.Errorf("dead letter error %q, want a subject violation", e)
+	}
+	if got := effects(t, b.pool, wrong.OrderID); got != 0 {
+		t.Errorf("the event on the wrong shard had %d effects, want 0", got)
 	}
 }
 

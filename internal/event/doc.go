@@ -6,12 +6,21 @@
 //
 // # Subjects and streams
 //
-// The subject of an event is its type followed by the order (saga) id, for
-// example "order.created.0190f5c2-7d1e-7a3b-9c4d-5e6f7a8b9c0d". The first
+// The subject of an event is its type followed by the shard of its order
+// (saga) id, for example "order.created.1a1": the shard is a fixed function of
+// the order id, three hex digits (see [Shard]), so that a stream holds at most
+// its types × [Shards] distinct subjects whatever its history, and the order
+// id itself travels in the Jetsaga-Order-Id header and in the body. The first
 // token names the stream that holds it: order.* events live in ORDERS,
-// inventory.* in INVENTORY and payment.* in PAYMENTS (see [Type.Stream]). An
-// order id is therefore a single subject token: 1 to 64 characters of
-// [A-Za-z0-9_-] (see [ValidOrderID]).
+// inventory.* in INVENTORY and payment.* in PAYMENTS (see [Type.Stream]).
+// Consumers take every event of a type with [Filter] ("payment.failed.>").
+// One order's events are among those on its shard's subjects
+// ("*.*.<shard>"), the only ones there whose Jetsaga-Order-Id names it.
+//
+// Before subjects were sharded, an event's subject was its type followed by
+// the order id ([LegacySubject]); [FromMsg] still accepts that form, so that
+// history written then can be read again. An order id is a single subject
+// token: 1 to 64 characters of [A-Za-z0-9_-] (see [ValidOrderID]).
 //
 // # Headers
 //
@@ -20,7 +29,7 @@
 //	Nats-Msg-Id           the event id, a UUIDv7 in canonical form; JetStream's
 //	                      dedup key and the consumers' idempotency key
 //	Jetsaga-Event-Type    the event type, e.g. "inventory.reserved"
-//	Jetsaga-Order-Id      the order id, equal to the last subject token
+//	Jetsaga-Order-Id      the order id; the last subject token is its shard
 //	Jetsaga-Causation-Id  the id of the event that caused this one;
 //	                      empty for order.created and only for it
 //	Jetsaga-Occurred-At   when the producing transaction committed,

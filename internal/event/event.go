@@ -162,10 +162,75 @@ func New(t Type, orderID, causationID string, payload Payload, occurredAt time.T
 	return e, nil
 }
 
+// Shards is the number of subject shards the order ids are spread over: an
+// event's subject is its type and its order's shard (see [Subject]), so a
+// stream holds at most (its types × Shards) distinct subjects, however long
+// its history.
+//
+// Why 1,024 (docs/DESIGN.md, "Subjects: a shard of the order id"): nats-server
+// keeps state per distinct subject for the stream's lifetime, so the count
+// bounds that memory (9 types × 1,024 = 9,216 subjects, a few MB, against 4
+// million subjects and 688 MB at a million sagas with a subject per order);
+// it keeps each stream's subjects (3 × 1,024) far below the 65,536 past which
+// nats-server stops using its subject index to skip blocks for a wildcard
+// filter; and one shard holds 1/1,024 of the history, which is what a lookup
+// of one order's events delivers and sifts by header. A power of two, so that
+// a shard is exactly three hex digits. Changing it moves every subject: it is
+// part of the contract.
+const Shards = 1024
+
+// Shard returns the subject shard of an order id: the FNV-1a 32-bit hash of
+// the id's bytes modulo [Shards], as three lowercase hex digits, "000" to
+// "3ff". It is a fixed function of the id, the same in every process and
+// version, so that anyone can compute where an order's events are:
+// Shard("0190f5c2-7d1e-7a3b-9c4d-5e6f7a8b9c0d") is "1a1". The token is
+// always a valid subject token and never a valid UUID, so it is never
+// mistaken for an order id.
+func Shard(orderID string) string {
+	const (
+		offset32 = 2166136261
+		prime32  = 16777619
+		hex      = "0123456789abcdef"
+	)
+	h := uint32(offset32)
+	for i := range len(orderID) {
+		h ^= uint32(orderID[i])
+		h *= prime32
+	}
+	n := h % Shards
+	return string([]byte{hex[n>>8&0xf], hex[n>>4&0xf], hex[n&0xf]})
+}
+
 // Subject returns the subject of an event of type t for the order orderID:
-// "<type>.<order id>", e.g. "order.created.0190...".
+// "<type>.<shard of the order id>", e.g. "order.created.1a1" (see [Shard]).
+// The order id itself travels in the Jetsaga-Order-Id header and the body.
+// For a subject filter of every event of a type, use [Filter], not
+// Subject(t, ">").
 func Subject(t Type, orderID string) string {
+	return string(t) + "." + Shard(orderID)
+}
+
+// LegacySubject returns the subject an event of type t for orderID had before
+// subjects were sharded: "<type>.<order id>". Streams written by those
+// versions still hold such messages, and [FromMsg] accepts them (a rebuild or
+// a dead-letter replay of old history must still read them); nothing
+// publishes on them any more.
+func LegacySubject(t Type, orderID string) string {
 	return string(t) + "." + orderID
+}
+
+// IsSubject reports whether subject is one an event of type t for orderID
+// may be read from: [Subject] or, for history written before subjects were
+// sharded, [LegacySubject].
+func IsSubject(subject string, t Type, orderID string) bool {
+	return subject == Subject(t, orderID) || subject == LegacySubject(t, orderID)
+}
+
+// Filter returns the subject filter that takes every event of type t,
+// whatever its shard (and legacy subjects too): "<type>.>", e.g.
+// "payment.failed.>". Consumers filter with it.
+func Filter(t Type) string {
+	return string(t) + ".>"
 }
 
 // Subject returns the subject the event is published on.
@@ -250,9 +315,10 @@ func (e Event) validateBody() error {
 // FromMsg rebuilds an event from a received message's subject, headers and
 // data, and validates it: every required header is present, the type is
 // known, the ids are canonical UUIDs, the order id is one subject token, the
-// occurrence time parses, the subject is Subject(type, order id), and the
-// body decodes to a valid payload for the same order. The event's Body is
-// data itself, not a copy.
+// occurrence time parses, the subject is Subject(type, order id) (or, for
+// history written before subjects were sharded, LegacySubject(type, order
+// id): see [IsSubject]), and the body decodes to a valid payload for the same
+// order. The event's Body is data itself, not a copy.
 func FromMsg(subject string, h nats.Header, data []byte) (Event, error) {
 	var e Event
 	var err error
@@ -285,8 +351,8 @@ func FromMsg(subject string, h nats.Header, data []byte) (Event, error) {
 	if err := e.validateMeta(); err != nil {
 		return Event{}, err
 	}
-	if want := e.Subject(); subject != want {
-		return Event{}, violation("subject", "%q does not match type and order id, want %q", subject, want)
+	if !IsSubject(subject, e.Type, e.OrderID) {
+		return Event{}, violation("subject", "%q does not match type and order id, want %q", subject, e.Subject())
 	}
 	e.Body = data
 	if err := e.validateBody(); err != nil {

@@ -130,7 +130,8 @@ func TestRoundTrip(t *testing.T) {
 			}
 
 			m := e.Msg()
-			if want := string(typ) + "." + orderID; m.Subject != want || e.Subject() != want {
+			// orderID's shard, pinned: FNV-1a of its bytes mod 1,024.
+			if want := string(typ) + ".1a1"; m.Subject != want || e.Subject() != want {
 				t.Errorf("subject = %q, want %q", m.Subject, want)
 			}
 			if len(m.Header) != 5 {
@@ -314,6 +315,23 @@ func TestFromMsg(t *testing.T) {
 			mutate: func(m *nats.Msg) { m.Header.Set(event.HeaderType, string(event.PaymentFailed)) }, wantErr: "subject:"},
 		{name: "subject of another order", typ: event.PaymentCompleted,
 			mutate: func(m *nats.Msg) { m.Subject = "payment.completed.other" }, wantErr: "subject:"},
+		{name: "subject of another shard", typ: event.PaymentCompleted,
+			mutate: func(m *nats.Msg) { m.Subject = "payment.completed.000" }, wantErr: "subject:"},
+		{name: "subject of another order's shard", typ: event.PaymentCompleted,
+			mutate: func(m *nats.Msg) { m.Subject = event.Subject(event.PaymentCompleted, "other") }, wantErr: "subject:"},
+		{name: "shard in capitals", typ: event.PaymentCompleted,
+			mutate: func(m *nats.Msg) { m.Subject = "payment.completed.1A1" }, wantErr: "subject:"},
+		{name: "legacy subject with the order id", typ: event.PaymentCompleted,
+			mutate: func(m *nats.Msg) { m.Subject = "payment.completed." + orderID },
+			check: func(t *testing.T, e event.Event) {
+				if e.OrderID != orderID || e.Subject() != "payment.completed.1a1" {
+					t.Errorf("legacy event read as order %q, subject %q", e.OrderID, e.Subject())
+				}
+			}},
+		{name: "legacy subject of another type", typ: event.PaymentCompleted,
+			mutate: func(m *nats.Msg) { m.Subject = "payment.failed." + orderID }, wantErr: "subject:"},
+		{name: "wildcard subject", typ: event.PaymentCompleted,
+			mutate: func(m *nats.Msg) { m.Subject = event.Filter(event.PaymentCompleted) }, wantErr: "subject:"},
 		{name: "subject with extra token", typ: event.PaymentCompleted,
 			mutate: func(m *nats.Msg) { m.Subject += ".x" }, wantErr: "subject:"},
 		{name: "order id header not a token", typ: event.PaymentCompleted,

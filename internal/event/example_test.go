@@ -19,7 +19,8 @@ func Example() {
 		panic(err)
 	}
 	msg := created.Msg()
-	fmt.Println(msg.Subject)
+	fmt.Println(msg.Subject) // the type and the order's shard; the order id is in a header
+
 	fmt.Println(msg.Header.Get(event.HeaderOccurredAt))
 	fmt.Println(string(msg.Data))
 
@@ -44,8 +45,8 @@ func Example() {
 	}
 	fmt.Println(reserved.Subject(), reserved.Type.Stream(), reserved.CausationID == created.ID)
 	// Output:
-	// order.created.ord-1
+	// order.created.1b2
 	// 2025-03-14T12:00:00Z
 	// {"order_id":"ord-1","customer_id":"cust-7","items":[{"sku":"mug","qty":2,"unit_price_cents":950}],"total_cents":1900}
-	// inventory.reserved.ord-1 INVENTORY true
+	// inventory.reserved.1b2 INVENTORY true
 }

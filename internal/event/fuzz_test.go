@@ -28,6 +28,8 @@ func FuzzFromMsg(f *testing.F) {
 	add(m.Subject, m.Header, []byte("null"))
 	add(m.Subject, m.Header, []byte(`{"order_id":"`+orderID+`","items":[{"qty":1e400}]}`))
 	add(m.Subject, m.Header, []byte(`{"order_id":"`+orderID+`","customer_id":"c","items":[{"sku":"s","qty":1,"unit_price_cents":9223372036854775807}],"total_cents":9223372036854775807}`))
+	add(event.LegacySubject(event.OrderCreated, orderID), m.Header, m.Data)
+	add("order.created.000", m.Header, m.Data)
 	add("order.created.*", m.Header, m.Data)
 	add("order.created.>", m.Header, m.Data)
 	m.Header.Set(event.HeaderOccurredAt, "9999-12-31T23:59:59.999999999-01:00")

@@ -1,12 +1,14 @@
 package stream_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/stream"
 	"github.com/jetsaga/jetsaga/internal/testenv"
 )
@@ -113,5 +115,52 @@ func TestEventStreamsRefuseOversizedMessages(t *testing.T) {
 	}
 	if _, err := js.Publish(ctx, "dlq.test.ORDERS.1", big); err != nil {
 		t.Fatalf("DLQ refused a dead letter larger than an event: %v", err)
+	}
+}
+
+// However many orders, a stream holds at most its types × event.Shards
+// subjects: 4,096 orders' order.created, four per shard on average, are on
+// no more than 1,024 subjects, one per shard of their ids. (With a subject
+// per order it was 4,096, and nats-server's per-subject state grew with
+// every order.)
+func TestSubjectsAreBoundedByShards(t *testing.T) {
+	t.Parallel()
+	n := testenv.StartNATS(t)
+	js := testenv.JetStream(t, n.Connect(t))
+	ctx := t.Context()
+	if err := stream.Ensure(ctx, js, stream.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	const orders = 4 * event.Shards
+	shards := map[string]bool{}
+	for i := range orders {
+		id := fmt.Sprintf("0190f5c2-7d1e-7%03x-9c4d-%012x", i%4096, i*7919)
+		e, err := event.New(event.OrderCreated, id, "", event.OrderCreatedPayload{
+			OrderID: id, CustomerID: "c1", Items: []event.Item{{SKU: "sku-1", Qty: 1, UnitPriceCents: 100}}, TotalCents: 100,
+		}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.PublishMsgAsync(e.Msg()); err != nil {
+			t.Fatal(err)
+		}
+		shards[event.Shard(id)] = true
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		t.Fatal("publishes not acked within a minute")
+	}
+	s, err := js.Stream(ctx, stream.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := info.State; st.Msgs != orders || st.NumSubjects != uint64(len(shards)) || st.NumSubjects > event.Shards {
+		t.Errorf("ORDERS: %d messages on %d subjects, want %d on the %d shards of their ids (at most %d)",
+			st.Msgs, st.NumSubjects, orders, len(shards), event.Shards)
 	}
 }
