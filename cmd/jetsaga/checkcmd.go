@@ -32,11 +32,11 @@ func checkCmd(ctx context.Context, args []string) error {
 	}
 	defer nc.Close()
 	if *quiesce > 0 {
-		if err := check.Quiesce(ctx, pool, js, *quiesce); err != nil {
+		if err := check.Quiesce(ctx, check.OneDB(pool), js, *quiesce); err != nil {
 			fmt.Fprintf(os.Stderr, "not quiescent: %v\n", err)
 		}
 	}
-	rep, err := check.Run(ctx, pool, js, check.Options{Deadline: *deadline, AckPendingBound: *ackBound})
+	rep, err := check.Run(ctx, check.OneDB(pool), js, check.Options{Deadline: *deadline, AckPendingBound: *ackBound})
 	if err != nil {
 		return err
 	}
