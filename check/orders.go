@@ -146,7 +146,9 @@ func (c *cursor) close(ctx context.Context) {
 		c.rows.Close()
 	}
 	if c.tx != nil {
-		_ = c.tx.Rollback(context.WithoutCancel(ctx)) // read only: nothing to keep; a broken connection is the pool's to drop
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = c.tx.Rollback(ctx) // read only: nothing to keep; a broken connection is the pool's to drop
 	}
 }
 
