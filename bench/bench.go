@@ -175,7 +175,7 @@ func Run(ctx context.Context, o Options) (rep Report, err error) {
 		// Let the stack finish what the run started, so that every saga it
 		// accepted is counted whole and the next run starts on a quiet
 		// stack.
-		if err := check.Quiesce(ctx, pool, js, QuiesceTimeout); err != nil {
+		if err := check.Quiesce(ctx, check.OneDB(pool), js, QuiesceTimeout); err != nil {
 			return rep, fmt.Errorf("%s: %w", r.name, err)
 		}
 		step("  quiescent: every saga of the run ended")

@@ -115,7 +115,7 @@ func TestFillMakesConsistentHistory(t *testing.T) {
 	if err := bench.WaitTerminal(t.Context(), pool, 2*time.Minute, time.Hour, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := check.Quiesce(t.Context(), pool, js, 2*time.Minute); err != nil {
+	if err := check.Quiesce(t.Context(), check.OneDB(pool), js, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	for q, want := range map[string]int64{
@@ -132,7 +132,7 @@ func TestFillMakesConsistentHistory(t *testing.T) {
 			t.Errorf("%s = %d, want %d", q, got, want)
 		}
 	}
-	rep, err := check.Run(t.Context(), pool, js, check.Options{})
+	rep, err := check.Run(t.Context(), check.OneDB(pool), js, check.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestBoundedStreamsDropOldHistoryOnly(t *testing.T) {
 		if err := bench.WaitTerminal(t.Context(), pool, time.Minute, time.Hour, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := check.Quiesce(t.Context(), pool, js, time.Minute); err != nil {
+		if err := check.Quiesce(t.Context(), check.OneDB(pool), js, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -277,7 +277,7 @@ func TestBoundedStreamsDropOldHistoryOnly(t *testing.T) {
 	if total != 320 || confirmed != 256 {
 		t.Errorf("%d orders, %d confirmed; want 320, 256", total, confirmed)
 	}
-	rep, err := check.Run(t.Context(), pool, js, check.Options{})
+	rep, err := check.Run(t.Context(), check.OneDB(pool), js, check.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,7 +214,7 @@ func RunHistory(ctx context.Context, o HistoryOptions) (rep HistoryReport, err e
 			}); err != nil {
 				return rep, err
 			}
-			if err := check.Quiesce(ctx, pool, js, QuiesceTimeout); err != nil {
+			if err := check.Quiesce(ctx, check.OneDB(pool), js, QuiesceTimeout); err != nil {
 				return rep, fmt.Errorf("after the fill: %w", err)
 			}
 			fl := &FillReport{FillResult: fr, Drain: time.Since(began), Total: time.Since(fillBegan)}
@@ -240,7 +240,7 @@ func RunHistory(ctx context.Context, o HistoryOptions) (rep HistoryReport, err e
 			return rep, fmt.Errorf("%s: %w", name, err)
 		}
 		qb := time.Now()
-		if err := check.Quiesce(ctx, pool, js, QuiesceTimeout); err != nil {
+		if err := check.Quiesce(ctx, check.OneDB(pool), js, QuiesceTimeout); err != nil {
 			return rep, fmt.Errorf("%s: %w", name, err)
 		}
 		lr.Quiesce = time.Since(qb)
@@ -258,7 +258,7 @@ func RunHistory(ctx context.Context, o HistoryOptions) (rep HistoryReport, err e
 	}
 	if o.Check {
 		step("jetsaga check over the whole history (every invariant, the streams scanned)")
-		cr, err := check.Run(ctx, pool, js, check.Options{})
+		cr, err := check.Run(ctx, check.OneDB(pool), js, check.Options{})
 		if err != nil {
 			return rep, fmt.Errorf("check: %w", err)
 		}

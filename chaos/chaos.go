@@ -353,7 +353,7 @@ func run(ctx context.Context, c stack.Config, opts Options, rep *Report, step fu
 	} else {
 		step("every order is terminal in the read model; waiting for quiescence")
 	}
-	qerr := check.Quiesce(ctx, pool, js, max(time.Until(deadline), 15*time.Second))
+	qerr := check.Quiesce(ctx, check.OneDB(pool), js, max(time.Until(deadline), 15*time.Second))
 	rep.Settle = time.Since(res.last)
 	switch {
 	case qerr == nil:
@@ -372,7 +372,7 @@ func run(ctx context.Context, c stack.Config, opts Options, rep *Report, step fu
 		}
 		rep.Poison = poisons
 	}
-	if rep.Check, err = check.Run(ctx, pool, js, check.Options{Injected: injected(poisons)}); err != nil {
+	if rep.Check, err = check.Run(ctx, check.OneDB(pool), js, check.Options{Injected: injected(poisons)}); err != nil {
 		return err
 	}
 	_ = nc.Flush()

@@ -188,61 +188,135 @@ func plural(n int, one, many string) string {
 // eventStreams are the streams that hold saga events.
 func eventStreams() []string { return []string{stream.Orders, stream.Inventory, stream.Payments} }
 
+// DBs are the services' databases: for each service, a pool on the
+// database that holds its schema (orders, inventory, payment, readmodel).
+// Each service may have a database, even a server, of its own; with one
+// database for all four (make up's layout) every field is the same pool:
+// [OneDB]. The pools may have any search_path: the check names every table
+// with its schema.
+type DBs struct {
+	Order, Inventory, Payment, ReadModel *pgxpool.Pool
+}
+
+// OneDB is the single-database layout: pool holds all four schemas.
+func OneDB(pool *pgxpool.Pool) DBs {
+	return DBs{Order: pool, Inventory: pool, Payment: pool, ReadModel: pool}
+}
+
+// serviceDB is one service's schema and the database that holds it.
+type serviceDB struct {
+	service, schema string
+	pool            *pgxpool.Pool
+}
+
+// services lists each service's schema and database, in the order the
+// report names them.
+func (d DBs) services() []serviceDB {
+	return []serviceDB{
+		{"order", "orders", d.Order},
+		{"inventory", "inventory", d.Inventory},
+		{"payment", "payment", d.Payment},
+		{"readmodel", "readmodel", d.ReadModel},
+	}
+}
+
+// validate reports a service without a database, and a pool too small for
+// the per-order pass, which reads the four services' tables at once (one
+// connection each): with one pool for all four, it needs four connections.
+func (d DBs) validate() error {
+	need := map[*pgxpool.Pool]int32{}
+	for _, s := range d.services() {
+		if s.pool == nil {
+			return fmt.Errorf("check: no database for the %s service", s.service)
+		}
+		need[s.pool]++
+	}
+	for pool, n := range need {
+		if limit := pool.Config().MaxConns; limit < n {
+			return fmt.Errorf("check: a pool of at most %d connections serves %d services, and the check reads their tables at once: allow it %d (pool_max_conns)", limit, n, n)
+		}
+	}
+	return nil
+}
+
 // checker holds what every invariant's check needs.
 type checker struct {
-	pool *pgxpool.Pool
-	js   jetstream.JetStream
-	opt  Options
-	rep  *Report
+	dbs DBs
+	js  jetstream.JetStream
+	opt Options
+	rep *Report
 }
 
 // cutoff is the Deadline as a query parameter: microseconds, compared with
 // the database's own clock, so that the checker's clock does not matter.
 func (c *checker) cutoff() int64 { return c.opt.Deadline.Microseconds() }
 
-// Run checks invariants 1 to 5 of docs/DESIGN.md. pool may have any search_path:
-// every table is named with its schema. It returns an error only when it
-// could not look (a query or a stream read failed); violations are in the
-// report.
-func Run(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, opt Options) (Report, error) {
+// Run checks invariants 1 to 5 of docs/DESIGN.md over the services'
+// databases dbs and the streams. It returns an error only when it could not
+// look (a query or a stream read failed); violations are in the report.
+//
+// What one service's database answers alone (stock per SKU, outboxes, dead
+// letters) is a query there. What compares services (an order with its
+// read-model view, its reservation, its payment) is one pass over the four
+// services' tables at once, each read in order id order, joined in Go
+// (perOrder): no query spans two databases.
+func Run(ctx context.Context, dbs DBs, js jetstream.JetStream, opt Options) (Report, error) {
 	began := time.Now()
+	if err := dbs.validate(); err != nil {
+		return Report{}, err
+	}
 	rep := Report{
 		Orders:   map[string]int{},
 		Streams:  map[string]uint64{},
 		Deadline: opt.Deadline,
 	}
-	c := &checker{pool: pool, js: js, opt: opt, rep: &rep}
+	c := &checker{dbs: dbs, js: js, opt: opt, rep: &rep}
 	if err := c.countOrders(ctx); err != nil {
 		return Report{}, err
 	}
-	if err := c.inFlight(ctx); err != nil {
-		return Report{}, err
+	res := make([]Result, 5)
+	for i, name := range []string{
+		fmt.Sprintf("every order older than %v is terminal (order service and read model)", opt.Deadline),
+		"stock adds up per SKU (initial + adjusted = available + reserved + sold) and reservations match order outcomes",
+		"a CONFIRMED order has exactly one completed payment of its total; a CANCELLED order has no net charge (a refunded charge counts as none)",
+		"outboxes are empty, every event id is in the streams once, at most one event of a type per order, DLQ empty and no dead letter recorded, nothing ack-pending past the bound",
+		"the read model agrees with the order service (status, reason, total, customer)",
+	} {
+		res[i] = Result{Invariant: i + 1, Name: name}
 	}
-	checks := []struct {
-		name string
-		run  func(context.Context, *Result) error
-	}{
-		{fmt.Sprintf("every order older than %v is terminal (order service and read model)", opt.Deadline), c.terminal},
-		{"stock adds up per SKU (initial + adjusted = available + reserved + sold) and reservations match order outcomes", c.stock},
-		{"a CONFIRMED order has exactly one completed payment of its total; a CANCELLED order has no net charge (a refunded charge counts as none)", c.payments},
-		{"outboxes are empty, every event id is in the streams once, at most one event of a type per order, DLQ empty and no dead letter recorded, nothing ack-pending past the bound", c.delivery},
-		{"the read model agrees with the order service (status, reason, total, customer)", c.readModel},
+	// Invariant 2 lists the SKUs first, then the reservations; invariant 3
+	// the orders' charges, then the payments of unknown orders.
+	var reservations, orphans Result
+	if err := c.stock(ctx, &res[1]); err != nil {
+		return Report{}, fmt.Errorf("check invariant 2: %w", err)
 	}
-	for i, chk := range checks {
-		res := Result{Invariant: i + 1, Name: chk.name}
-		if err := chk.run(ctx, &res); err != nil {
-			return Report{}, fmt.Errorf("check invariant %d: %w", i+1, err)
-		}
-		res.OK = res.Count == 0
-		rep.Results = append(rep.Results, res)
+	if err := c.perOrder(ctx, &res[0], &reservations, &res[2], &orphans, &res[4]); err != nil {
+		return Report{}, fmt.Errorf("check invariants 1, 2, 3 and 5: %w", err)
 	}
+	res[1].merge(reservations)
+	res[2].merge(orphans)
+	if err := c.delivery(ctx, &res[3]); err != nil {
+		return Report{}, fmt.Errorf("check invariant 4: %w", err)
+	}
+	for i := range res {
+		res[i].OK = res[i].Count == 0
+	}
+	rep.Results = res
 	rep.Took = time.Since(began)
 	return rep, nil
 }
 
+// merge appends o's violations to r's: r's listed first, at most maxListed
+// in all, every one counted.
+func (r *Result) merge(o Result) {
+	r.Count += o.Count
+	room := max(maxListed-len(r.Violations), 0)
+	r.Violations = append(r.Violations, o.Violations[:min(room, len(o.Violations))]...)
+}
+
 // countOrders fills Report.Orders.
 func (c *checker) countOrders(ctx context.Context) error {
-	rows, err := c.pool.Query(ctx, `SELECT status, count(*) FROM orders.orders GROUP BY status`)
+	rows, err := c.dbs.Order.Query(ctx, `SELECT status, count(*) FROM orders.orders GROUP BY status`)
 	if err != nil {
 		return fmt.Errorf("count orders: %w", err)
 	}

@@ -40,7 +40,15 @@ func written(rep check.Report) string {
 
 func TestConsistentWorldPasses(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	for _, l := range layouts {
+		t.Run(string(l), func(t *testing.T) {
+			t.Parallel()
+			testConsistentWorldPasses(t, newWorldIn(t, l))
+		})
+	}
+}
+
+func testConsistentWorldPasses(t *testing.T, w *world) {
 	rep := run(t, w, check.Options{Deadline: deadline})
 	out := written(rep)
 	t.Logf("report:\n%s", out)
@@ -93,7 +101,15 @@ func TestConsistentWorldPasses(t *testing.T) {
 // deadline, and fails invariant 1 (only) when every order must be settled.
 func TestDeadline(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	for _, l := range layouts {
+		t.Run(string(l), func(t *testing.T) {
+			t.Parallel()
+			testDeadline(t, newWorldIn(t, l))
+		})
+	}
+}
+
+func testDeadline(t *testing.T, w *world) {
 	rep := run(t, w, check.Options{})
 	if got := rep.Failed(); !slices.Equal(got, []int{1}) {
 		t.Fatalf("failed invariants %v, want [1]:\n%s", got, written(rep))
@@ -143,7 +159,8 @@ func TestStockAdjustment(t *testing.T) {
 }
 
 // TestEachInvariantBroken breaks a consistent world in one place and expects
-// exactly the invariant that covers it to fail, naming the culprit.
+// exactly the invariant that covers it to fail, naming the culprit: with
+// the four schemas in one database, and each in a database of its own.
 func TestEachInvariantBroken(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -345,32 +362,35 @@ func TestEachInvariantBroken(t *testing.T) {
 			},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			w := newWorld(t)
-			tt.breakIt(t, w)
-			if tt.mention == nil { // the duplicated event, known only now
-				e := w.event(t, "o-oos", event.InventoryRejected)
-				tt.mention = []string{"event " + e.ID + " is in the streams twice: INVENTORY #", "(" + e.Subject() + ")"}
-			}
-			rep := run(t, w, check.Options{Deadline: deadline, AckPendingBound: ackBound})
-			out := written(rep)
-			t.Logf("report:\n%s", out)
-			if got := rep.Failed(); !slices.Equal(got, []int{tt.invariant}) {
-				t.Fatalf("failed invariants %v, want [%d]:\n%s", got, tt.invariant, out)
-			}
-			res := rep.Results[tt.invariant-1]
-			if res.OK || res.Count != len(res.Violations) || res.Count == 0 {
-				t.Errorf("result %+v", res)
-			}
-			if !slices.ContainsFunc(res.Violations, func(v string) bool { return containsAll(v, tt.mention) }) {
-				t.Errorf("no violation of invariant %d mentions %q:\n%s", tt.invariant, tt.mention, out)
-			}
-			if !strings.Contains(out, fmt.Sprintf("\n%d FAIL ", tt.invariant)) || !strings.Contains(out, "\nFAILED: 1 of 5 invariants violated") {
-				t.Errorf("report:\n%s", out)
-			}
-		})
+	for _, l := range layouts {
+		for _, tt := range tests {
+			t.Run(string(l)+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				w := newWorldIn(t, l)
+				tt.breakIt(t, w)
+				mention := tt.mention
+				if mention == nil { // the duplicated event, known only now
+					e := w.event(t, "o-oos", event.InventoryRejected)
+					mention = []string{"event " + e.ID + " is in the streams twice: INVENTORY #", "(" + e.Subject() + ")"}
+				}
+				rep := run(t, w, check.Options{Deadline: deadline, AckPendingBound: ackBound})
+				out := written(rep)
+				t.Logf("report:\n%s", out)
+				if got := rep.Failed(); !slices.Equal(got, []int{tt.invariant}) {
+					t.Fatalf("failed invariants %v, want [%d]:\n%s", got, tt.invariant, out)
+				}
+				res := rep.Results[tt.invariant-1]
+				if res.OK || res.Count != len(res.Violations) || res.Count == 0 {
+					t.Errorf("result %+v", res)
+				}
+				if !slices.ContainsFunc(res.Violations, func(v string) bool { return containsAll(v, mention) }) {
+					t.Errorf("no violation of invariant %d mentions %q:\n%s", tt.invariant, mention, out)
+				}
+				if !strings.Contains(out, fmt.Sprintf("\n%d FAIL ", tt.invariant)) || !strings.Contains(out, "\nFAILED: 1 of 5 invariants violated") {
+					t.Errorf("report:\n%s", out)
+				}
+			})
+		}
 	}
 }
 
@@ -453,7 +473,7 @@ func TestMissingTables(t *testing.T) {
 	js := testenv.JetStream(t, testenv.StartNATS(t).Connect(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := check.Run(ctx, pool, js, check.Options{}); err == nil || !strings.Contains(err.Error(), "orders.orders") {
+	if _, err := check.Run(ctx, check.OneDB(pool), js, check.Options{}); err == nil || !strings.Contains(err.Error(), "orders.orders") {
 		t.Fatalf("Run on an empty database: %v, want an error about orders.orders", err)
 	}
 }

@@ -18,16 +18,13 @@ import (
 	"github.com/jetsaga/jetsaga/internal/stream"
 )
 
-// schemas are the four service schemas, each with its outbox.
-var schemas = []string{"orders", "inventory", "payment", "readmodel"}
-
 // delivery checks invariant 4: every outbox is empty; each event id is in
 // the event streams once; an order has at most one event of each type; the
 // DLQ is empty; no service recorded a dead letter (whether or not the DLQ
 // still holds it); no message stays ack-pending past the bound.
 func (c *checker) delivery(ctx context.Context, r *Result) error {
-	for _, schema := range schemas {
-		if err := c.outbox(ctx, schema, r); err != nil {
+	for _, db := range c.dbs.services() {
+		if err := c.outbox(ctx, db, r); err != nil {
 			return err
 		}
 	}
@@ -38,25 +35,26 @@ func (c *checker) delivery(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
-	for _, schema := range schemas {
-		if err := c.deadLetterRecords(ctx, schema, inDLQ, r); err != nil {
+	for _, db := range c.dbs.services() {
+		if err := c.deadLetterRecords(ctx, db, inDLQ, r); err != nil {
 			return err
 		}
 	}
 	return c.ackPending(ctx, r)
 }
 
-// outbox reports the events left in schema's outbox.
-func (c *checker) outbox(ctx context.Context, schema string, r *Result) error {
+// outbox reports the events left in a service's outbox.
+func (c *checker) outbox(ctx context.Context, db serviceDB, r *Result) error {
+	schema := db.schema
 	table := pgx.Identifier{schema, "outbox"}.Sanitize()
 	var n int
-	if err := c.pool.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+	if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
 		return fmt.Errorf("count %s.outbox: %w", schema, err)
 	}
 	if n == 0 {
 		return nil
 	}
-	rows, err := c.pool.Query(ctx,
+	rows, err := db.pool.Query(ctx,
 		"SELECT event_type, order_id, event_id::text FROM "+table+" ORDER BY seq LIMIT $1", maxListed)
 	if err != nil {
 		return fmt.Errorf("read %s.outbox: %w", schema, err)
@@ -186,14 +184,15 @@ func (c *checker) deadLetters(ctx context.Context, r *Result) (map[string]bool, 
 	return ids, err
 }
 
-// deadLetterRecords reports what schema's dead_letters table holds that the
+// deadLetterRecords reports what a service's dead_letters table holds that the
 // DLQ stream does not tell: a dead letter that could not be published at
 // all (the message was terminated and recorded instead), and one that was
 // published but is no longer in DLQ (the stream was purged, or the message
 // deleted). Dead letters still in DLQ were reported by deadLetters.
-func (c *checker) deadLetterRecords(ctx context.Context, schema string, inDLQ map[string]bool, r *Result) error {
+func (c *checker) deadLetterRecords(ctx context.Context, db serviceDB, inDLQ map[string]bool, r *Result) error {
+	schema := db.schema
 	table := pgx.Identifier{schema, "dead_letters"}.Sanitize()
-	rows, err := c.pool.Query(ctx, `
+	rows, err := db.pool.Query(ctx, `
 		SELECT consumer, stream, stream_seq, subject, event_id, error, published, publish_error, dlq_msg_id
 		FROM `+table+` ORDER BY recorded_at, stream, stream_seq`)
 	if err != nil {

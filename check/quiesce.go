@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetsaga/jetsaga/internal/stream"
@@ -26,18 +25,23 @@ const (
 // settle in time.
 var ErrNotQuiet = errors.New("not quiet")
 
-// Quiesce waits until the saga has settled: every outbox of the four schemas
-// is empty and every durable consumer of the ORDERS, INVENTORY and PAYMENTS
+// Quiesce waits until the saga has settled: every outbox of the four
+// services (each in its service's database of dbs) is empty and every durable consumer of the ORDERS, INVENTORY and PAYMENTS
 // streams has nothing pending and nothing awaiting an ack, on two polls in a
 // row with no new message in the streams between them. It polls with
 // backoff and gives up after timeout with an error (matching ErrNotQuiet)
-// that says what was still busy. pool may have any search_path.
+// that says what was still busy. The pools may have any search_path.
 //
 // An error reading the state is retried until the timeout (NATS or
 // PostgreSQL may be restarting), except a missing table or schema, which
 // waiting cannot fix.
-func Quiesce(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, timeout time.Duration) error {
+func Quiesce(ctx context.Context, dbs DBs, js jetstream.JetStream, timeout time.Duration) error {
 	began := time.Now()
+	for _, db := range dbs.services() {
+		if db.pool == nil {
+			return fmt.Errorf("quiesce: no database for the %s service", db.service)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -45,7 +49,7 @@ func Quiesce(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, ti
 	var prev *snapshot // the previous poll, if it was quiet
 	var last string    // why the last poll was not quiet
 	for {
-		snap, err := poll(ctx, pool, js)
+		snap, err := poll(ctx, dbs, js)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			// Cut short by the deadline: keep what the last poll saw.
@@ -84,12 +88,13 @@ type snapshot struct {
 
 // poll looks at every outbox and at the durable consumers of the event
 // streams once.
-func poll(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) (snapshot, error) {
+func poll(ctx context.Context, dbs DBs, js jetstream.JetStream) (snapshot, error) {
 	var snap snapshot
-	for _, schema := range schemas {
+	for _, db := range dbs.services() {
 		var n int
+		schema := db.schema
 		table := pgx.Identifier{schema, "outbox"}.Sanitize()
-		if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
 			return snapshot{}, fmt.Errorf("count %s.outbox: %w", schema, err)
 		}
 		if n > 0 {

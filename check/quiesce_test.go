@@ -17,7 +17,15 @@ import (
 
 func TestQuiesce(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	for _, l := range layouts {
+		t.Run(string(l), func(t *testing.T) {
+			t.Parallel()
+			testQuiesce(t, newWorldIn(t, l))
+		})
+	}
+}
+
+func testQuiesce(t *testing.T, w *world) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -93,7 +101,7 @@ func TestQuiesceMissingTables(t *testing.T) {
 	js := testenv.JetStream(t, testenv.StartNATS(t).Connect(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err := check.Quiesce(ctx, pool, js, time.Minute)
+	err := check.Quiesce(ctx, check.OneDB(pool), js, time.Minute)
 	if err == nil || errors.Is(err, check.ErrNotQuiet) || !strings.Contains(err.Error(), "orders.outbox") {
 		t.Fatalf("Quiesce without tables: %v, want an error about orders.outbox", err)
 	}

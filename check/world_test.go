@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetsaga/jetsaga/check"
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/stream"
 	"github.com/jetsaga/jetsaga/internal/testenv"
@@ -125,10 +126,20 @@ var orders = []sagaOrder{
 // initialStock per SKU; available, reserved and sold follow from the orders.
 var initialStock = map[string]int{"sku-a": 10, "sku-b": 5, "sku-c": 1}
 
-// world is a consistent jetsaga: the four schemas in one database, the
-// streams holding every event of every order once.
+// layout places the four service schemas in databases.
+type layout string
+
+const (
+	oneDatabase        layout = "one database"           // all four schemas in one database (make up)
+	databasePerService layout = "a database per service" // each schema in a database of its own
+)
+
+var layouts = []layout{oneDatabase, databasePerService}
+
+// world is a consistent jetsaga: the four schemas in one database or in
+// four, the streams holding every event of every order once.
 type world struct {
-	check  *pgxpool.Pool            // search_path public, as `jetsaga check` may have it
+	check  check.DBs                // each pool with search_path public, as `jetsaga check` may have it
 	schema map[string]*pgxpool.Pool // one per service schema, search_path set
 	js     jetstream.JetStream
 	events map[string][]event.Event // per order, in causal order
@@ -137,21 +148,41 @@ type world struct {
 	legacy bool
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldIn(t, oneDatabase) }
+
+func newWorldIn(t *testing.T, l layout) *world {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	url := testenv.DatabaseURL(t)
+	urls := map[string]string{} // schema → database
+	one := testenv.DatabaseURL(t)
+	for name := range migrations {
+		urls[name] = one
+		if l == databasePerService && name != "orders" {
+			urls[name] = testenv.DatabaseURL(t)
+		}
+	}
 	w := &world{schema: map[string]*pgxpool.Pool{}, events: map[string][]event.Event{}}
 	for name, m := range migrations {
-		w.schema[name] = testenv.PoolOn(t, url, name, m)
+		w.schema[name] = testenv.PoolOn(t, urls[name], name, m)
 	}
-	// The checker's pool has its own outbox and inbox in public: one junk
-	// row there shows up if a query forgets its schema.
-	w.check = testenv.PoolOn(t, url, "public", nil)
-	w.exec(t, "public", `INSERT INTO outbox (event_id, event_type, order_id, occurred_at, body)
-		VALUES ('01900000-0000-7000-8000-000000000000', 'order.created', 'not-a-service-row', now(), '{}')`)
+	// The checker's pool on each database has its own outbox and inbox in
+	// public: one junk row there shows up if a query forgets its schema.
+	checkers := map[string]*pgxpool.Pool{}
+	for _, url := range urls {
+		if checkers[url] != nil {
+			continue
+		}
+		pool := testenv.PoolOn(t, url, "public", nil)
+		if _, err := pool.Exec(ctx, `INSERT INTO outbox (event_id, event_type, order_id, occurred_at, body)
+			VALUES ('01900000-0000-7000-8000-000000000000', 'order.created', 'not-a-service-row', now(), '{}')`); err != nil {
+			t.Fatal(err)
+		}
+		checkers[url] = pool
+	}
+	w.check = check.DBs{Order: checkers[urls["orders"]], Inventory: checkers[urls["inventory"]],
+		Payment: checkers[urls["payment"]], ReadModel: checkers[urls["readmodel"]]}
 
 	nc := testenv.StartNATS(t).Connect(t)
 	w.js = testenv.JetStream(t, nc)
@@ -291,11 +322,7 @@ func (w *world) exec(t *testing.T, schema, sql string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	pool := w.check
-	if schema != "public" {
-		pool = w.schema[schema]
-	}
-	if _, err := pool.Exec(ctx, sql, args...); err != nil {
+	if _, err := w.schema[schema].Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s: %s: %v", schema, sql, err)
 	}
 }

@@ -74,10 +74,10 @@ func (f *forger) checkInvariants() {
 	w := f.w
 	w.t.Helper()
 	ctx := context.Background()
-	if err := check.Quiesce(ctx, w.db, w.js, 90*time.Second); err != nil {
+	if err := check.Quiesce(ctx, check.OneDB(w.db), w.js, 90*time.Second); err != nil {
 		w.t.Fatalf("not quiescent: %v", err)
 	}
-	rep, err := check.Run(ctx, w.db, w.js, check.Options{Injected: f.injected})
+	rep, err := check.Run(ctx, check.OneDB(w.db), w.js, check.Options{Injected: f.injected})
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -396,10 +396,10 @@ func (w *world) checkInvariants() {
 		defer checker.Close()
 		db = checker
 	}
-	if err := check.Quiesce(ctx, db, w.reader, 60*time.Second); err != nil {
+	if err := check.Quiesce(ctx, check.OneDB(db), w.reader, 60*time.Second); err != nil {
 		w.t.Fatalf("not quiescent: %v", err)
 	}
-	rep, err := check.Run(ctx, db, w.reader, check.Options{})
+	rep, err := check.Run(ctx, check.OneDB(db), w.reader, check.Options{})
 	if err != nil {
 		w.t.Fatal(err)
 	}

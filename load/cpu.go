@@ -3,6 +3,7 @@ package load
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,16 +15,44 @@ import (
 // 100 on every Linux architecture Go runs on.
 const clockTicks = 100
 
-// Processes of the stack whose CPU the load measures, as named in the run
-// folder's pid files, and the name of Postgres.
+// The kinds of process of the stack whose CPU the load measures: the four
+// services and nats-server, found through the run folder's pid files, and
+// Postgres, through its postmaster's. On the single-node stack (make up) a
+// pid file is named for its kind: pids/order.pid, pids/nats.pid. The
+// cluster stack (make cluster-up) runs several of each and names each
+// process: pids/order-1.pid, pids/order-2.pid, …, pids/nats-1.pid to
+// nats-3.pid (stack.Config.InstanceName, stack.NodeName); every one counts.
 var (
-	stackProcs = []string{"order", "inventory", "payment", "readmodel", "nats"}
+	stackKinds = []string{"order", "inventory", "payment", "readmodel", "nats"}
 	postgres   = "postgres"
 )
 
-// cpuSample is the CPU time each process of the stack had used at one
-// moment, in clock ticks.
-type cpuSample map[string]int64
+// kindOf is the kind of a process of the stack named name ("order" for
+// "order" and "order-2"); ok is false for anything else in the pid folder
+// (the supervisor).
+func kindOf(name string) (kind string, ok bool) {
+	base, n, numbered := strings.Cut(name, "-")
+	if numbered {
+		if i, err := strconv.Atoi(n); err != nil || i < 1 {
+			return "", false
+		}
+	}
+	if base == postgres && !numbered || slices.Contains(stackKinds, base) {
+		return base, true
+	}
+	return "", false
+}
+
+// procCPU is the CPU time one process had used at one moment, in clock
+// ticks, and which process it was.
+type procCPU struct {
+	pid   int
+	ticks int64
+}
+
+// cpuSample is the CPU time of each process of the stack at one moment, by
+// process name.
+type cpuSample map[string]procCPU
 
 // procTimes reads utime+stime and, for reaped children, cutime+cstime of a
 // process.
@@ -64,13 +93,19 @@ func peakRSS(pid int) int64 {
 }
 
 // stackPids finds the stack's processes from the run folder: the pid files
-// of the services and nats-server, and the postmaster's pid file in the
-// Postgres data folder. Postgres also counts every live child of the
-// postmaster. Missing processes are left out.
+// of the services' processes and nats-servers (every instance and node),
+// and the postmaster's pid file in the Postgres data folder. Postgres also
+// counts every live child of the postmaster. Processes that are not running
+// are left out.
 func stackPids(runDir string) (procs map[string]int, pgChildren []int) {
 	procs = map[string]int{}
-	for _, name := range stackProcs {
-		if pid := pidFromFile(filepath.Join(runDir, "pids", name+".pid")); pid > 0 && alive(pid) {
+	files, _ := filepath.Glob(filepath.Join(runDir, "pids", "*.pid"))
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".pid")
+		if kind, ok := kindOf(name); !ok || kind == postgres {
+			continue
+		}
+		if pid := pidFromFile(f); pid > 0 && alive(pid) {
 			procs[name] = pid
 		}
 	}
@@ -139,10 +174,10 @@ func sampleCPU(runDir string) cpuSample {
 				}
 			}
 		}
-		s[name] = self
+		s[name] = procCPU{pid: pid, ticks: self}
 	}
 	if self, _, _, err := procTimes(os.Getpid()); err == nil {
-		s["load"] = self
+		s["load"] = procCPU{pid: os.Getpid(), ticks: self}
 	}
 	return s
 }
@@ -169,15 +204,51 @@ func peakRSSByProcess(runDir string) map[string]int64 {
 }
 
 // cpuDelta is the CPU in milliseconds each process used between two
-// samples; processes missing from either are left out.
-func cpuDelta(start, end cpuSample) map[string]float64 {
-	out := map[string]float64{}
-	for name, e := range end {
-		if s, ok := start[name]; ok && e >= s {
-			out[name] = float64(e-s) * 1000 / clockTicks
+// samples. A process that was not running at the start (a cluster instance
+// the supervisor restarted, under another pid) started during the run and
+// counts whole; what the processes gone by the end used during the run is
+// not known, and notes say so.
+func cpuDelta(start, end cpuSample) (ms map[string]float64, notes []string) {
+	ms = map[string]float64{}
+	for _, name := range slices.Sorted(maps.Keys(end)) {
+		e := end[name]
+		s, ok := start[name]
+		switch {
+		case ok && s.pid == e.pid:
+			if e.ticks >= s.ticks {
+				ms[name] = float64(e.ticks-s.ticks) * 1000 / clockTicks
+			}
+		case ok:
+			ms[name] = float64(e.ticks) * 1000 / clockTicks
+			notes = append(notes, fmt.Sprintf("%s was restarted during the run (pid %d at the start, %d at the end): counted from pid %d's start; what pid %d (and any process between) used is not", name, s.pid, e.pid, e.pid, s.pid))
+		default:
+			ms[name] = float64(e.ticks) * 1000 / clockTicks
 		}
 	}
-	return out
+	for _, name := range slices.Sorted(maps.Keys(start)) {
+		if _, ok := end[name]; !ok {
+			notes = append(notes, fmt.Sprintf("%s (pid %d) was gone by the end of the run: its CPU during the run is not counted", name, start[name].pid))
+		}
+	}
+	return ms, notes
+}
+
+// byKind sums a delta's processes by kind ("order" for order-1 and
+// order-2, "nats" for its nodes); the load itself is left out. several
+// reports whether some kind had more than one process.
+func byKind(d map[string]float64) (sums map[string]float64, several bool) {
+	sums = map[string]float64{}
+	count := map[string]int{}
+	for name, ms := range d {
+		kind, ok := kindOf(name)
+		if !ok {
+			continue
+		}
+		sums[kind] += ms
+		count[kind]++
+		several = several || count[kind] > 1
+	}
+	return sums, several
 }
 
 // stackCPU sums the stack's processes of a delta (the load itself is not

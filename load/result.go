@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -51,12 +52,18 @@ type Result struct {
 
 	LagMS Lag `json:"lag_ms"`
 
-	// CPUMSPerSaga is the CPU (user+system) the stack's processes — the
-	// four services, nats-server and every Postgres process — used from the
-	// first order to the end of the drain, divided by completed sagas; null
-	// when the run folder holds no pid files.
-	CPUMSPerSaga          *float64           `json:"cpu_ms_per_saga"`
+	// CPUMSPerSaga is the CPU (user+system) the stack's processes — every
+	// instance of the four services, every nats-server and every Postgres
+	// process — used from the first order to the end of the drain, divided
+	// by completed sagas; null when the run folder holds no pid files.
+	CPUMSPerSaga *float64 `json:"cpu_ms_per_saga"`
+	// CPUMSPerSagaByProcess is the same per process, as the run folder's
+	// pid files name them: "order", "nats" on the single-node stack;
+	// "order-1", "order-2", "nats-1", … in the cluster.
 	CPUMSPerSagaByProcess map[string]float64 `json:"cpu_ms_per_saga_by_process,omitempty"`
+	// CPUMSPerSagaByService sums the processes of each service (and the
+	// nats-server nodes) when the stack runs several: the cluster.
+	CPUMSPerSagaByService map[string]float64 `json:"cpu_ms_per_saga_by_service,omitempty"`
 	CPUMS                 map[string]float64 `json:"cpu_ms,omitempty"` // per process, over the run; "load" is this process
 	// PeakRSSMiB is each process's peak resident memory (VmHWM) since it
 	// started; for postgres, its largest process.
@@ -135,10 +142,14 @@ func (r *run) result(ctx context.Context, start, placingEnd time.Time, cpuStart,
 		res.Notes = append(res.Notes, notes...)
 	}
 
-	cpu := cpuDelta(cpuStart, cpuEnd)
+	cpu, cpuNotes := cpuDelta(cpuStart, cpuEnd)
 	total, names := stackCPU(cpu)
 	if len(names) == 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("CPU not measured: no processes of the stack found in run folder %q", r.cfg.RunDir))
+		note := fmt.Sprintf("CPU not measured: no processes of the stack found in run folder %q", r.cfg.RunDir)
+		if cluster := filepath.Join(r.cfg.RunDir, "cluster"); r.cfg.RunDir != "" && hasPids(cluster) {
+			note += fmt.Sprintf(" (the cluster stack's is %s: --run-dir)", cluster)
+		}
+		res.Notes = append(res.Notes, note)
 	} else {
 		res.CPUMS = map[string]float64{}
 		for name, ms := range cpu {
@@ -147,12 +158,19 @@ func (r *run) result(ctx context.Context, start, placingEnd time.Time, cpuStart,
 		if missing := missingProcs(names); len(missing) > 0 {
 			res.Notes = append(res.Notes, "CPU not measured for "+strings.Join(missing, ", ")+" (no pid in the run folder)")
 		}
+		res.Notes = append(res.Notes, cpuNotes...)
 		if res.Completed > 0 {
 			per := round(total/float64(res.Completed), 3)
 			res.CPUMSPerSaga = &per
 			res.CPUMSPerSagaByProcess = map[string]float64{}
 			for name, ms := range cpu {
 				res.CPUMSPerSagaByProcess[name] = round(ms/float64(res.Completed), 3)
+			}
+			if sums, several := byKind(cpu); several {
+				res.CPUMSPerSagaByService = map[string]float64{}
+				for kind, ms := range sums {
+					res.CPUMSPerSagaByService[kind] = round(ms/float64(res.Completed), 3)
+				}
 			}
 		}
 		res.PeakRSSMiB = map[string]float64{}
@@ -163,14 +181,22 @@ func (r *run) result(ctx context.Context, start, placingEnd time.Time, cpuStart,
 	return res
 }
 
+// missingProcs lists the kinds of process (the services, nats, postgres)
+// of which found has none.
 func missingProcs(found []string) []string {
 	var out []string
-	for _, p := range append(slices.Clone(stackProcs), postgres) {
-		if !slices.Contains(found, p) {
-			out = append(out, p)
+	for _, kind := range append(slices.Clone(stackKinds), postgres) {
+		if !slices.ContainsFunc(found, func(name string) bool { k, _ := kindOf(name); return k == kind }) {
+			out = append(out, kind)
 		}
 	}
 	return out
+}
+
+// hasPids reports whether runDir has pid files.
+func hasPids(runDir string) bool {
+	files, _ := filepath.Glob(filepath.Join(runDir, "pids", "*.pid"))
+	return len(files) > 0
 }
 
 func round(v float64, decimals int) float64 {
@@ -208,6 +234,13 @@ func (res Result) Write(w io.Writer) {
 			}
 		}
 		fmt.Fprintf(tw, "CPU per saga\t%.2fms (%s); this load %.2fms, not counted\n", *res.CPUMSPerSaga, strings.Join(parts, ", "), res.CPUMSPerSagaByProcess["load"])
+		if len(res.CPUMSPerSagaByService) > 0 {
+			parts = parts[:0]
+			for _, kind := range slices.Sorted(maps.Keys(res.CPUMSPerSagaByService)) {
+				parts = append(parts, fmt.Sprintf("%s %.2f", kind, res.CPUMSPerSagaByService[kind]))
+			}
+			fmt.Fprintf(tw, "  by service\t%s (every instance and node summed)\n", strings.Join(parts, ", "))
+		}
 	}
 	if len(res.PeakRSSMiB) > 0 {
 		var parts []string

@@ -45,7 +45,7 @@ func (e *endpoints) flags(fs *flag.FlagSet, names ...string) {
 		e.nats.AddFlags(fs, access.InboxPrefix(cmp.Or(e.identity, access.Reader)))
 	}
 	if want("database-url") {
-		fs.StringVar(&e.databaseURL, "database-url", c.DatabaseURL(), "PostgreSQL database of the services")
+		fs.StringVar(&e.databaseURL, "database-url", c.DatabaseURL(), "PostgreSQL database of the services, all four schemas (one per service where --<service>-database-url says so)")
 	}
 	if want("order-url") {
 		fs.StringVar(&e.orderURL, "order-url", c.URL("order"), "order service HTTP API")
@@ -148,7 +148,20 @@ func connectNATSAs(url string, cl access.Client) (*nats.Conn, jetstream.JetStrea
 }
 
 func openDB(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	pool, err := pgxpool.New(ctx, url)
+	return openDBConns(ctx, url, 0)
+}
+
+// openDBConns is openDB with at least minConns connections allowed, unless
+// the URL sets pool_max_conns itself.
+func openDBConns(ctx context.Context, url string, minConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", url, err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = max(cfg.MaxConns, minConns)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", url, err)
 	}

@@ -109,7 +109,7 @@ func demo(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer nc.Close()
-	if err := check.Quiesce(ctx, pool, js, time.Minute); err != nil {
+	if err := check.Quiesce(ctx, check.OneDB(pool), js, time.Minute); err != nil {
 		return fmt.Errorf("quiescence: %w", err)
 	}
 	step("quiescent: every outbox empty, every consumer caught up")
@@ -119,7 +119,7 @@ func demo(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	fmt.Println()
-	rep, err := check.Run(ctx, pool, js, check.Options{})
+	rep, err := check.Run(ctx, check.OneDB(pool), js, check.Options{})
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,11 @@ const usage = `jetsaga — a choreography saga on NATS JetStream and PostgreSQL
 
 usage:
   jetsaga place --customer ID --item SKU:QTY:PRICE_CENTS [--item ...] [--count N] [--wait]
-  jetsaga check [--deadline 1m] [--quiesce 0s]
+  jetsaga check [--deadline 1m] [--quiesce 0s] [--database-url URL]
+                [--order-database-url URL] [--inventory-database-url URL]
+                [--payment-database-url URL] [--readmodel-database-url URL]
+                    docs/DESIGN.md's invariants 1-5; each service's database defaults
+                    to --database-url (one database holding the four schemas)
   jetsaga trace [--within D] ORDER_ID
                     one order's events from the streams as a causal chain; --within
                     reads only what was stored D after the order was placed (quick
@@ -86,7 +90,9 @@ usage:
 
 Every command takes -h, which names each flag's environment variable.
 Connection flags default to the local stack and read NATS_URL, DATABASE_URL,
-ORDER_URL, INVENTORY_URL and READMODEL_URL; every other flag reads JETSAGA_<FLAG>
+ORDER_URL, INVENTORY_URL and READMODEL_URL (check's per-service databases:
+ORDER_DATABASE_URL, INVENTORY_DATABASE_URL, PAYMENT_DATABASE_URL,
+READMODEL_DATABASE_URL); every other flag reads JETSAGA_<FLAG>
 (--timeout: JETSAGA_TIMEOUT). The stack reads JETSAGA_NATS_PORT,
 JETSAGA_PG_PORT, JETSAGA_<SERVICE>_ADDR and JETSAGA_<SERVICE>_FLAGS.
 `

@@ -165,9 +165,11 @@ func (b *notBool) IsBoolFlag() bool { return true }
 // nothing.
 const EnvPrefix = "JETSAGA_"
 
-// connectionFlags keep the environment variables everyone already sets.
+// connectionFlags keep the environment variables everyone already sets, and
+// jetsaga check's per-service databases their likes (ORDER_DATABASE_URL).
 var connectionFlags = map[string]bool{
 	"nats-url": true, "database-url": true, "order-url": true, "inventory-url": true, "readmodel-url": true,
+	"order-database-url": true, "inventory-database-url": true, "payment-database-url": true, "readmodel-database-url": true,
 }
 
 // EnvName is the environment variable of a flag: --nats-url ↔ NATS_URL,

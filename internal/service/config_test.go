@@ -100,6 +100,8 @@ func TestEnvName(t *testing.T) {
 	for flag, want := range map[string]string{
 		"nats-url": "NATS_URL", "database-url": "DATABASE_URL", "order-url": "ORDER_URL",
 		"inventory-url": "INVENTORY_URL", "readmodel-url": "READMODEL_URL",
+		"order-database-url": "ORDER_DATABASE_URL", "inventory-database-url": "INVENTORY_DATABASE_URL",
+		"payment-database-url": "PAYMENT_DATABASE_URL", "readmodel-database-url": "READMODEL_DATABASE_URL",
 		"inject-crash-after-commit": "JETSAGA_INJECT_CRASH_AFTER_COMMIT", "seed": "JETSAGA_SEED",
 		"timeout": "JETSAGA_TIMEOUT", "http-addr": "JETSAGA_HTTP_ADDR", "log-level": "JETSAGA_LOG_LEVEL",
 	} {
