@@ -36,6 +36,10 @@ import (
 type Fill struct {
 	Pool *pgxpool.Pool // the stack's database (orders.orders)
 	NC   *nats.Conn    // the stack's NATS
+	// AdminToken is the bearer token of inventory's operator endpoints
+	// (--admin-token-file), sent with PUT /stock; empty for a stack
+	// without one.
+	AdminToken string
 	// Mix, DeclinePriceCents: as in load.Config (default 80/10/10, over the
 	// stack's payment limit).
 	Mix               load.Mix
@@ -96,6 +100,9 @@ func (f *Fill) SeedStock(ctx context.Context, hc *http.Client, inventoryURL stri
 			return fmt.Errorf("seed stock %s: %w", sku, err)
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if f.AdminToken != "" {
+			req.Header.Set("Authorization", "Bearer "+f.AdminToken)
+		}
 		resp, err := hc.Do(req)
 		if err != nil {
 			return fmt.Errorf("seed stock %s: %w", sku, err)

@@ -3,6 +3,8 @@ package bench_test
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,8 +28,13 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
+// adminToken guards the test services' operator endpoints, as jetsaga up's
+// token does the stack's: the fill must send it to seed stock.
+const adminToken = "fill-test-token"
+
 // services runs the four services in this process until stop is called
-// (they drain, as on SIGTERM), and returns their URLs.
+// (they drain, as on SIGTERM), and returns their URLs. Their operator
+// endpoints require adminToken.
 // maxMsgs bounds the event streams (--stream-max-msgs), 0 for none.
 func services(t *testing.T, natsURL, dbURL string, maxMsgs int64) (urls map[string]string, stop func()) {
 	t.Helper()
@@ -36,6 +43,10 @@ func services(t *testing.T, natsURL, dbURL string, maxMsgs int64) (urls map[stri
 		"inventory": inventory.Spec(inventory.Config{}),
 		"payment":   payment.Spec(payment.Config{DeclineOverCents: 1_000_000, Seed: 1}),
 		"readmodel": readmodel.Spec(readmodel.Config{}),
+	}
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(adminToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	urls = map[string]string{}
 	var stops []func()
@@ -52,8 +63,9 @@ func services(t *testing.T, natsURL, dbURL string, maxMsgs int64) (urls map[stri
 		done := make(chan error, 1)
 		cfg := service.Config{
 			Name: name, NATSURL: natsURL, DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0", MaxMsgs: maxMsgs,
-			Logger:  zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
-			OnReady: func(addr string) { ready <- addr },
+			AdminTokenFile: tokenFile,
+			Logger:         zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+			OnReady:        func(addr string) { ready <- addr },
 		}
 		go func() { done <- service.Run(ctx, cfg, specs[name]) }()
 		stops = append(stops, func() {
@@ -92,7 +104,7 @@ func TestFillMakesConsistentHistory(t *testing.T) {
 	js := testenv.JetStream(t, nc)
 
 	urls, stop := services(t, n.URL(), dbURL, 0)
-	f := &bench.Fill{Pool: pool, NC: nc, Chunk: 200, SKUs: 8}
+	f := &bench.Fill{Pool: pool, NC: nc, AdminToken: adminToken, Chunk: 200, SKUs: 8}
 	if err := f.SeedStock(t.Context(), http.DefaultClient, urls["inventory"]); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +246,7 @@ func TestBoundedStreamsDropOldHistoryOnly(t *testing.T) {
 	const bound = 200
 
 	urls, stop := services(t, n.URL(), dbURL, bound)
-	f := &bench.Fill{Pool: pool, NC: nc, SKUs: 4}
+	f := &bench.Fill{Pool: pool, NC: nc, AdminToken: adminToken, SKUs: 4}
 	if err := f.SeedStock(t.Context(), http.DefaultClient, urls["inventory"]); err != nil {
 		t.Fatal(err)
 	}

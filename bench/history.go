@@ -160,7 +160,7 @@ func RunHistory(ctx context.Context, o HistoryOptions) (rep HistoryReport, err e
 	}
 	defer pool.Close()
 	hc := &http.Client{Timeout: 30 * time.Second}
-	f := &Fill{Pool: pool, NC: nc}
+	f := &Fill{Pool: pool, NC: nc, AdminToken: adminToken(c)}
 	if err := f.SeedStock(ctx, hc, c.URL("inventory")); err != nil {
 		return rep, err
 	}
