@@ -231,7 +231,7 @@ func RunHistory(ctx context.Context, o HistoryOptions) (rep HistoryReport, err e
 		step("%s: closed loop, %d in flight, for %s (load average %s)", name, o.Concurrency, o.Duration, lr.LoadAvg)
 		lc := load.Config{
 			OrderURL: c.URL("order"), InventoryURL: c.URL("inventory"), ReadmodelURL: c.URL("readmodel"), NATSURL: c.NATSURL(),
-			Duration: o.Duration, Drain: o.Drain, RunDir: c.RunDir, Concurrency: o.Concurrency,
+			Duration: o.Duration, Drain: o.Drain, RunDir: c.RunDir, Concurrency: o.Concurrency, AdminToken: f.AdminToken,
 		}
 		if o.Progress != nil {
 			lc.Progress = o.Progress(name)
