@@ -73,9 +73,10 @@ bench-history: build ## throughput as history grows: fill a fresh stack in .run/
 	$(BIN)/jetsaga bench-history $(HISTORY_FLAGS)
 
 .PHONY: bench-go
-bench-go: ## Go benchmarks of the outbox relay and the consumer loop (figures in BENCHMARKS.md)
+bench-go: ## Go benchmarks of the outbox relay, the consumer loop and the subject layout (figures in BENCHMARKS.md)
 	$(GO) test ./internal/outbox -run '^$$' -bench Relay -benchtime 5000x
 	$(GO) test ./internal/consume -run '^$$' -bench Loop -benchtime 3000x
+	$(GO) test ./internal/stream -run '^$$' -bench BacklogByShards -benchtime 3x
 
 .PHONY: fuzz
 fuzz: ## fuzz the event decoder for 30s

@@ -186,7 +186,7 @@ func checkSubjectsBounded(t *testing.T, pool *pgxpool.Pool, js jetstream.JetStre
 		for subj := range st.Subjects {
 			i := strings.LastIndexByte(subj, '.')
 			typ, shard := subj[:max(i, 0)], subj[i+1:]
-			if event.Type(typ).Stream() != name || len(shard) != 3 || strings.Trim(shard, "0123456789abcdef") != "" {
+			if event.Type(typ).Stream() != name || len(shard) != len(event.Shard("")) || strings.Trim(shard, "0123456789abcdef") != "" {
 				t.Errorf("%s holds subject %q, want <type>.<shard>", name, subj)
 			}
 		}

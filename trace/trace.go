@@ -101,7 +101,7 @@ func LoadWith(ctx context.Context, js jetstream.JetStream, orderID string, opt O
 	}
 	// The order's shard, and for history written before subjects were
 	// sharded its own id (the two filters must not be equal: an order id
-	// may be three hex digits).
+	// may be two hex digits).
 	filters := []string{"*.*." + event.Shard(orderID)}
 	if orderID != event.Shard(orderID) {
 		filters = append(filters, "*.*."+orderID)

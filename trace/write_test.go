@@ -98,10 +98,10 @@ func TestWriteMissingOccurredAt(t *testing.T) {
 func ExampleWrite() {
 	at := time.Date(2026, 11, 24, 6, 0, 0, 123_000_000, time.UTC)
 	hops := trace.Sort([]trace.Hop{
-		{Stream: "ORDERS", Seq: 1, Type: event.OrderCreated, EventID: "0190-a", Subject: "order.created.368", OrderID: "o-1", OccurredAt: at},
-		{Stream: "INVENTORY", Seq: 1, Type: event.InventoryReserved, EventID: "0190-b", CausationID: "0190-a", Subject: "inventory.reserved.368", OrderID: "o-1", OccurredAt: at.Add(3200 * time.Microsecond)},
-		{Stream: "PAYMENTS", Seq: 1, Type: event.PaymentCompleted, EventID: "0190-c", CausationID: "0190-b", Subject: "payment.completed.368", OrderID: "o-1", OccurredAt: at.Add(4300 * time.Microsecond)},
-		{Stream: "ORDERS", Seq: 2, Type: event.OrderConfirmed, EventID: "0190-d", CausationID: "0190-c", Subject: "order.confirmed.368", OrderID: "o-1", OccurredAt: at.Add(5 * time.Millisecond)},
+		{Stream: "ORDERS", Seq: 1, Type: event.OrderCreated, EventID: "0190-a", Subject: "order.created.28", OrderID: "o-1", OccurredAt: at},
+		{Stream: "INVENTORY", Seq: 1, Type: event.InventoryReserved, EventID: "0190-b", CausationID: "0190-a", Subject: "inventory.reserved.28", OrderID: "o-1", OccurredAt: at.Add(3200 * time.Microsecond)},
+		{Stream: "PAYMENTS", Seq: 1, Type: event.PaymentCompleted, EventID: "0190-c", CausationID: "0190-b", Subject: "payment.completed.28", OrderID: "o-1", OccurredAt: at.Add(4300 * time.Microsecond)},
+		{Stream: "ORDERS", Seq: 2, Type: event.OrderConfirmed, EventID: "0190-d", CausationID: "0190-c", Subject: "order.confirmed.28", OrderID: "o-1", OccurredAt: at.Add(5 * time.Millisecond)},
 	})
 	trace.Write(os.Stdout, hops)
 	// Output:

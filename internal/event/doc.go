@@ -7,8 +7,8 @@
 // # Subjects and streams
 //
 // The subject of an event is its type followed by the shard of its order
-// (saga) id, for example "order.created.1a1": the shard is a fixed function of
-// the order id, three hex digits (see [Shard]), so that a stream holds at most
+// (saga) id, for example "order.created.21": the shard is a fixed function of
+// the order id, two hex digits (see [Shard]), so that a stream holds at most
 // its types × [Shards] distinct subjects whatever its history, and the order
 // id itself travels in the Jetsaga-Order-Id header and in the body. The first
 // token names the stream that holds it: order.* events live in ORDERS,

@@ -167,25 +167,29 @@ func New(t Type, orderID, causationID string, payload Payload, occurredAt time.T
 // stream holds at most (its types × Shards) distinct subjects, however long
 // its history.
 //
-// Why 1,024 (docs/DESIGN.md, "Subjects: a shard of the order id"): nats-server
+// Why 64 (docs/DESIGN.md, "Subjects: a shard of the order id"): nats-server
 // keeps state per distinct subject for the stream's lifetime, so the count
-// bounds that memory (9 types × 1,024 = 9,216 subjects, a few MB, against 4
-// million subjects and 688 MB at a million sagas with a subject per order);
-// it keeps each stream's subjects (3 × 1,024) far below the 65,536 past which
-// nats-server stops using its subject index to skip blocks for a wildcard
-// filter; and one shard holds 1/1,024 of the history, which is what a lookup
-// of one order's events delivers and sifts by header. A power of two, so that
-// a shard is exactly three hex digits. Changing it moves every subject: it is
-// part of the contract.
-const Shards = 1024
+// bounds that memory (9 types × 64 = 576 subjects, against 4 million and
+// 688 MB at a million sagas with a subject per order). It must also stay
+// small because a filtered consumer that is behind pays for every subject in
+// a block on every message it is handed (nats-server matches the block's
+// subjects against the filter when they are fewer than the messages left to
+// walk): reading a backlog of ORDERS through the three-type filter of
+// inventory-orders ran at 3,600 msgs/s with 1,024 shards, 50,000 with 64
+// and 195,000 with a subject per order (BenchmarkBacklogByShards in
+// internal/stream). And it must not be too small, because one shard, 1/64
+// of the history, is what a lookup of one order's events delivers and sifts
+// by header. A power of two, so that a shard is exactly two hex digits.
+// Changing it moves every subject: it is part of the contract.
+const Shards = 64
 
 // Shard returns the subject shard of an order id: the FNV-1a 32-bit hash of
-// the id's bytes modulo [Shards], as three lowercase hex digits, "000" to
-// "3ff". It is a fixed function of the id, the same in every process and
-// version, so that anyone can compute where an order's events are:
-// Shard("0190f5c2-7d1e-7a3b-9c4d-5e6f7a8b9c0d") is "1a1". The token is
-// always a valid subject token and never a valid UUID, so it is never
-// mistaken for an order id.
+// the id's bytes modulo [Shards], as two lowercase hex digits, "00" to "3f".
+// It is a fixed function of the id, the same in every process and version,
+// so that anyone can compute where an order's events are:
+// Shard("0190f5c2-7d1e-7a3b-9c4d-5e6f7a8b9c0d") is "21". The token is always
+// a valid subject token and never a valid UUID, so it is never mistaken for
+// an order id.
 func Shard(orderID string) string {
 	const (
 		offset32 = 2166136261
@@ -198,11 +202,11 @@ func Shard(orderID string) string {
 		h *= prime32
 	}
 	n := h % Shards
-	return string([]byte{hex[n>>8&0xf], hex[n>>4&0xf], hex[n&0xf]})
+	return string([]byte{hex[n>>4&0xf], hex[n&0xf]})
 }
 
 // Subject returns the subject of an event of type t for the order orderID:
-// "<type>.<shard of the order id>", e.g. "order.created.1a1" (see [Shard]).
+// "<type>.<shard of the order id>", e.g. "order.created.21" (see [Shard]).
 // The order id itself travels in the Jetsaga-Order-Id header and the body.
 // For a subject filter of every event of a type, use [Filter], not
 // Subject(t, ">").

@@ -45,8 +45,8 @@ func Example() {
 	}
 	fmt.Println(reserved.Subject(), reserved.Type.Stream(), reserved.CausationID == created.ID)
 	// Output:
-	// order.created.1b2
+	// order.created.32
 	// 2025-03-14T12:00:00Z
 	// {"order_id":"ord-1","customer_id":"cust-7","items":[{"sku":"mug","qty":2,"unit_price_cents":950}],"total_cents":1900}
-	// inventory.reserved.1b2 INVENTORY true
+	// inventory.reserved.32 INVENTORY true
 }

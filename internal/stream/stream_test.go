@@ -119,10 +119,10 @@ func TestEventStreamsRefuseOversizedMessages(t *testing.T) {
 }
 
 // However many orders, a stream holds at most its types × event.Shards
-// subjects: 4,096 orders' order.created, four per shard on average, are on
-// no more than 1,024 subjects, one per shard of their ids. (With a subject
-// per order it was 4,096, and nats-server's per-subject state grew with
-// every order.)
+// subjects: 4 × event.Shards orders' order.created, four per shard on
+// average, are on no more than event.Shards subjects, one per shard of their
+// ids. (With a subject per order there was one per order, and nats-server's
+// per-subject state grew with every order.)
 func TestSubjectsAreBoundedByShards(t *testing.T) {
 	t.Parallel()
 	n := testenv.StartNATS(t)
