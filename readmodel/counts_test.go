@@ -2,13 +2,11 @@ package readmodel
 
 import (
 	"fmt"
-	"io/fs"
 	"maps"
 	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -201,25 +199,7 @@ func TestCountsMigrationSeeds(t *testing.T) {
 	t.Parallel()
 
 	ctx := t.Context()
-	full := Migrations()
-	before := fstest.MapFS{}
-	names, err := fs.Glob(full, "*.up.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		if name >= "004" {
-			continue
-		}
-		raw, err := fs.ReadFile(full, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		before[name] = &fstest.MapFile{Data: raw}
-	}
-	if len(before) != 3 {
-		t.Fatalf("migrations before 004: %v", names)
-	}
+	before := migrationsBefore(t, "004", 3)
 	pool := testenv.PoolOn(t, testenv.DatabaseURL(t), Schema, before)
 	// Views and events as the code before 004 wrote them.
 	if _, err := pool.Exec(ctx, `
@@ -231,7 +211,7 @@ func TestCountsMigrationSeeds(t *testing.T) {
 		FROM generate_series(1, 37) AS i`); err != nil {
 		t.Fatal(err)
 	}
-	if err := pg.Migrate(ctx, pool, Schema, full); err != nil {
+	if err := pg.Migrate(ctx, pool, Schema, Migrations()); err != nil {
 		t.Fatal(err)
 	}
 	rm := newTestReadModel(t, pool, nil, newClock())

@@ -367,25 +367,7 @@ func TestSagasMigrationBackfill(t *testing.T) {
 	t.Parallel()
 
 	ctx := t.Context()
-	full := Migrations()
-	before := fstest.MapFS{}
-	names, err := fs.Glob(full, "*.up.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		if name >= "003" {
-			continue
-		}
-		raw, err := fs.ReadFile(full, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		before[name] = &fstest.MapFile{Data: raw}
-	}
-	if len(before) != 2 {
-		t.Fatalf("migrations before 003: %v", names)
-	}
+	before := migrationsBefore(t, "003", 2)
 	pool := testenv.PoolOn(t, testenv.DatabaseURL(t), Schema, before)
 
 	insert := func(v View) {
@@ -399,7 +381,7 @@ func TestSagasMigrationBackfill(t *testing.T) {
 	orphan := Project(recorded(shift(saga(t, "m-2", pathConfirmed)[1:2], time.Second), time.Millisecond))
 	insert(full1)
 	insert(orphan)
-	if err := pg.Migrate(ctx, pool, Schema, full); err != nil {
+	if err := pg.Migrate(ctx, pool, Schema, Migrations()); err != nil {
 		t.Fatal(err)
 	}
 	for id, want := range map[string]time.Time{"m-1": t0, "m-2": t0.Add(time.Second + 10*time.Millisecond)} {
@@ -472,4 +454,31 @@ func TestSagasService(t *testing.T) {
 		getJSON("/sagas?state=stuck&older_than=0s", &list)
 		return len(list.Sagas) == 0 && list.Counts.InFlight == 0
 	})
+}
+
+// migrationsBefore returns the read model's migrations numbered below
+// prefix, which must be want of them: the schema as an older version left
+// it, for a test of the migration that comes next.
+func migrationsBefore(t *testing.T, prefix string, want int) fstest.MapFS {
+	t.Helper()
+	full := Migrations()
+	before := fstest.MapFS{}
+	names, err := fs.Glob(full, "*.up.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if name >= prefix {
+			continue
+		}
+		raw, err := fs.ReadFile(full, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[name] = &fstest.MapFile{Data: raw}
+	}
+	if len(before) != want {
+		t.Fatalf("migrations before %s: %v", prefix, names)
+	}
+	return before
 }
