@@ -77,6 +77,7 @@ bench-go: ## Go benchmarks of the outbox relay, the consumer loop and the subjec
 	$(GO) test ./internal/outbox -run '^$$' -bench Relay -benchtime 5000x
 	$(GO) test ./internal/consume -run '^$$' -bench Loop -benchtime 3000x
 	$(GO) test ./internal/stream -run '^$$' -bench BacklogByShards -benchtime 3x
+	$(GO) test ./trace -run '^$$' -bench LoadInLongHistory -benchtime 5x
 
 .PHONY: fuzz
 fuzz: ## fuzz the event decoder for 30s
