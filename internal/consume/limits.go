@@ -9,7 +9,7 @@ import (
 )
 
 // Limits of a message the contract allows (DESIGN.md, "Event contract"). The
-// longest contract subject is "inventory.reserved.<shard>", 22 bytes, and the
+// longest contract subject is "inventory.reserved.<shard>", 21 bytes, and the
 // longest legacy one, which history written before subjects were sharded
 // holds and FromMsg still reads, "inventory.reserved.<order id of 64
 // chars>", 83 bytes; an event body is a small JSON document.
