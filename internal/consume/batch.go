@@ -24,41 +24,53 @@ import (
 	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
-// Run consumes until ctx is done. One goroutine receives messages from
-// JetStream (a pull subscription that keeps up to Prefetch messages
-// requested ahead); Workers goroutines take what has arrived, up to Batch
-// messages at a time, and handle each such batch in one transaction. On
-// cancellation it stops receiving, finishes every message it holds, and
-// returns nil.
+// Run consumes until ctx is done. One goroutine per source receives
+// messages from JetStream (a pull subscription that keeps up to Prefetch
+// messages requested ahead); Workers goroutines take what has arrived, from
+// any source, up to Batch messages at a time, and handle each such batch in
+// one transaction. On cancellation it stops receiving, finishes every
+// message it holds, and returns nil.
 func (l *Loop) Run(ctx context.Context) error {
-	msgs := make(chan jetstream.Msg, l.cfg.Batch*l.cfg.Workers)
+	msgs := make(chan arrival, l.cfg.Batch*l.cfg.Workers)
 	var wg sync.WaitGroup
 	for range l.cfg.Workers {
 		// Messages in hand are finished even after ctx is cancelled.
 		wg.Go(func() { l.work(context.WithoutCancel(ctx), msgs) })
 	}
-	l.receive(ctx, msgs)
+	var receivers sync.WaitGroup
+	for _, src := range l.srcs {
+		receivers.Go(func() { l.receive(ctx, src, msgs) })
+	}
+	receivers.Wait()
 	close(msgs)
 	wg.Wait()
 	return nil
 }
 
-// receive hands every message JetStream delivers to msgs until ctx is done,
-// restarting the subscription if it ends (the consumer was deleted and
-// recreated, say). It blocks while msgs is full, so the workers set the pace.
-func (l *Loop) receive(ctx context.Context, msgs chan<- jetstream.Msg) {
+// arrival is a message and the source it came from.
+type arrival struct {
+	msg jetstream.Msg
+	src *source
+}
+
+// receive hands every message JetStream delivers from src to msgs until ctx
+// is done, restarting the subscription if it ends (the consumer was deleted
+// and recreated, say). It blocks while msgs is full, so the workers set the
+// pace.
+func (l *Loop) receive(ctx context.Context, src *source, msgs chan<- arrival) {
 	var failures int
+	log := l.base.With(zap.String("consumer", src.name))
 	for ctx.Err() == nil {
-		cc, err := l.cons.Consume(func(m jetstream.Msg) { msgs <- m },
+		cc, err := src.cons.Consume(func(m jetstream.Msg) { msgs <- arrival{m, src} },
 			jetstream.PullMaxMessages(l.cfg.Prefetch),
 			jetstream.PullExpiry(max(l.cfg.FetchWait, time.Second)),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-				l.log.Debug("consume", zap.Error(err))
+				log.Debug("consume", zap.Error(err))
 			}))
 		if err != nil {
 			failures++
 			wait := min(time.Duration(1<<min(failures, 8))*50*time.Millisecond, 5*time.Second)
-			l.log.Warn("consume failed", zap.Error(err), zap.Duration("retry_in", wait))
+			log.Warn("consume failed", zap.Error(err), zap.Duration("retry_in", wait))
 			sleep(ctx, wait)
 			continue
 		}
@@ -74,7 +86,7 @@ func (l *Loop) receive(ctx context.Context, msgs chan<- jetstream.Msg) {
 			}
 			return
 		case <-cc.Closed():
-			l.log.Warn("consuming stopped; starting again")
+			log.Warn("consuming stopped; starting again")
 			sleep(ctx, 250*time.Millisecond)
 		}
 	}
@@ -82,8 +94,8 @@ func (l *Loop) receive(ctx context.Context, msgs chan<- jetstream.Msg) {
 
 // work takes whatever has arrived, up to Batch messages, and handles it as
 // one batch; it never waits to fill a batch, so a lone message goes at once.
-func (l *Loop) work(ctx context.Context, msgs <-chan jetstream.Msg) {
-	batch := make([]jetstream.Msg, 0, l.cfg.Batch)
+func (l *Loop) work(ctx context.Context, msgs <-chan arrival) {
+	batch := make([]arrival, 0, l.cfg.Batch)
 	for m := range msgs {
 		batch = append(batch[:0], m)
 	fill:
@@ -105,6 +117,7 @@ func (l *Loop) work(ctx context.Context, msgs <-chan jetstream.Msg) {
 // delivery is one message of a batch and what became of it.
 type delivery struct {
 	msg jetstream.Msg
+	src *source
 	md  *jetstream.MsgMetadata
 	e   event.Event
 	dup bool  // the inbox held the event already: done before
@@ -119,13 +132,14 @@ type delivery struct {
 // failing message is rolled back alone), commits, hands the outbox rows
 // written to the relay, and only then acks what committed; failed messages
 // are retried with backoff or dead-lettered one by one.
-func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
+func (l *Loop) handleBatch(ctx context.Context, batch []arrival) {
 	start := time.Now()
 	// From the start: injected delays before handling count too.
-	stopKeep := keepInProgress(msgs, max(l.cfg.AckWait/3, 100*time.Millisecond))
+	stopKeep := keepInProgress(batch, max(l.cfg.AckWait/3, 100*time.Millisecond))
 	defer stopKeep()
-	ds := make([]*delivery, 0, len(msgs))
-	for _, msg := range msgs {
+	ds := make([]*delivery, 0, len(batch))
+	for _, a := range batch {
+		msg, src := a.msg, a.src
 		md, err := msg.Metadata()
 		if err != nil {
 			// Not a JetStream message: nothing to ack.
@@ -138,7 +152,7 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		subject, header := msg.Subject(), msg.Headers()
 		if l.routes != nil {
 			if rp, err = l.unwrap(msg); err != nil {
-				l.deadLetter(ctx, msg, md, nil, "", err)
+				l.deadLetter(ctx, src, msg, md, nil, "", err)
 				continue
 			}
 			subject, header = rp.subject, rp.header
@@ -146,12 +160,12 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		// Limits first: an over-long subject or an oversized message is
 		// dead-lettered in its cut form before anything reads it.
 		if err := admit(subject, header, msg.Data()); err != nil {
-			l.deadLetter(ctx, msg, md, rp, "", err)
+			l.deadLetter(ctx, src, msg, md, rp, "", err)
 			continue
 		}
 		e, err := event.FromMsg(subject, header, msg.Data())
 		if err != nil {
-			l.deadLetter(ctx, msg, md, rp, "", fmt.Errorf("decode %s: %w", subject, err))
+			l.deadLetter(ctx, src, msg, md, rp, "", fmt.Errorf("decode %s: %w", subject, err))
 			continue
 		}
 		if rp == nil {
@@ -159,7 +173,7 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			// REPLAY: it carries no sequence, its id deduplicates it).
 			e.Stream, e.Seq = md.Stream, md.Sequence.Stream
 		}
-		d := &delivery{msg: msg, md: md, e: e, replay: rp}
+		d := &delivery{msg: msg, src: src, md: md, e: e, replay: rp}
 		if l.tracer != nil {
 			d.span = l.startProcess(ctx, d)
 		}
@@ -221,7 +235,7 @@ func (l *Loop) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 // keepInProgress tells JetStream every interval that msgs are still being
 // worked on, so a slow batch keeps its messages past AckWait. The returned
 // func stops it and waits for it.
-func keepInProgress(msgs []jetstream.Msg, every time.Duration) (stop func()) {
+func keepInProgress(msgs []arrival, every time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -232,8 +246,8 @@ func keepInProgress(msgs []jetstream.Msg, every time.Duration) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				for _, m := range msgs {
-					_ = m.InProgress()
+				for _, a := range msgs {
+					_ = a.msg.InProgress()
 				}
 			}
 		}
@@ -274,7 +288,7 @@ func (l *Loop) apply(ctx context.Context, ds []*delivery) ([]outbox.Row, error) 
 			return nil, fmt.Errorf("prepare batch: %w", err)
 		}
 	}
-	if l.cfg.BatchHandler != nil {
+	if l.batched() {
 		written, applied, err := l.applyAll(ctx, tx, ds)
 		if err != nil {
 			return nil, err
@@ -328,49 +342,53 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written
 	if len(live) == 0 {
 		return nil, false, nil
 	}
+	consumers := make([]string, len(live))
 	ids := make([]string, len(live))
 	types := make([]string, len(live))
 	orders := make([]string, len(live))
 	for i, d := range live {
-		ids[i], types[i], orders[i] = d.e.ID, string(d.e.Type), d.e.OrderID
+		consumers[i], ids[i], types[i], orders[i] = d.src.name, d.e.ID, string(d.e.Type), d.e.OrderID
 	}
 	b := &pgx.Batch{}
 	b.Queue(`SAVEPOINT batch`)
 	b.Queue(`
 		INSERT INTO inbox (consumer, event_id, event_type, order_id)
-		SELECT $1, t.id, t.typ, t.ord FROM unnest($2::uuid[], $3::text[], $4::text[]) AS t(id, typ, ord)
+		SELECT t.cons, t.id, t.typ, t.ord FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) AS t(cons, id, typ, ord)
 		ON CONFLICT DO NOTHING
-		RETURNING event_id::text`, l.cfg.Consumer, ids, types, orders)
+		RETURNING consumer, event_id::text`, consumers, ids, types, orders)
 	br := tx.SendBatch(ctx, b)
 	_, err = br.Exec()
-	var fresh []string
+	var fresh []inboxKey
 	if err == nil {
 		var rows pgx.Rows
 		if rows, err = br.Query(); err == nil {
-			fresh, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			fresh, err = pgx.CollectRows(rows, pgx.RowToStructByPos[inboxKey])
 		}
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	isNew := make(map[string]bool, len(fresh))
-	for _, id := range fresh {
-		isNew[id] = true
+	isNew := make(map[inboxKey]bool, len(fresh))
+	for _, k := range fresh {
+		isNew[k] = true
 	}
 	var events []event.Event
 	if err == nil {
+		bySource := make(map[*source][]event.Event, len(l.srcs))
 		for _, d := range live {
 			// The first delivery of a new id is new; another copy of it in
 			// the same batch is a duplicate.
-			d.dup = !isNew[d.e.ID]
+			k := inboxKey{d.src.name, d.e.ID}
+			d.dup = !isNew[k]
 			if !d.dup {
 				events = append(events, d.e)
-				delete(isNew, d.e.ID)
+				bySource[d.src] = append(bySource[d.src], d.e)
+				delete(isNew, k)
 			}
 		}
 		if len(events) > 0 {
 			hctx, col := outbox.Collect(l.withCauses(ctx, live))
-			err = l.cfg.BatchHandler(hctx, tx, events)
+			err = l.applySet(hctx, tx, events, bySource)
 			written = col.Rows()
 		}
 		for _, e := range events {
@@ -414,12 +432,52 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written
 	return nil, false, nil
 }
 
+// inboxKey is an inbox row's key.
+type inboxKey struct {
+	Consumer string
+	EventID  string
+}
+
+// applySet applies the new events of a batch set-based: all of them with
+// the loop's BatchHandler, or each source's with its own, in the order of
+// the sources. Every source's handler runs even when one reports events
+// that come too early (a *Later); their Laters are merged, so that the loop
+// takes all of those events out in one pass. Any other error stops it.
+func (l *Loop) applySet(ctx context.Context, tx pgx.Tx, events []event.Event, bySource map[*source][]event.Event) error {
+	if l.cfg.BatchHandler != nil {
+		return l.cfg.BatchHandler(ctx, tx, events)
+	}
+	var early *Later
+	for _, src := range l.srcs {
+		es := bySource[src]
+		if len(es) == 0 {
+			continue
+		}
+		err := src.bh(ctx, tx, es)
+		var later *Later
+		switch {
+		case err == nil:
+		case errors.As(err, &later) && len(later.IDs) > 0 && !IsPermanent(err):
+			if early == nil {
+				early = &Later{Err: later.Err}
+			}
+			early.IDs = append(early.IDs, later.IDs...)
+		default:
+			return err
+		}
+	}
+	if early != nil {
+		return early
+	}
+	return nil
+}
+
 // applyOne handles one event inside tx, behind a savepoint named message.
 // dup is true when the inbox already held the event.
 // A replay goes to the handler of the consumer it is for, under that
 // consumer's inbox key, and resolves its dead_letters row.
 func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, d *delivery) (dup bool, written []outbox.Row, err error) {
-	e, consumer, h := d.e, l.cfg.Consumer, l.h
+	e, consumer, h := d.e, d.src.name, d.src.h
 	if d.replay != nil {
 		consumer, h = d.replay.consumer, d.replay.route.Handle
 	}
@@ -467,7 +525,7 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 	}
 	switch {
 	case d.err == nil:
-		l.failures.forget(md.Sequence.Stream)
+		l.failures.forget(md.Stream, md.Sequence.Stream)
 		action := Ack
 		if l.cfg.Faults.AfterCommit != nil && !d.dup {
 			action = l.cfg.Faults.AfterCommit(ctx, e)
@@ -486,7 +544,7 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 		if d.dup {
 			outcome = outcomeDuplicate
 		}
-		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcome, took)
+		l.cfg.Metrics.observe(d.src.name, e.Type, outcome, took)
 		if d.span != nil {
 			d.span.SetAttributes(telemetry.AttrOutcome.String(outcome))
 		}
@@ -499,23 +557,23 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 				zap.String("event_type", string(e.Type)), zap.Duration("took", took), l.traceID(d))
 		}
 	case IsPermanent(d.err):
-		l.failures.forget(md.Sequence.Stream)
+		l.failures.forget(md.Stream, md.Sequence.Stream)
 		spanFailed(d.span, outcomeDeadLettered, d.err)
-		l.deadLetter(ctx, msg, md, d.replay, e.Type, d.err)
+		l.deadLetter(ctx, d.src, msg, md, d.replay, e.Type, d.err)
 	default:
 		notYet := IsNotYet(d.err)
 		fault := messageFault(d.err) && (!notYet || time.Since(e.OccurredAt) > NotYetGrace)
-		failures := l.failures.count(md.Sequence.Stream, fault)
+		failures := l.failures.count(md.Stream, md.Sequence.Stream, fault)
 		if l.cfg.MaxDeliver > 0 && failures >= l.cfg.MaxDeliver {
-			l.failures.forget(md.Sequence.Stream)
+			l.failures.forget(md.Stream, md.Sequence.Stream)
 			err := fmt.Errorf("gave up after %d failures in %d deliveries: %w", failures, md.NumDelivered, d.err)
 			spanFailed(d.span, outcomeDeadLettered, err)
-			l.deadLetter(ctx, msg, md, d.replay, e.Type, err)
+			l.deadLetter(ctx, d.src, msg, md, d.replay, e.Type, err)
 			return
 		}
 		spanFailed(d.span, outcomeRetried, d.err)
 		delay := l.backoff(md.NumDelivered)
-		l.cfg.Metrics.observe(l.cfg.Consumer, e.Type, outcomeRetried, took)
+		l.cfg.Metrics.observe(d.src.name, e.Type, outcomeRetried, took)
 		log := l.eventLog(d).With(zap.Uint64("delivery", md.NumDelivered))
 		if notYet {
 			// Normal when consumers race (the step it waits for is
@@ -535,7 +593,7 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 
 func (l *Loop) eventLog(d *delivery) *zap.Logger {
 	e := d.e
-	return l.log.With(zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
+	return l.base.With(zap.String("consumer", d.src.name), zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
 		zap.String("event_type", string(e.Type)), l.traceID(d))
 }
 
@@ -572,36 +630,43 @@ func messageFault(err error) bool {
 	return !errors.As(err, &connErr)
 }
 
-// failureCounts counts, per stream sequence, the failures of messages that
+// failureCounts counts, per stream message, the failures of messages that
 // are still being retried, so that only the message's own failures (see
 // messageFault) count towards MaxDeliver. The counts live in memory: a
 // restart starts them again (a message is then retried a little longer,
 // never dead-lettered early).
 type failureCounts struct {
 	mu sync.Mutex
-	n  map[uint64]int
+	n  map[streamSeq]int
+}
+
+// streamSeq names a stream message: a loop's sources read several streams.
+type streamSeq struct {
+	stream string
+	seq    uint64
 }
 
 // maxTracked bounds the map: entries of messages that went to another
 // instance are never forgotten one by one.
 const maxTracked = 100_000
 
-// count records a failure of the message at seq (one that counts when
-// counted is true) and returns how many of its failures counted so far.
-func (f *failureCounts) count(seq uint64, counted bool) int {
+// count records a failure of the message at seq of stream (one that counts
+// when counted is true) and returns how many of its failures counted so far.
+func (f *failureCounts) count(stream string, seq uint64, counted bool) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.n == nil || len(f.n) >= maxTracked {
-		f.n = make(map[uint64]int)
+		f.n = make(map[streamSeq]int)
 	}
+	k := streamSeq{stream, seq}
 	if counted {
-		f.n[seq]++
+		f.n[k]++
 	}
-	return f.n[seq]
+	return f.n[k]
 }
 
-func (f *failureCounts) forget(seq uint64) {
+func (f *failureCounts) forget(stream string, seq uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.n, seq)
+	delete(f.n, streamSeq{stream, seq})
 }

@@ -1,9 +1,10 @@
-// Package consume runs the idempotent consumer loop every service uses: a
-// pull subscription on a durable consumer feeds workers that handle what has
-// arrived in batches, one Postgres transaction per batch. Inside it each
-// message gets a savepoint, records (consumer, event id) in the inbox and
-// calls the handler; the batch commits once, and only then are its messages
-// acked.
+// Package consume runs the idempotent consumer loop every service uses: pull
+// subscriptions on one or more durable consumers (a service's sources) feed
+// workers that handle what has arrived, from any of them, in batches, one
+// Postgres transaction per batch. Inside it each message records (consumer,
+// event id) in the inbox and is applied by its source's handler, set-based
+// or behind a savepoint of its own; the batch commits once, and only then
+// are its messages acked.
 //
 // Outcomes per message:
 //   - inbox conflict: handled before; ack, no effect;
@@ -23,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -130,7 +132,7 @@ type JetStream interface {
 // Config tunes a Loop. Zero values take the defaults.
 type Config struct {
 	Service    string        // service name, the <service> of dlq.<service>.<stream>.<sequence>
-	Consumer   string        // inbox key; default: the durable consumer's name
+	Consumer   string        // New: the inbox key, default the durable consumer's name; NewSources: the loop's name in logs, metrics and spans, default the sources' names joined by "+"
 	Workers    int           // batches handled at once, each in its own transaction; default 1
 	Batch      int           // most messages per batch (and transaction); default 64
 	Prefetch   int           // messages requested from JetStream ahead of handling; default Batch×Workers
@@ -144,7 +146,9 @@ type Config struct {
 	MaxPayload int64    // the server's max_payload when the JetStream given to New does not expose its connection: dead letters are cut to fit; default 1 MiB
 
 	// BatchHandler, when set, is tried first for every batch (see
-	// BatchHandler); Handler stays the fallback.
+	// BatchHandler) with the new events of every source; the sources'
+	// Handlers stay the fallback. When it is nil, each source's own
+	// BatchHandler gets that source's events (see Source).
 	BatchHandler BatchHandler
 
 	// Prepare, when set, runs first in each batch's transaction with the
@@ -196,14 +200,35 @@ type Faults struct {
 	AfterCommit func(ctx context.Context, e event.Event) AckAction
 }
 
-// Loop consumes one durable consumer. Build it with New, run it with Run.
+// Source is one durable consumer a loop reads, and what handles its events.
+type Source struct {
+	Consumer jetstream.Consumer
+	Name     string  // inbox key; default: the durable consumer's name
+	Handler  Handler // required: applies one event (the one-by-one path)
+	// BatchHandler, when set and Config.BatchHandler is not, applies the
+	// source's events of a batch set-based. Within a batch the sources'
+	// BatchHandlers run in the order of the sources, so a service lists
+	// first the source whose events the others follow.
+	BatchHandler BatchHandler
+}
+
+// source is a Source resolved: its name known.
+type source struct {
+	cons jetstream.Consumer
+	name string
+	h    Handler
+	bh   BatchHandler
+}
+
+// Loop consumes one or more durable consumers. Build it with New or
+// NewSources, run it with Run.
 type Loop struct {
 	pool *pgxpool.Pool
 	js   JetStream
-	cons jetstream.Consumer
-	h    Handler
+	srcs []*source
 	cfg  Config
-	log  *zap.Logger
+	base *zap.Logger // the service's logger: a message's logs name its own consumer
+	log  *zap.Logger // base with the loop's name: the batch's logs
 
 	tracer   trace.Tracer // nil: tracing off
 	failures failureCounts
@@ -212,36 +237,85 @@ type Loop struct {
 	routes map[string]Route
 }
 
-// New returns a loop over cons. It reads the consumer's info once to learn
-// its AckWait and MaxDeliver when cfg does not set them.
+// New returns a loop over one consumer, cons, whose events h applies (and
+// cfg.BatchHandler, when set, set-based). It reads the consumer's info once
+// to learn its AckWait and MaxDeliver when cfg does not set them.
 func New(ctx context.Context, pool *pgxpool.Pool, js JetStream, cons jetstream.Consumer, h Handler, cfg Config) (*Loop, error) {
-	if pool == nil || js == nil || cons == nil || h == nil {
+	if cons == nil || h == nil {
+		return nil, errors.New("consume: pool, jetstream, consumer and handler are required")
+	}
+	src := Source{Consumer: cons, Name: cfg.Consumer, Handler: h}
+	return NewSources(ctx, pool, js, []Source{src}, cfg)
+}
+
+// NewSources returns one loop over several consumers, typically every
+// consumer of a service: what arrives from any of them shares batches, so
+// a service pays one transaction (one lock pass, one commit) where it would
+// pay one per consumer, and an event that follows another one of the same
+// batch (from an earlier source) finds it applied. It reads each consumer's
+// info once; AckWait and MaxDeliver, when cfg does not set them, are the
+// first consumer's.
+func NewSources(ctx context.Context, pool *pgxpool.Pool, js JetStream, sources []Source, cfg Config) (*Loop, error) {
+	if pool == nil || js == nil || len(sources) == 0 {
 		return nil, errors.New("consume: pool, jetstream, consumer and handler are required")
 	}
 	if cfg.Service == "" {
 		return nil, errors.New("consume: service name is required")
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("consume: consumer info: %w", err)
+	srcs := make([]*source, 0, len(sources))
+	names := make([]string, 0, len(sources))
+	seen := make(map[string]bool, len(sources))
+	for i, s := range sources {
+		if s.Consumer == nil || s.Handler == nil {
+			return nil, errors.New("consume: pool, jetstream, consumer and handler are required")
+		}
+		info, err := s.Consumer.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("consume: consumer info: %w", err)
+		}
+		name := cmp.Or(s.Name, info.Config.Durable, info.Name)
+		if seen[name] {
+			return nil, fmt.Errorf("consume: two sources named %s", name)
+		}
+		seen[name] = true
+		if i == 0 {
+			cfg.MaxDeliver = cmp.Or(cfg.MaxDeliver, info.Config.MaxDeliver)
+			cfg.AckWait = cmp.Or(cfg.AckWait, info.Config.AckWait)
+		}
+		srcs = append(srcs, &source{cons: s.Consumer, name: name, h: s.Handler, bh: s.BatchHandler})
+		names = append(names, name)
 	}
-	cfg.Consumer = cmp.Or(cfg.Consumer, info.Config.Durable, info.Name)
+	cfg.Consumer = cmp.Or(cfg.Consumer, strings.Join(names, "+"))
 	cfg.Workers = cmp.Or(cfg.Workers, 1)
 	cfg.Batch = cmp.Or(cfg.Batch, 64)
 	cfg.Prefetch = cmp.Or(cfg.Prefetch, cfg.Batch*cfg.Workers)
 	cfg.FetchWait = cmp.Or(cfg.FetchWait, 5*time.Second)
-	cfg.MaxDeliver = cmp.Or(cfg.MaxDeliver, info.Config.MaxDeliver)
-	cfg.AckWait = cmp.Or(cfg.AckWait, info.Config.AckWait, 30*time.Second)
+	cfg.AckWait = cmp.Or(cfg.AckWait, 30*time.Second)
 	cfg.RetryBase = cmp.Or(cfg.RetryBase, 250*time.Millisecond)
 	cfg.RetryMax = cmp.Or(cfg.RetryMax, 30*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
 	return &Loop{
-		pool: pool, js: js, cons: cons, h: h, cfg: cfg,
+		pool: pool, js: js, srcs: srcs, cfg: cfg,
+		base:   cfg.Logger,
 		log:    cfg.Logger.With(zap.String("consumer", cfg.Consumer)),
 		tracer: telemetry.Tracer(cfg.TracerProvider),
 	}, nil
+}
+
+// batched reports whether the loop can apply a batch set-based: a
+// BatchHandler for the loop, or one for every source.
+func (l *Loop) batched() bool {
+	if l.cfg.BatchHandler != nil {
+		return true
+	}
+	for _, s := range l.srcs {
+		if s.bh == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func sleep(ctx context.Context, d time.Duration) {

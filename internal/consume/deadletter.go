@@ -82,11 +82,11 @@ type letterOrigin struct {
 	msgID            string
 }
 
-func (l *Loop) originOf(msg jetstream.Msg, md *jetstream.MsgMetadata, rp *replayed) letterOrigin {
+func originOf(src *source, msg jetstream.Msg, md *jetstream.MsgMetadata, rp *replayed) letterOrigin {
 	if rp == nil {
 		return letterOrigin{
-			consumer: l.cfg.Consumer, stream: md.Stream, seq: md.Sequence.Stream,
-			subject: msg.Subject(), header: msg.Headers(), msgID: DLQMsgID(l.cfg.Consumer, md.Stream, md.Sequence.Stream),
+			consumer: src.name, stream: md.Stream, seq: md.Sequence.Stream,
+			subject: msg.Subject(), header: msg.Headers(), msgID: DLQMsgID(src.name, md.Stream, md.Sequence.Stream),
 		}
 	}
 	// The first dead letter of the message may still be in DLQ's duplicate
@@ -103,11 +103,12 @@ func (l *Loop) originOf(msg jetstream.Msg, md *jetstream.MsgMetadata, rp *replay
 // once the table holds it (published = false, counted in
 // jetsaga_dead_letter_failures_total), so nothing loops forever. Only when
 // neither the DLQ nor the table can take it is the message Nak'ed, so that
-// it is not lost. rp is the replay msg carries (nil if it is none).
-func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, rp *replayed, typ event.Type, cause error) {
-	o := l.originOf(msg, md, rp)
+// it is not lost. src is the source msg came from, rp the replay msg
+// carries (nil if it is none).
+func (l *Loop) deadLetter(ctx context.Context, src *source, msg jetstream.Msg, md *jetstream.MsgMetadata, rp *replayed, typ event.Type, cause error) {
+	o := originOf(src, msg, md, rp)
 	h := o.header
-	log := l.log.With(zap.String("subject", clip(o.subject, 256)), zap.Uint64("stream_seq", o.seq),
+	log := l.base.With(zap.String("consumer", src.name), zap.String("subject", clip(o.subject, 256)), zap.Uint64("stream_seq", o.seq),
 		zap.String("event_id", clip(h.Get(event.HeaderMsgID), 128)),
 		zap.String("order_id", clip(h.Get(event.HeaderOrderID), 128)),
 		zap.String("event_type", clip(h.Get(event.HeaderType), 128)), telemetry.LogField(ctx))
@@ -116,7 +117,7 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 	}
 
 	dl := l.deadLetterMsg(o, msg.Data(), md, cause)
-	stopKeep := keepInProgress([]jetstream.Msg{msg}, max(l.cfg.AckWait/3, 100*time.Millisecond))
+	stopKeep := keepInProgress([]arrival{{msg, src}}, max(l.cfg.AckWait/3, 100*time.Millisecond))
 	pubErr := l.publishDeadLetter(ctx, dl)
 	stopKeep()
 
@@ -130,7 +131,7 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 	}
 	if pubErr != nil {
 		rec.publishErr = clip(pubErr.Error(), maxDLQValue)
-		l.cfg.Metrics.deadLetterFailed(l.cfg.Consumer)
+		l.cfg.Metrics.deadLetterFailed(src.name)
 		log.Error("dead-letter publish failed", zap.NamedError("cause", cause), zap.Error(pubErr))
 	}
 	recErr := recordDeadLetter(ctx, l.pool, rec)
@@ -143,7 +144,7 @@ func (l *Loop) deadLetter(ctx context.Context, msg jetstream.Msg, md *jetstream.
 	case recErr != nil:
 		log.Warn("dead letter published but not recorded in the database", zap.Error(recErr))
 	}
-	l.cfg.Metrics.observe(l.cfg.Consumer, typ, outcomeDeadLettered, 0)
+	l.cfg.Metrics.observe(src.name, typ, outcomeDeadLettered, 0)
 	if pubErr != nil {
 		log.Error("message terminated without a dead letter; recorded in dead_letters", zap.Error(cause))
 	} else {

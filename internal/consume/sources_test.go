@@ -1,0 +1,272 @@
+package consume_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/jetsaga/jetsaga/internal/consume"
+	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/stream"
+	"github.com/jetsaga/jetsaga/internal/testenv"
+)
+
+// twoSources is a bundle with a second consumer, on INVENTORY, beside the
+// bundle's own on ORDERS.
+func twoSources(t *testing.T, o options) (bundle, jetstream.Consumer) {
+	t.Helper()
+	b := setup(t, o)
+	inv, err := stream.EnsureConsumer(t.Context(), b.js, stream.ConsumerConfig{
+		Stream: stream.Inventory, Durable: "test-inventory", FilterSubjects: []string{"inventory.>"},
+		AckWait: o.ackWait, MaxDeliver: o.maxDeliver,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, inv
+}
+
+// runSources starts a loop over sources and stops it at cleanup.
+func runSources(t *testing.T, b bundle, sources []consume.Source, cfg consume.Config) {
+	t.Helper()
+	cfg.Service = "test"
+	cfg.Logger = zaptest.NewLogger(t)
+	cfg.FetchWait = 500 * time.Millisecond
+	cfg.RetryBase = 20 * time.Millisecond
+	cfg.RetryMax = 100 * time.Millisecond
+	l, err := consume.NewSources(t.Context(), b.pool, b.js, sources, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+}
+
+func reserved(t *testing.T, orderID string) event.Event {
+	t.Helper()
+	e, err := event.New(event.InventoryReserved, orderID, uuid.NewString(), &event.InventoryReservedPayload{
+		OrderID: orderID, Items: []event.Item{{SKU: "sku-1", Qty: 1, UnitPriceCents: 100}}, TotalCents: 100,
+	}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func waitConsumerSettled(t *testing.T, c jetstream.Consumer) {
+	t.Helper()
+	testenv.WaitFor(t, 20*time.Second, "consumer settled", func() bool {
+		info, err := c.Info(t.Context())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+}
+
+func inboxRows(t *testing.T, b bundle, consumer string) int {
+	t.Helper()
+	var n int
+	if err := b.pool.QueryRow(t.Context(), `SELECT count(*) FROM inbox WHERE consumer = $1`, consumer).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Two consumers on two streams share one loop: what waits on both is
+// applied in one transaction, each source's events by its own batch
+// handler, in the order of the sources (the second finds the first's
+// effects of the same batch), and recorded in the inbox under its own
+// consumer's name. The loop's first batch is held until every event of the
+// test has been delivered, so the next batch holds them all.
+func TestSourcesShareBatches(t *testing.T) {
+	t.Parallel()
+	b, inv := twoSources(t, options{maxDeliver: 5})
+	const n = 10
+	publish(t, b.js, created(t, "o-src-first"))
+	var mu sync.Mutex
+	txOf := map[string]map[int64]bool{} // source -> transactions it ran in
+	record := func(ctx context.Context, tx pgx.Tx, source string) error {
+		var id int64
+		if err := tx.QueryRow(ctx, `SELECT txid_current()`).Scan(&id); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if txOf[source] == nil {
+			txOf[source] = map[int64]bool{}
+		}
+		txOf[source][id] = true
+		return nil
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var released sync.Once
+	unblock := func() { released.Do(func() { close(release) }) }
+	var first sync.Once
+	var early atomic.Int32
+	orders := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		first.Do(func() { close(entered); <-release })
+		for _, e := range es {
+			if err := countEffect(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return record(ctx, tx, "orders")
+	}
+	// The inventory source's events follow the orders': each needs its
+	// order's effect to be there already.
+	inventory := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		var later consume.Later
+		for _, e := range es {
+			tag, err := tx.Exec(ctx, `UPDATE effects SET n = n + 1 WHERE order_id = $1`, e.OrderID)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				early.Add(1)
+				later.IDs, later.Err = append(later.IDs, e.ID), errors.New("order not seen yet")
+			}
+		}
+		if len(later.IDs) > 0 {
+			return &later
+		}
+		return record(ctx, tx, "inventory")
+	}
+	one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		return errors.New("the one-by-one path is not expected here")
+	}
+	runSources(t, b, []consume.Source{
+		{Consumer: b.cons, Handler: one, BatchHandler: orders},
+		{Consumer: inv, Handler: one, BatchHandler: inventory},
+	}, consume.Config{Batch: 64})
+	t.Cleanup(unblock) // runs before the loop's cleanup waits for it to stop
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first batch never came")
+	}
+	for i := range n {
+		publish(t, b.js, created(t, fmt.Sprintf("o-src-%02d", i)))
+		publish(t, b.js, reserved(t, fmt.Sprintf("o-src-%02d", i)))
+	}
+	for _, c := range []jetstream.Consumer{b.cons, inv} {
+		testenv.WaitFor(t, 10*time.Second, "every event delivered", func() bool {
+			info, err := c.Info(t.Context())
+			return err == nil && info.NumPending == 0
+		})
+	}
+	unblock()
+	for i := range n {
+		id := fmt.Sprintf("o-src-%02d", i)
+		testenv.WaitFor(t, 10*time.Second, "both effects of "+id, func() bool { return effects(t, b.pool, id) == 2 })
+	}
+	waitSettled(t, b)
+	waitConsumerSettled(t, inv)
+	if got := inboxRows(t, b, "test-orders"); got != n+1 {
+		t.Errorf("inbox rows of test-orders = %d, want %d", got, n+1)
+	}
+	if got := inboxRows(t, b, "test-inventory"); got != n {
+		t.Errorf("inbox rows of test-inventory = %d, want %d", got, n)
+	}
+	mu.Lock()
+	shared := 0
+	for id := range txOf["inventory"] {
+		if txOf["orders"][id] {
+			shared++
+		}
+	}
+	mu.Unlock()
+	if shared == 0 {
+		t.Errorf("no transaction applied both sources (orders in %v, inventory in %v)", txOf["orders"], txOf["inventory"])
+	}
+	if got := early.Load(); got != 0 {
+		t.Errorf("%d inventory events came before their order's in a batch, want 0", got)
+	}
+	for i := range n {
+		if got := effects(t, b.pool, fmt.Sprintf("o-src-%02d", i)); got != 2 {
+			t.Errorf("o-src-%02d: %d effects, want 2", i, got)
+		}
+	}
+	if got := len(dlq(t, b.js)); got != 0 {
+		t.Errorf("DLQ holds %d, want 0", got)
+	}
+}
+
+// A source's failures are counted per stream message: the first message of
+// ORDERS and the first of INVENTORY have the same sequence, 1, and each
+// fails twice before it works. With MaxDeliver 3 neither may be
+// dead-lettered; counted together they would be.
+func TestSourcesCountFailuresPerStream(t *testing.T) {
+	t.Parallel()
+	b, inv := twoSources(t, options{maxDeliver: 3})
+	publish(t, b.js, created(t, "o-fail-1"))
+	publish(t, b.js, reserved(t, "o-fail-2"))
+	var tries sync.Map // order id -> *atomic.Int32
+	flaky := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		v, _ := tries.LoadOrStore(e.OrderID, new(atomic.Int32))
+		if v.(*atomic.Int32).Add(1) <= 2 {
+			return errors.New("injected failure")
+		}
+		return countEffect(ctx, tx, e)
+	}
+	runSources(t, b, []consume.Source{
+		{Consumer: b.cons, Handler: flaky},
+		{Consumer: inv, Handler: flaky},
+	}, consume.Config{MaxDeliver: 3})
+	for _, id := range []string{"o-fail-1", "o-fail-2"} {
+		testenv.WaitFor(t, 10*time.Second, "effect of "+id, func() bool { return effects(t, b.pool, id) == 1 })
+	}
+	waitSettled(t, b)
+	waitConsumerSettled(t, inv)
+	if got := len(dlq(t, b.js)); got != 0 {
+		t.Errorf("DLQ holds %d, want 0", got)
+	}
+}
+
+// A message a source's handler refuses is dead-lettered under that
+// source's consumer and stream, while the other source's messages go on.
+func TestSourcesDeadLetterUnderTheirOwnConsumer(t *testing.T) {
+	t.Parallel()
+	b, inv := twoSources(t, options{maxDeliver: 5})
+	bad := reserved(t, "o-bad")
+	publish(t, b.js, bad)
+	publish(t, b.js, created(t, "o-good"))
+	refuse := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		return consume.Permanent(errors.New("refused"))
+	}
+	runSources(t, b, []consume.Source{
+		{Consumer: b.cons, Handler: countEffect},
+		{Consumer: inv, Handler: refuse},
+	}, consume.Config{})
+	testenv.WaitFor(t, 10*time.Second, "effect of o-good", func() bool { return effects(t, b.pool, "o-good") == 1 })
+	var letters []*jetstream.RawStreamMsg
+	testenv.WaitFor(t, 10*time.Second, "a dead letter", func() bool { letters = dlq(t, b.js); return len(letters) > 0 })
+	if len(letters) != 1 {
+		t.Fatalf("DLQ holds %d, want 1", len(letters))
+	}
+	h := letters[0].Header
+	if got := h.Get(consume.HeaderDLQConsumer); got != "test-inventory" {
+		t.Errorf("dead letter's consumer = %q, want test-inventory", got)
+	}
+	if got := h.Get(consume.HeaderDLQStream); got != stream.Inventory {
+		t.Errorf("dead letter's stream = %q, want %s", got, stream.Inventory)
+	}
+	if got := h.Get(consume.HeaderOriginalMsgID); got != bad.ID {
+		t.Errorf("dead letter's original id = %q, want %s", got, bad.ID)
+	}
+	waitSettled(t, b)
+	waitConsumerSettled(t, inv)
+}
