@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -117,22 +118,30 @@ func New(rt *service.Runtime, cfg Config) (*Service, error) {
 func (s *Service) Consumers() []service.Consumer {
 	return []service.Consumer{
 		{
-			Stream:      stream.Orders,
-			Durable:     ConsumerOrders,
-			Subjects:    []string{event.Filter(event.OrderCreated), event.Filter(event.OrderConfirmed), event.Filter(event.OrderCancelled)},
-			Handle:      s.handle,
-			HandleBatch: s.handleBatch,
-			Prepare:     s.prepare,
+			Stream:   stream.Orders,
+			Durable:  ConsumerOrders,
+			Subjects: []string{event.Filter(event.OrderCreated), event.Filter(event.OrderConfirmed), event.Filter(event.OrderCancelled)},
+			Handle:   s.handle,
 		},
 		{
-			Stream:      stream.Payments,
-			Durable:     ConsumerPayments,
-			Subjects:    []string{event.Filter(event.PaymentFailed)},
-			Handle:      s.handle,
-			HandleBatch: s.handleBatch,
-			Prepare:     s.prepare,
+			Stream:   stream.Payments,
+			Durable:  ConsumerPayments,
+			Subjects: []string{event.Filter(event.PaymentFailed)},
+			Handle:   s.handle,
 		},
 	}
+}
+
+// ApplyBatch applies the new events of a batch, from both consumers, in
+// one set-based pass (service.BatchApplier).
+func (s *Service) ApplyBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
+	return s.handleBatch(ctx, tx, events)
+}
+
+// PrepareBatch locks the stock rows a batch may move, in SKU order
+// (service.Preparer).
+func (s *Service) PrepareBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
+	return s.prepare(ctx, tx, events)
 }
 
 // Routes adds the stock API to mux.

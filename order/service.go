@@ -150,11 +150,20 @@ func NewService(rt *service.Runtime, cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Consumers returns the service's durable consumers: inventory outcomes and
-// payment outcomes, both run by Handle; and its own order.created, checked
-// by HandleCreated.
+// Consumers returns the service's durable consumers: its own
+// order.created, checked by HandleCreated; inventory outcomes and payment
+// outcomes, both run by Handle. The order is the saga's: in a batch that
+// holds an order's order.created and what follows it, the order is checked
+// first, and its inventory outcome applied before its payment's.
 func (s *Service) Consumers() []service.Consumer {
 	return []service.Consumer{
+		{
+			Stream:      stream.Orders,
+			Durable:     ConsumerOrders,
+			Subjects:    []string{event.Filter(event.OrderCreated)},
+			Handle:      s.handleCreated,
+			HandleBatch: s.HandleCreated,
+		},
 		{
 			Stream:  stream.Inventory,
 			Durable: ConsumerInventory,
@@ -176,13 +185,6 @@ func (s *Service) Consumers() []service.Consumer {
 			},
 			Handle:      s.Handle,
 			HandleBatch: s.HandleBatch,
-		},
-		{
-			Stream:      stream.Orders,
-			Durable:     ConsumerOrders,
-			Subjects:    []string{event.Filter(event.OrderCreated)},
-			Handle:      s.handleCreated,
-			HandleBatch: s.HandleCreated,
 		},
 	}
 }

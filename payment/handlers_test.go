@@ -356,12 +356,14 @@ func TestConsumers(t *testing.T) {
 	if len(cs) != 2 {
 		t.Fatalf("%d consumers, want 2", len(cs))
 	}
-	if c := cs[0]; c.Stream != stream.Inventory || c.Durable != "payment-inventory" ||
-		!slices.Equal(c.Subjects, []string{"inventory.reserved.>"}) || c.Handle == nil || c.HandleBatch == nil {
+	// The order events first: a batch learns an order's total before it
+	// charges the order.
+	if c := cs[0]; c.Stream != stream.Orders || c.Durable != "payment-orders" ||
+		!slices.Equal(c.Subjects, []string{"order.created.>", "order.confirmed.>", "order.cancelled.>"}) || c.Handle == nil || c.HandleBatch == nil {
 		t.Errorf("consumer 0 = %s %s %v", c.Stream, c.Durable, c.Subjects)
 	}
-	if c := cs[1]; c.Stream != stream.Orders || c.Durable != "payment-orders" ||
-		!slices.Equal(c.Subjects, []string{"order.created.>", "order.confirmed.>", "order.cancelled.>"}) || c.Handle == nil || c.HandleBatch == nil {
+	if c := cs[1]; c.Stream != stream.Inventory || c.Durable != "payment-inventory" ||
+		!slices.Equal(c.Subjects, []string{"inventory.reserved.>"}) || c.Handle == nil || c.HandleBatch == nil {
 		t.Errorf("consumer 1 = %s %s %v", c.Stream, c.Durable, c.Subjects)
 	}
 	spec := Spec(Config{})

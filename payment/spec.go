@@ -103,20 +103,23 @@ func New(rt *service.Runtime, cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Consumers returns the service's two durable consumers.
+// Consumers returns the service's two durable consumers: the order events
+// first, so that in a batch that holds an order's order.created and its
+// inventory.reserved, the total the charge is checked against is learnt
+// before the charge.
 func (s *Service) Consumers() []service.Consumer {
 	return []service.Consumer{{
-		Stream:      stream.Inventory,
-		Durable:     ConsumerInventory,
-		Subjects:    []string{event.Filter(event.InventoryReserved)},
-		Handle:      s.handle,
-		HandleBatch: s.handleBatch,
-	}, {
 		Stream:      stream.Orders,
 		Durable:     ConsumerOrders,
 		Subjects:    []string{event.Filter(event.OrderCreated), event.Filter(event.OrderConfirmed), event.Filter(event.OrderCancelled)},
 		Handle:      s.handleCancelled,
 		HandleBatch: s.handleCancelledBatch,
+	}, {
+		Stream:      stream.Inventory,
+		Durable:     ConsumerInventory,
+		Subjects:    []string{event.Filter(event.InventoryReserved)},
+		Handle:      s.handle,
+		HandleBatch: s.handleBatch,
 	}}
 }
 

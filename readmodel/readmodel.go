@@ -2,6 +2,7 @@ package readmodel
 
 import (
 	"cmp"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -11,10 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/service"
 	"github.com/jetsaga/jetsaga/internal/stream"
 )
@@ -179,10 +182,17 @@ func (rm *readModel) Consumers() []service.Consumer {
 	for _, c := range consumers {
 		out = append(out, service.Consumer{
 			Stream: c.stream, Durable: c.durable, Subjects: []string{c.subject},
-			Handle: rm.handle, HandleBatch: rm.handleBatch, Silent: true,
+			Handle: rm.handle, Silent: true,
 		})
 	}
 	return out
+}
+
+// ApplyBatch projects the new events of a batch, from all three consumers,
+// in one set-based pass (service.BatchApplier): an order's events of the
+// three streams are projected together.
+func (rm *readModel) ApplyBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
+	return rm.handleBatch(ctx, tx, events)
 }
 
 // Routes adds the query API.

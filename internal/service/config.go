@@ -36,11 +36,11 @@ type Config struct {
 	LogLevel          string
 	LogFormat         string
 	Replicas          int           // stream replicas: 1 on one machine, 3 in a cluster
-	Workers           int           // batches handled at once per consumer
+	Workers           int           // batches handled at once by the service's consumer loop
 	Batch             int           // most messages per batch, one transaction each
 	DBMaxConns        int           // Postgres pool size
 	RelayBatch        int           // outbox rows per relay round
-	RelayWindow       int           // relay rounds in flight at once
+	RelayWindow       int           // relay publishers in flight at once
 	InboxKeep         time.Duration // how long inbox rows are kept
 	MaxAge            time.Duration // stream history kept (0: forever)
 	MaxMsgs           int64         // messages each event stream keeps (0: all)
@@ -113,11 +113,11 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", "json", "json or console")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas when this service creates the streams (3 in a cluster)")
-	fs.IntVar(&cfg.Workers, "workers", 1, "batches handled at once per consumer, each in its own transaction")
+	fs.IntVar(&cfg.Workers, "workers", 1, "batches handled at once by the service's consumer loop (all its consumers), each in its own transaction")
 	fs.IntVar(&cfg.Batch, "batch", 256, "most messages handled in one transaction (set-based, or a savepoint each when that fails); what has arrived is taken, up to this many")
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", 16, "Postgres connections in the service's pool")
 	fs.IntVar(&cfg.RelayBatch, "relay-batch", 256, "outbox rows the relay locks, publishes and deletes per round")
-	fs.IntVar(&cfg.RelayWindow, "relay-window", 4, "relay rounds in flight at once, each waiting for its acks")
+	fs.IntVar(&cfg.RelayWindow, "relay-window", 4, "relay publishers in flight at once, each waiting for its acks")
 	fs.DurationVar(&cfg.InboxKeep, "inbox-retention", 7*24*time.Hour, "how long the inbox keeps a handled event's id (its idempotency record); older rows are pruned in small batches. Keep it far longer than anything can redeliver or republish an event; past it the business keys are the guard")
 	fs.DurationVar(&cfg.MaxAge, "stream-max-age", 0, "history the streams keep when this service creates them (0: forever; keep the inbox at least as long)")
 	fs.Int64Var(&cfg.MaxMsgs, "stream-max-msgs", 0, "messages each event stream (ORDERS, INVENTORY, PAYMENTS) keeps when this service creates them, oldest dropped first (0: all); keep it far above any backlog: a message dropped before its consumers read it is lost to them")

@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/jetsaga/jetsaga/internal/consume"
+	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/fault"
 	"github.com/jetsaga/jetsaga/internal/outbox"
 	"github.com/jetsaga/jetsaga/internal/stream"
@@ -20,7 +22,8 @@ import (
 // consumer that dead-lettered it. The loop wakes the outbox relay unless
 // every consumer of the service is Silent.
 func replayLoop(ctx context.Context, log *zap.Logger, pool *pgxpool.Pool, js jetstream.JetStream, cfg Config,
-	consumers []Consumer, metrics *consume.Metrics, relay *outbox.Relay, inj *fault.Injector) (*consume.Loop, error) {
+	part Participant, metrics *consume.Metrics, relay *outbox.Relay, inj *fault.Injector) (*consume.Loop, error) {
+	consumers := part.Consumers()
 	durable := consume.ReplayDurable(cfg.Name)
 	cons, err := retry(ctx, log, "provision consumer "+durable, func() (jetstream.Consumer, error) {
 		return stream.EnsureConsumer(ctx, js, stream.ConsumerConfig{
@@ -31,10 +34,14 @@ func replayLoop(ctx context.Context, log *zap.Logger, pool *pgxpool.Pool, js jet
 	if err != nil {
 		return nil, err
 	}
+	var prepare func(ctx context.Context, tx pgx.Tx, events []event.Event) error
+	if p, ok := part.(Preparer); ok {
+		prepare = p.PrepareBatch
+	}
 	routes := make(map[string]consume.Route, len(consumers))
 	silent := true
 	for _, c := range consumers {
-		routes[c.Durable] = consume.Route{Handle: c.Handle, Prepare: c.Prepare}
+		routes[c.Durable] = consume.Route{Handle: c.Handle, Prepare: prepare}
 		silent = silent && c.Silent
 	}
 	lc := consume.Config{
@@ -42,7 +49,9 @@ func replayLoop(ctx context.Context, log *zap.Logger, pool *pgxpool.Pool, js jet
 		TracerProvider: cfg.TracerProvider,
 	}
 	if !silent {
-		lc.AfterCommit, lc.Handoff = relay.Notify, relay.Hand
+		// Hand publishes what the batch wrote (and wakes the relay when it
+		// cannot take it): no other wake is needed.
+		lc.Handoff = relay.Hand
 	}
 	if inj != nil {
 		lc.Faults = consumeFaults(inj)

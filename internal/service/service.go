@@ -64,7 +64,9 @@ type Runtime struct {
 	Admin *AdminGuard
 }
 
-// Consumer is one durable consumer of a service and its handler.
+// Consumer is one durable consumer of a service and its handler. A
+// service's consumers share one loop (consume.NewSources): a batch holds
+// what arrived from any of them, in one transaction.
 type Consumer struct {
 	Stream   string
 	Durable  string   // durable name, also the inbox key
@@ -73,18 +75,32 @@ type Consumer struct {
 	// Silent says the handlers never write outbox rows (the read model's):
 	// their commits do not wake the outbox relay.
 	Silent bool
-	// HandleBatch, when set, applies several events set-based
-	// (consume.Config.BatchHandler); Handle stays the fallback.
+	// HandleBatch, when set, applies this consumer's events of a batch
+	// set-based (consume.Source.BatchHandler), in the order Consumers lists
+	// them; Handle stays the fallback. Unused when the participant is a
+	// BatchApplier.
 	HandleBatch consume.BatchHandler
-	// Prepare, when set, runs first in each batch's transaction
-	// (consume.Config.Prepare).
-	Prepare func(ctx context.Context, tx pgx.Tx, events []event.Event) error
 }
 
 // Participant is a service's part: its consumers and its HTTP routes.
 type Participant interface {
 	Consumers() []Consumer
 	Routes(mux *http.ServeMux)
+}
+
+// BatchApplier is implemented by a participant that applies the new events
+// of a batch, whatever consumer they came from, in one set-based call (it
+// dispatches on the event type): consume.Config.BatchHandler.
+type BatchApplier interface {
+	ApplyBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error
+}
+
+// Preparer is implemented by a participant that runs something first in
+// each batch's transaction, with the batch's events sorted by order id
+// (consume.Config.Prepare): inventory locks the stock rows the batch may
+// move, in SKU order. The replay loop runs it for each replay too.
+type Preparer interface {
+	PrepareBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error
 }
 
 // Runner is implemented by a participant with background work of its own
@@ -349,45 +365,16 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 	cm := consume.NewMetrics(reg)
 	var loops []*consume.Loop
-	for _, c := range part.Consumers() {
-		cons, err := retry(ctx, log, "provision consumer "+c.Durable, func() (jetstream.Consumer, error) {
-			return stream.EnsureConsumer(ctx, js, stream.ConsumerConfig{
-				Stream: c.Stream, Durable: c.Durable, FilterSubjects: c.Subjects,
-				Description: cfg.Name + " service", AckWait: cfg.AckWait,
-				// JetStream itself never gives up on a message: past its
-				// MaxDeliver it would stop delivering without a trace (and
-				// crashes burn deliveries too). The loop dead-letters a
-				// failing message after cfg.MaxDeliver deliveries instead.
-				MaxDeliver: -1,
-			})
-		})
+	if len(part.Consumers()) > 0 {
+		l, err := consumerLoop(ctx, log, pool, js, cfg, part, cm, relay, inj)
 		if err != nil {
 			return err
 		}
-		lc := consume.Config{
-			Service: cfg.Name, Workers: cfg.Workers, Batch: cfg.Batch, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: cm,
-			Prepare: c.Prepare, BatchHandler: c.HandleBatch, TracerProvider: cfg.TracerProvider,
-		}
-		if !c.Silent {
-			lc.AfterCommit, lc.Handoff = relay.Notify, relay.Hand
-		}
-		if inj != nil {
-			lc.Faults = consumeFaults(inj)
-		}
-		l, err := retry(ctx, log, "start consumer "+c.Durable, func() (*consume.Loop, error) {
-			return consume.New(ctx, pool, js, cons, c.Handle, lc)
-		})
+		r, err := replayLoop(ctx, log, pool, js, cfg, part, cm, relay, inj)
 		if err != nil {
 			return err
 		}
-		loops = append(loops, l)
-	}
-	if cs := part.Consumers(); len(cs) > 0 {
-		l, err := replayLoop(ctx, log, pool, js, cfg, cs, cm, relay, inj)
-		if err != nil {
-			return err
-		}
-		loops = append(loops, l)
+		loops = append(loops, l, r)
 	}
 	apiMux := http.NewServeMux()
 	part.Routes(apiMux)
