@@ -135,7 +135,6 @@ func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(HeaderIdempotentReplayed, "true")
 		s.log.Debug("idempotent replay", zap.String("order_id", placed.ID))
 	} else {
-		s.notify()
 		s.placed.Inc()
 		s.log.Info("order placed", zap.String("order_id", placed.ID), zap.String("customer_id", placed.CustomerID),
 			zap.Int64("total_cents", placed.TotalCents), zap.Int("items", len(placed.Items)), telemetry.LogField(r.Context()))
@@ -146,10 +145,11 @@ func (s *Service) handlePlace(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, PlaceResponse{OrderID: placed.ID, Status: Pending, StatusURL: StatusURL(placed.ID)})
 }
 
-// placeOne writes o and its order.created in a transaction of its own. With
-// an idempotency key already used, it writes nothing and returns the order
-// that key placed (replayed true), or errKeyReused when that order came from
-// a different request.
+// placeOne writes o and its order.created in a transaction of its own, and
+// wakes the outbox relay to read it back (placeAll hands its rows over
+// instead). With an idempotency key already used, it writes nothing and
+// returns the order that key placed (replayed true), or errKeyReused when
+// that order came from a different request.
 func (s *Service) placeOne(ctx context.Context, o Order, key, hash string) (placed Order, replayed bool, err error) {
 	created, err := event.New(event.OrderCreated, o.ID, "", o.Created(), o.CreatedAt)
 	if err != nil {
@@ -179,6 +179,9 @@ func (s *Service) placeOne(ctx context.Context, o Order, key, hash string) (plac
 	})
 	if err != nil {
 		return Order{}, false, err
+	}
+	if !replayed {
+		s.notify()
 	}
 	return placed, replayed, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -479,4 +480,106 @@ func TestHandPublishesWithoutARound(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "handed events published and their rows deleted", func() bool {
 		return streamMsgs(t, b.js, stream.Orders) == uint64(len(events)) && count(t, b.pool, `SELECT count(*) FROM outbox`) == 0
 	})
+}
+
+// gatedPublisher publishes through JetStream but holds every ack back until
+// open is closed, as a slow stream would.
+type gatedPublisher struct {
+	js    jetstream.JetStream
+	open  chan struct{}
+	calls *atomic.Int32
+}
+
+func (g gatedPublisher) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	g.calls.Add(1)
+	f, err := g.js.PublishMsgAsync(m, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return gatedFuture{f, g.open}, nil
+}
+
+type gatedFuture struct {
+	jetstream.PubAckFuture
+	open chan struct{}
+}
+
+func (f gatedFuture) Ok() <-chan *jetstream.PubAck {
+	out := make(chan *jetstream.PubAck, 1)
+	go func() {
+		<-f.open
+		select {
+		case a := <-f.PubAckFuture.Ok():
+			out <- a
+		case <-time.After(10 * time.Second):
+		}
+	}()
+	return out
+}
+
+// handRows commits n events, each in a transaction of its own, and hands
+// each one's row to r.
+func handRows(t *testing.T, b bundle, r *outbox.Relay, prefix string, n int) {
+	t.Helper()
+	ctx := t.Context()
+	for i := range n {
+		tx, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cctx, col := outbox.Collect(ctx)
+		if err := outbox.Add(cctx, tx, created(t, prefix+itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r.Hand(col.Rows())
+	}
+}
+
+// Rows handed while every publisher waits for its acks gather, and the
+// publisher that comes free takes them all in one batch; past Batch×Window
+// rows waiting, Hand takes no more, and the relay reads those back in a
+// round. Every event is published once and every row deleted.
+func TestHandGathersRowsWhileAPublisherWaits(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	open := make(chan struct{})
+	var calls atomic.Int32
+	var mu sync.Mutex
+	var groups []int
+	r, err := outbox.NewRelay(b.pool, gatedPublisher{b.js, open, &calls}, outbox.RelayConfig{
+		Batch: 4, Window: 1, PollInterval: time.Hour,
+		OnPublished: func(es []event.Event) { mu.Lock(); groups = append(groups, len(es)); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	handRows(t, b, r, "o-first-", 1)
+	testenv.WaitFor(t, 10*time.Second, "the first row sent", func() bool { return calls.Load() == 1 })
+	// The one publisher waits for its ack: these four gather (Batch×Window
+	// = 4 may wait), and the fifth is left to a round.
+	handRows(t, b, r, "o-gathered-", 4)
+	handRows(t, b, r, "o-over-", 1)
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("%d publishes while the first waits for its ack, want 1", got)
+	}
+	close(open)
+	testenv.WaitFor(t, 10*time.Second, "every event published and every row deleted", func() bool {
+		return streamMsgs(t, b.js, stream.Orders) == 6 && count(t, b.pool, `SELECT count(*) FROM outbox`) == 0
+	})
+	if got := calls.Load(); got != 6 {
+		t.Errorf("%d publishes, want 6 (each event once)", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(groups) != 3 || groups[0] != 1 || groups[1] != 4 || groups[2] != 1 {
+		t.Errorf("published in groups %v, want [1 4 1]: the first, the four gathered, the one read back", groups)
+	}
 }

@@ -31,7 +31,7 @@ type Publisher interface {
 // RelayConfig tunes a Relay. Zero values take the defaults.
 type RelayConfig struct {
 	Batch        int           // rows locked and published per round; default 256
-	Window       int           // rounds in flight at once (each waiting for its acks); default 4
+	Window       int           // publishers in flight at once (each waiting for its acks); default 4
 	PollInterval time.Duration // fallback poll for rows nobody woke us for; default 1s
 	AckTimeout   time.Duration // how long to wait for the stream's acks; default 10s
 	RetryMax     time.Duration // cap on the wait after a failed round; default 5s
@@ -65,11 +65,12 @@ type Relay struct {
 	log  *zap.Logger
 	wake chan struct{}
 
-	handed chan []Row   // rows handed over by Hand, to publish at once
-	tracer trace.Tracer // nil: tracing off
+	handed chan struct{} // rows wait in pending: cap 1, a signal, never blocks
+	tracer trace.Tracer  // nil: tracing off
 
 	mu       sync.Mutex
-	inFlight map[int64]struct{} // seqs this relay is publishing
+	inFlight map[int64]struct{} // seqs this relay is publishing or holds in pending
+	pending  []Row              // rows handed over by Hand, not taken by a publisher yet
 }
 
 // NewRelay returns a relay over pool's outbox publishing through pub.
@@ -86,7 +87,7 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error
 		cfg.Logger = zap.NewNop()
 	}
 	return &Relay{pool: pool, pub: pub, cfg: cfg, log: cfg.Logger.Named("relay"), wake: make(chan struct{}, 1),
-		handed: make(chan []Row, 64), inFlight: make(map[int64]struct{}), tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
+		handed: make(chan struct{}, 1), inFlight: make(map[int64]struct{}), tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
 }
 
 // Notify wakes the relay; call it after committing a transaction that added
@@ -99,10 +100,13 @@ func (r *Relay) Notify() {
 }
 
 // Run publishes until ctx is done, then makes a last attempt to flush the
-// outbox (bounded by AckTimeout) and returns nil. Up to Window rounds are in
-// flight at once: while one waits for the stream's acks, the next already
-// locks and publishes the rows committed since, so one slow ack does not
-// stall the rest.
+// outbox (bounded by AckTimeout) and returns nil. Up to Window publishers
+// are in flight at once, each waiting for the stream's acks of what it
+// sent: a publisher of rows handed over (Hand), which takes every row
+// handed since and goes on until none is left, or a round, which reads
+// rows back from the outbox. While they wait, rows handed meanwhile gather
+// into the next one's batch, so one slow ack does not stall the rest and
+// a busy relay publishes in larger batches.
 func (r *Relay) Run(ctx context.Context) error {
 	poll := time.NewTicker(r.cfg.PollInterval)
 	defer poll.Stop()
@@ -112,6 +116,38 @@ func (r *Relay) Run(ctx context.Context) error {
 		failures atomic.Int64
 		missed   atomic.Bool // a wake came while every slot was busy
 	)
+	// release frees a slot, for the rows handed or the wake that came
+	// while every slot was busy.
+	release := func() {
+		<-slots
+		if r.pendingRows() > 0 {
+			r.signalHanded()
+		}
+		if missed.Swap(false) {
+			r.Notify()
+		}
+	}
+	startHanded := func() {
+		select {
+		case slots <- struct{}{}:
+		default:
+			return // a busy publisher's release signals again
+		}
+		wg.Go(func() {
+			defer release()
+			for ctx.Err() == nil {
+				rows := r.take()
+				if len(rows) == 0 {
+					return
+				}
+				if err := r.publishHanded(ctx, rows); err != nil && ctx.Err() == nil {
+					r.log.Warn("publishing handed rows failed; a round takes them", zap.Error(err))
+					r.Notify()
+					return
+				}
+			}
+		})
+	}
 	start := func() {
 		select {
 		case slots <- struct{}{}:
@@ -120,7 +156,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return
 		}
 		wg.Go(func() {
-			defer func() { <-slots }()
+			defer release()
 			n, err := r.round(ctx)
 			switch {
 			case err != nil && ctx.Err() == nil:
@@ -141,13 +177,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
-			for drained := false; !drained; {
-				select {
-				case rows := <-r.handed:
-					r.unholdRows(rows) // the final flush takes them
-				default:
-					drained = true
-				}
+			for rows := r.take(); len(rows) > 0; rows = r.take() {
+				r.unholdRows(rows) // the final flush takes them
 			}
 			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.AckTimeout)
 			defer cancel()
@@ -157,20 +188,8 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.log.Info("outbox flushed at shutdown", zap.Int("events", n))
 			}
 			return nil
-		case rows := <-r.handed:
-			wg.Go(func() {
-				select {
-				case slots <- struct{}{}:
-				case <-ctx.Done():
-					r.unholdRows(rows) // the final flush takes them
-					return
-				}
-				defer func() { <-slots }()
-				if err := r.publishHanded(ctx, rows); err != nil && ctx.Err() == nil {
-					r.log.Warn("publishing handed rows failed; a round takes them", zap.Error(err))
-					r.Notify()
-				}
-			})
+		case <-r.handed:
+			startHanded()
 			continue
 		case <-r.wake:
 		case <-poll.C:
@@ -255,40 +274,59 @@ type Row struct {
 }
 
 // Hand gives the relay rows that a transaction wrote and has committed, so
-// that it publishes them at once, without reading them back, and then
-// deletes them. It never blocks: when the relay is busy publishing already,
-// the rows are left to its next round. Rows handed and also found
-// by another relay's round are published twice at worst, which the stream's
-// duplicate window absorbs, as it absorbs a republish after a crash.
+// that it publishes them without reading them back, and then deletes them:
+// at once when a publisher is free, else with every row handed meanwhile,
+// in one batch, when one is. It never blocks. Past Batch×Window rows
+// waiting (the stream is slow or away) it takes no more: those rows are
+// left to the relay's rounds, which read them back. Rows handed and also
+// found by another relay's round are published twice at worst, which the
+// stream's duplicate window absorbs, as it absorbs a republish after a
+// crash.
 func (r *Relay) Hand(rows []Row) {
 	if len(rows) == 0 {
 		return
 	}
-	seqs := make([]int64, len(rows))
-	for i, row := range rows {
-		seqs[i] = row.Seq
-	}
-	// Only an idle relay takes rows by hand. A busy one is better left to
-	// gather them into its next round: under load the rounds grow, and so
-	// do the batches of the consumers downstream.
 	r.mu.Lock()
-	busy := len(r.inFlight) > 0
-	if !busy {
-		for _, s := range seqs {
-			r.inFlight[s] = struct{}{}
+	full := len(r.pending)+len(rows) > r.cfg.Batch*r.cfg.Window
+	if !full {
+		for _, row := range rows {
+			r.inFlight[row.Seq] = struct{}{}
 		}
+		r.pending = append(r.pending, rows...)
 	}
 	r.mu.Unlock()
-	if busy {
+	if full {
 		r.Notify()
 		return
 	}
+	r.signalHanded()
+}
+
+func (r *Relay) signalHanded() {
 	select {
-	case r.handed <- rows:
+	case r.handed <- struct{}{}:
 	default:
-		r.unhold(seqs)
-		r.Notify()
 	}
+}
+
+// take removes up to Batch rows from those handed over and returns them.
+func (r *Relay) take() []Row {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := min(len(r.pending), r.cfg.Batch)
+	if n == 0 {
+		return nil
+	}
+	rows := make([]Row, n)
+	copy(rows, r.pending)
+	r.pending = append(r.pending[:0], r.pending[n:]...)
+	return rows
+}
+
+func (r *Relay) pendingRows() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending)
 }
 
 // publishHanded publishes rows handed over by Hand and deletes those acked,
