@@ -264,14 +264,35 @@ var (
 	errBatch = errors.New("batch transaction failed")
 )
 
-// apply runs the batch in one transaction: for each delivery not failed
-// already, a savepoint and the inbox insert (sent together, one round trip),
-// then the handler; or all of them set-based first when there is a
-// BatchHandler. A delivery whose handler fails is rolled back to its
-// savepoint and keeps its error; the others commit together. It returns the
-// outbox rows the committed handlers wrote; the error says the transaction
-// as a whole failed (begin, a broken transaction, commit).
+// apply runs the batch: set-based first when the loop can (applyAll), one
+// message at a time if the set-based pass refuses the batch. A delivery
+// whose handler fails keeps its error; the others commit together. It
+// returns the outbox rows the committed handlers wrote; the error says the
+// transaction as a whole failed (begin, a broken transaction, commit).
 func (l *Loop) apply(ctx context.Context, ds []*delivery) ([]outbox.Row, error) {
+	if l.batched() {
+		for {
+			written, outcome, err := l.applyAll(ctx, ds)
+			if err != nil {
+				return nil, err
+			}
+			switch outcome {
+			case setApplied:
+				return written, nil
+			case setRetry:
+				continue // fewer live deliveries each time
+			}
+			break
+		}
+	}
+	return l.applyEach(ctx, ds)
+}
+
+// applyEach runs the batch in one transaction, one message at a time: for
+// each delivery not failed already, a savepoint and the inbox insert (sent
+// together, one round trip), then the handler. A delivery whose handler
+// fails is rolled back to its savepoint and keeps its error.
+func (l *Loop) applyEach(ctx context.Context, ds []*delivery) ([]outbox.Row, error) {
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w: %w", errNoDatabase, err)
@@ -286,18 +307,6 @@ func (l *Loop) apply(ctx context.Context, ds []*delivery) ([]outbox.Row, error) 
 		}
 		if err := l.cfg.Prepare(ctx, tx, events); err != nil {
 			return nil, fmt.Errorf("prepare batch: %w", err)
-		}
-	}
-	if l.batched() {
-		written, applied, err := l.applyAll(ctx, tx, ds)
-		if err != nil {
-			return nil, err
-		}
-		if applied {
-			if err := tx.Commit(ctx); err != nil {
-				return nil, fmt.Errorf("commit %d events: %w", len(ds), err)
-			}
-			return written, nil
 		}
 	}
 	var written []outbox.Row
@@ -326,13 +335,25 @@ func (l *Loop) apply(ctx context.Context, ds []*delivery) ([]outbox.Row, error) 
 	return written, nil
 }
 
-// applyAll tries the batch set-based, behind a savepoint named batch: one
-// inbox insert for every delivery not failed already, telling the new events
-// from the duplicates, then the BatchHandler on the new ones. It reports
-// whether that worked; if not, everything since the savepoint is rolled back
-// and the caller goes message by message. An error means the transaction
-// itself is broken.
-func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written []outbox.Row, applied bool, err error) {
+// setOutcome is how a set-based pass ended.
+type setOutcome int
+
+const (
+	setApplied setOutcome = iota // committed (or nothing was left to apply)
+	setRetry                     // some events came too early: they were taken out; try the rest again
+	setRefused                   // the batch handler refused the batch: go one by one
+)
+
+// applyAll tries the batch set-based, in a transaction of its own whose
+// BEGIN travels with the inbox insert (one round trip): one inbox insert
+// for every delivery not failed already, telling the new events from the
+// duplicates, then Prepare and the batch handlers on the new ones, then
+// the commit. When a handler reports events that come too early (a
+// *Later), those deliveries get their error and the transaction is rolled
+// back, for the caller to try the rest again; when it refuses the batch,
+// the transaction is rolled back and the caller goes message by message.
+// An error means the transaction itself failed.
+func (l *Loop) applyAll(ctx context.Context, ds []*delivery) (written []outbox.Row, outcome setOutcome, err error) {
 	var live []*delivery
 	for _, d := range ds {
 		if d.err == nil {
@@ -340,7 +361,7 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written
 		}
 	}
 	if len(live) == 0 {
-		return nil, false, nil
+		return nil, setApplied, nil
 	}
 	consumers := make([]string, len(live))
 	ids := make([]string, len(live))
@@ -350,63 +371,73 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written
 		consumers[i], ids[i], types[i], orders[i] = d.src.name, d.e.ID, string(d.e.Type), d.e.OrderID
 	}
 	b := &pgx.Batch{}
-	b.Queue(`SAVEPOINT batch`)
 	b.Queue(`
 		INSERT INTO inbox (consumer, event_id, event_type, order_id)
 		SELECT t.cons, t.id, t.typ, t.ord FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) AS t(cons, id, typ, ord)
 		ON CONFLICT DO NOTHING
 		RETURNING consumer, event_id::text`, consumers, ids, types, orders)
-	br := tx.SendBatch(ctx, b)
-	_, err = br.Exec()
+	tx, br, err := pg.BeginWith(ctx, l.pool, b)
+	if err != nil {
+		return nil, 0, fmt.Errorf("begin: %w: %w", errNoDatabase, err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
 	var fresh []inboxKey
+	rows, err := br.Query()
 	if err == nil {
-		var rows pgx.Rows
-		if rows, err = br.Query(); err == nil {
-			fresh, err = pgx.CollectRows(rows, pgx.RowToStructByPos[inboxKey])
-		}
+		fresh, err = pgx.CollectRows(rows, pgx.RowToStructByPos[inboxKey])
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
+	}
+	if err != nil {
+		l.log.Debug("inbox insert failed; handling the batch's messages one by one", zap.Int("messages", len(live)), zap.Error(err))
+		return nil, setRefused, nil
 	}
 	isNew := make(map[inboxKey]bool, len(fresh))
 	for _, k := range fresh {
 		isNew[k] = true
 	}
 	var events []event.Event
-	if err == nil {
-		bySource := make(map[*source][]event.Event, len(l.srcs))
-		for _, d := range live {
-			// The first delivery of a new id is new; another copy of it in
-			// the same batch is a duplicate.
-			k := inboxKey{d.src.name, d.e.ID}
-			d.dup = !isNew[k]
-			if !d.dup {
-				events = append(events, d.e)
-				bySource[d.src] = append(bySource[d.src], d.e)
-				delete(isNew, k)
-			}
+	bySource := make(map[*source][]event.Event, len(l.srcs))
+	for _, d := range live {
+		// The first delivery of a new id is new; another copy of it in the
+		// same batch is a duplicate.
+		k := inboxKey{d.src.name, d.e.ID}
+		d.dup = !isNew[k]
+		if !d.dup {
+			events = append(events, d.e)
+			bySource[d.src] = append(bySource[d.src], d.e)
+			delete(isNew, k)
 		}
-		if len(events) > 0 {
-			hctx, col := outbox.Collect(l.withCauses(ctx, live))
-			err = l.applySet(hctx, tx, events, bySource)
-			written = col.Rows()
+	}
+	if len(events) > 0 && l.cfg.Prepare != nil {
+		if err := l.cfg.Prepare(ctx, tx, events); err != nil {
+			return nil, 0, fmt.Errorf("prepare batch: %w", err)
 		}
-		for _, e := range events {
-			if err == nil && l.cfg.Faults.BeforeCommit != nil {
-				err = l.cfg.Faults.BeforeCommit(ctx, e)
-			}
+	}
+	if len(events) > 0 {
+		hctx, col := outbox.Collect(l.withCauses(ctx, live))
+		err = l.applySet(hctx, tx, events, bySource)
+		written = col.Rows()
+	}
+	for _, e := range events {
+		if err == nil && l.cfg.Faults.BeforeCommit != nil {
+			err = l.cfg.Faults.BeforeCommit(ctx, e)
 		}
 	}
 	if err == nil {
-		return written, true, nil
+		if err := tx.Commit(ctx); err != nil {
+			return nil, 0, fmt.Errorf("commit %d events: %w", len(live), err)
+		}
+		return written, setApplied, nil
 	}
 	for _, d := range live {
 		d.dup = false
 	}
+	if rerr := tx.Rollback(ctx); rerr != nil {
+		return nil, 0, fmt.Errorf("roll back batch of %d: %w", len(live), rerr)
+	}
 	if later := (*Later)(nil); errors.As(err, &later) && len(later.IDs) > 0 && !IsPermanent(err) {
-		if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT batch`); rerr != nil {
-			return nil, false, fmt.Errorf("roll back batch of %d: %w", len(live), rerr)
-		}
 		early := make(map[string]bool, len(later.IDs))
 		for _, id := range later.IDs {
 			early[id] = true
@@ -420,16 +451,13 @@ func (l *Loop) applyAll(ctx context.Context, tx pgx.Tx, ds []*delivery) (written
 		}
 		if taken > 0 {
 			l.log.Debug("events too early taken out of the batch", zap.Int("early", taken), zap.Int("messages", len(live)), zap.Error(later.Err))
-			return l.applyAll(ctx, tx, ds) // fewer live deliveries each time
+			return nil, setRetry, nil
 		}
 	}
 	l.log.Debug("batch refused set-based; handling its messages one by one", zap.Int("messages", len(live)), zap.Error(err))
 	trace.SpanFromContext(ctx).AddEvent("batch refused set-based; one by one", trace.WithAttributes(
 		telemetry.AttrSetBased.Bool(false)))
-	if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT batch`); rerr != nil {
-		return nil, false, fmt.Errorf("roll back batch of %d: %w", len(live), rerr)
-	}
-	return nil, false, nil
+	return nil, setRefused, nil
 }
 
 // inboxKey is an inbox row's key.

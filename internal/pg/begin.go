@@ -1,0 +1,107 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// BeginWith begins a transaction on a connection of pool and sends b's
+// statements in the same round trip as its BEGIN: pool.Begin costs a round
+// trip of its own, which for a short transaction is a good share of its
+// cost. It returns the transaction and b's results, which the caller reads
+// and closes before using the transaction. The transaction is a pgx.Tx
+// without nested transactions (Begin fails) or large objects; Commit or
+// Rollback ends it and gives the connection back to the pool. An error means
+// no transaction is open.
+func BeginWith(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) (pgx.Tx, pgx.BatchResults, error) {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("acquire: %w", err)
+	}
+	withBegin := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+1)}
+	withBegin.Queue("begin")
+	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)
+	br := c.SendBatch(ctx, withBegin)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		c.Release() // not idle: the pool closes it
+		return nil, nil, fmt.Errorf("begin: %w", err)
+	}
+	return &batchTx{c: c}, br, nil
+}
+
+// batchTx is a transaction BeginWith began. Unlike pgx's, it holds its
+// connection and gives it back when it ends.
+type batchTx struct {
+	c      *pgxpool.Conn
+	closed bool
+}
+
+var errNested = errors.New("pg: a transaction from BeginWith has no nested transactions")
+
+func (tx *batchTx) Begin(context.Context) (pgx.Tx, error) { return nil, errNested }
+
+// Commit commits; like pgx's, it returns pgx.ErrTxCommitRollback when the
+// transaction was broken and Postgres rolled it back instead.
+func (tx *batchTx) Commit(ctx context.Context) error {
+	if tx.closed {
+		return pgx.ErrTxClosed
+	}
+	tx.closed = true
+	defer tx.c.Release()
+	tag, err := tx.c.Exec(ctx, "commit")
+	if err != nil {
+		return err
+	}
+	if tag.String() == "ROLLBACK" {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
+// Rollback rolls back; it is safe to call after Commit (pgx.ErrTxClosed).
+// A connection left in a transaction by a failed rollback is closed by the
+// pool when given back.
+func (tx *batchTx) Rollback(ctx context.Context) error {
+	if tx.closed {
+		return pgx.ErrTxClosed
+	}
+	tx.closed = true
+	defer tx.c.Release()
+	_, err := tx.c.Exec(ctx, "rollback")
+	return err
+}
+
+func (tx *batchTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	return tx.c.CopyFrom(ctx, table, columns, src)
+}
+
+func (tx *batchTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return tx.c.SendBatch(ctx, b)
+}
+
+// LargeObjects is not supported: the zero value, unusable.
+func (tx *batchTx) LargeObjects() pgx.LargeObjects { return pgx.LargeObjects{} }
+
+func (tx *batchTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	return tx.c.Conn().Prepare(ctx, name, sql)
+}
+
+func (tx *batchTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return tx.c.Exec(ctx, sql, args...)
+}
+
+func (tx *batchTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return tx.c.Query(ctx, sql, args...)
+}
+
+func (tx *batchTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return tx.c.QueryRow(ctx, sql, args...)
+}
+
+func (tx *batchTx) Conn() *pgx.Conn { return tx.c.Conn() }

@@ -1,0 +1,110 @@
+package pg_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jetsaga/jetsaga/internal/pg"
+	"github.com/jetsaga/jetsaga/internal/testenv"
+)
+
+// BeginWith's statements run inside the transaction it begins: a commit
+// keeps them and what followed, a rollback drops them, a broken
+// transaction's commit reports the rollback, and every way out gives the
+// connection back to the pool.
+func TestBeginWith(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, "beginwith", svc)
+	ctx := t.Context()
+	things := func() (n int) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	begin := func(id int) pgx.Tx {
+		t.Helper()
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO things (id) VALUES ($1) RETURNING id`, id)
+		tx, br, err := pg.BeginWith(ctx, pool, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := br.QueryRow().Scan(&got); err != nil || got != id {
+			t.Fatalf("batch result = %d, %v; want %d", got, err, id)
+		}
+		if err := br.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var inTx bool
+		if err := tx.QueryRow(ctx, `SELECT now() <> statement_timestamp()`).Scan(&inTx); err != nil || !inTx {
+			t.Fatalf("not inside a transaction (%v)", err)
+		}
+		return tx
+	}
+	idle := func(when string) {
+		t.Helper()
+		if n := pool.Stat().AcquiredConns(); n != 0 {
+			t.Errorf("%s: %d connections still acquired, want 0", when, n)
+		}
+	}
+
+	tx := begin(1)
+	if _, err := tx.Exec(ctx, `INSERT INTO things (id) VALUES (2)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); !errors.Is(err, pgx.ErrTxClosed) {
+		t.Errorf("rollback after commit = %v, want ErrTxClosed", err)
+	}
+	idle("after commit")
+	if n := things(); n != 2 {
+		t.Fatalf("%d things after commit, want 2", n)
+	}
+
+	tx = begin(3)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	idle("after rollback")
+	if n := things(); n != 2 {
+		t.Fatalf("%d things after rollback, want 2: the batch's insert is rolled back too", n)
+	}
+
+	tx = begin(4)
+	if _, err := tx.Exec(ctx, `INSERT INTO things (id) VALUES (1)`); err == nil {
+		t.Fatal("duplicate key accepted")
+	}
+	if err := tx.Commit(ctx); !errors.Is(err, pgx.ErrTxCommitRollback) {
+		t.Errorf("commit of a broken transaction = %v, want ErrTxCommitRollback", err)
+	}
+	idle("after a broken commit")
+	if n := things(); n != 2 {
+		t.Fatalf("%d things after a broken transaction, want 2", n)
+	}
+
+	if _, err := tx.Begin(ctx); err == nil {
+		t.Error("a nested transaction was begun")
+	}
+
+	b := &pgx.Batch{}
+	b.Queue(`SELECT 1/0`)
+	tx, br, err := pg.BeginWith(ctx, pool, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.Exec(); err == nil {
+		t.Error("division by zero accepted")
+	}
+	_ = br.Close()
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	idle("after a failed batch")
+}
