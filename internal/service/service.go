@@ -120,8 +120,11 @@ type Spec struct {
 }
 
 // Main runs the service until SIGTERM or SIGINT and returns the process exit
-// code: 0 after a clean drain, 1 on a start-up or run error.
+// code: 0 after a clean drain, 1 on a start-up or run error. It first gives
+// the garbage collector the services' defaults where GOGC and GOMEMLIMIT
+// are unset (tuneGC).
 func Main(cfg Config, spec Spec) int {
+	tuneGC(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if cfg.TracerProvider == nil {
