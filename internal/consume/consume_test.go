@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
@@ -73,32 +72,11 @@ func setup(t *testing.T, o options) bundle {
 	return bundle{nats: n, nc: nc, js: js, pool: testenv.Pool(t, "svc", effectsMigrations), cons: cons}
 }
 
-// run starts a loop and stops it (waiting for it) at cleanup.
+// run starts a loop over the bundle's consumer and stops it (waiting for
+// it) at cleanup.
 func run(t *testing.T, b bundle, h consume.Handler, cfg consume.Config) (stop func()) {
 	t.Helper()
-	cfg.Service = "test"
-	cfg.Logger = zaptest.NewLogger(t)
-	cfg.FetchWait = 500 * time.Millisecond
-	cfg.RetryBase = 20 * time.Millisecond
-	cfg.RetryMax = 100 * time.Millisecond
-	l, err := consume.New(t.Context(), b.pool, b.js, b.cons, h, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return runSources(t, b, []consume.Source{{Consumer: b.cons, Handler: h}}, cfg)
 }
 
 func created(t *testing.T, orderID string) event.Event {

@@ -35,8 +35,9 @@ func twoSources(t *testing.T, o options) (bundle, jetstream.Consumer) {
 	return b, inv
 }
 
-// runSources starts a loop over sources and stops it at cleanup.
-func runSources(t *testing.T, b bundle, sources []consume.Source, cfg consume.Config) {
+// runSources starts a loop over sources and stops it (waiting for it) at
+// cleanup.
+func runSources(t *testing.T, b bundle, sources []consume.Source, cfg consume.Config) (stop func()) {
 	t.Helper()
 	cfg.Service = "test"
 	cfg.Logger = zaptest.NewLogger(t)
@@ -50,12 +51,17 @@ func runSources(t *testing.T, b bundle, sources []consume.Source, cfg consume.Co
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func reserved(t *testing.T, orderID string) event.Event {
