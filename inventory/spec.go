@@ -138,8 +138,9 @@ func (s *Service) ApplyBatch(ctx context.Context, tx pgx.Tx, events []event.Even
 	return s.handleBatch(ctx, tx, events)
 }
 
-// PrepareBatch locks the stock rows a batch may move, in SKU order
-// (service.Preparer).
+// PrepareBatch locks the stock rows a batch may move, in SKU order, before a
+// batch is handled one event at a time (service.Preparer); handleBatch
+// takes the same locks first in its own read.
 func (s *Service) PrepareBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
 	return s.prepare(ctx, tx, events)
 }

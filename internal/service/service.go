@@ -96,9 +96,10 @@ type BatchApplier interface {
 }
 
 // Preparer is implemented by a participant that runs something first in
-// each batch's transaction, with the batch's events sorted by order id
-// (consume.Config.Prepare): inventory locks the stock rows the batch may
-// move, in SKU order. The replay loop runs it for each replay too.
+// the transaction of a batch handled one message at a time, with the
+// batch's events sorted by order id (consume.Config.Prepare): inventory
+// locks the stock rows the batch may move, in SKU order, as its set-based
+// handler does itself. The replay loop runs it for each replay too.
 type Preparer interface {
 	PrepareBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error
 }
