@@ -48,6 +48,12 @@ func (rep Report) Write(w io.Writer) {
 		return fmt.Sprintf("%.2f", *r.Result.CPUMSPerSaga)
 	})
 	row("CPU ms per saga by process", func(r RunReport) string { return byProcess(r.Result.CPUMSPerSagaByProcess, "%.2f") })
+	row("context switches per saga", func(r RunReport) string {
+		if r.Result.ContextSwitchesPerSaga == nil {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.0f (%s)", *r.Result.ContextSwitchesPerSaga, byProcess(r.Result.ContextSwitchesPerSagaByProcess, "%.0f"))
+	})
 	row("peak RSS MiB", func(r RunReport) string { return byProcess(r.Result.PeakRSSMiB, "%.0f") })
 	row("events published per saga", func(r RunReport) string { return fmt.Sprintf("%.2f", r.EventsPerSaga) })
 	row("messages handled per saga", func(r RunReport) string { return fmt.Sprintf("%.2f", r.HandlingsPerSaga) })

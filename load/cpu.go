@@ -44,10 +44,12 @@ func kindOf(name string) (kind string, ok bool) {
 }
 
 // procCPU is the CPU time one process had used at one moment, in clock
-// ticks, and which process it was.
+// ticks, the context switches its threads had made, and which process it
+// was.
 type procCPU struct {
-	pid   int
-	ticks int64
+	pid      int
+	ticks    int64
+	switches int64
 }
 
 // cpuSample is the CPU time of each process of the stack at one moment, by
@@ -73,6 +75,31 @@ func procTimes(pid int) (self, children int64, ppid int, err error) {
 	}
 	num := func(field int) int64 { n, _ := strconv.ParseInt(f[field-3], 10, 64); return n }
 	return num(14) + num(15), num(16) + num(17), int(num(4)), nil
+}
+
+// contextSwitches is the voluntary and involuntary context switches of
+// every thread of a process so far (/proc/<pid>/task/*/status), 0 when
+// unknown. Threads that ended took theirs with them.
+func contextSwitches(pid int) int64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	var n int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:")
+			if !ok {
+				v, ok = strings.CutPrefix(line, "nonvoluntary_ctxt_switches:")
+			}
+			if ok {
+				c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += c
+			}
+		}
+	}
+	return n
 }
 
 // peakRSS is VmHWM of a process in KiB, 0 when unknown.
@@ -154,7 +181,9 @@ func children(pid int) []int {
 // postmaster's own time, plus its reaped children's (cutime+cstime: backends
 // that exited), plus every live child's: so a backend that exits during the
 // run is still counted, through the postmaster's cutime, once it is reaped.
-// The load's own process is "load".
+// Context switches are every thread's, and for Postgres the postmaster's and
+// its live children's (a backend that exits takes its count with it). The
+// load's own process is "load".
 func sampleCPU(runDir string) cpuSample {
 	s := cpuSample{}
 	if runDir == "" {
@@ -166,18 +195,20 @@ func sampleCPU(runDir string) cpuSample {
 		if err != nil {
 			continue
 		}
+		switches := contextSwitches(pid)
 		if name == postgres {
 			self += reaped
 			for _, c := range pgChildren {
 				if t, _, _, err := procTimes(c); err == nil {
 					self += t
+					switches += contextSwitches(c)
 				}
 			}
 		}
-		s[name] = procCPU{pid: pid, ticks: self}
+		s[name] = procCPU{pid: pid, ticks: self, switches: switches}
 	}
 	if self, _, _, err := procTimes(os.Getpid()); err == nil {
-		s["load"] = procCPU{pid: os.Getpid(), ticks: self}
+		s["load"] = procCPU{pid: os.Getpid(), ticks: self, switches: contextSwitches(os.Getpid())}
 	}
 	return s
 }
@@ -231,6 +262,23 @@ func cpuDelta(start, end cpuSample) (ms map[string]float64, notes []string) {
 		}
 	}
 	return ms, notes
+}
+
+// switchDelta is the context switches each process made between two
+// samples, counted as cpuDelta counts CPU (a process restarted during the
+// run counts from its start; cpuDelta's notes say so).
+func switchDelta(start, end cpuSample) map[string]float64 {
+	out := map[string]float64{}
+	for name, e := range end {
+		if s, ok := start[name]; ok && s.pid == e.pid {
+			if e.switches >= s.switches {
+				out[name] = float64(e.switches - s.switches)
+			}
+			continue
+		}
+		out[name] = float64(e.switches)
+	}
+	return out
 }
 
 // byKind sums a delta's processes by kind ("order" for order-1 and

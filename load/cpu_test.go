@@ -51,6 +51,24 @@ func TestSampleCPU(t *testing.T) {
 	if rss := peakRSSByProcess(dir)["order"]; rss <= 0 {
 		t.Errorf("peak RSS of order = %d KiB", rss)
 	}
+	// Sleeping puts a thread to sleep and wakes it: a context switch each.
+	for range 20 {
+		time.Sleep(time.Millisecond)
+	}
+	if n := switchDelta(before, sampleCPU(dir))["order"]; n < 20 {
+		t.Errorf("order made %v context switches over 20 sleeps and the burn, want >= 20", n)
+	}
+}
+
+// switchDelta counts as cpuDelta does: from the first sample to the last,
+// a restarted process (another pid) from its start.
+func TestSwitchDelta(t *testing.T) {
+	start := cpuSample{"order": {pid: 10, switches: 100}, "nats": {pid: 12, switches: 50}, "gone": {pid: 13, switches: 7}}
+	end := cpuSample{"order": {pid: 10, switches: 160}, "nats": {pid: 21, switches: 30}, "postgres": {pid: 22, switches: 40}}
+	got := switchDelta(start, end)
+	if want := map[string]float64{"order": 60, "nats": 30, "postgres": 40}; !maps.Equal(got, want) {
+		t.Errorf("switch delta %v, want %v", got, want)
+	}
 }
 
 // The cluster stack names a pid file per instance and node (order-1,

@@ -65,6 +65,13 @@ type Result struct {
 	// nats-server nodes) when the stack runs several: the cluster.
 	CPUMSPerSagaByService map[string]float64 `json:"cpu_ms_per_saga_by_service,omitempty"`
 	CPUMS                 map[string]float64 `json:"cpu_ms,omitempty"` // per process, over the run; "load" is this process
+	// ContextSwitchesPerSaga is the context switches (voluntary and
+	// involuntary, every thread) of the same processes over the same time,
+	// divided by completed sagas: each is a process put to sleep or woken,
+	// which the saga pays for in system time; null like CPUMSPerSaga.
+	ContextSwitchesPerSaga *float64 `json:"context_switches_per_saga"`
+	// ContextSwitchesPerSagaByProcess is the same per process.
+	ContextSwitchesPerSagaByProcess map[string]float64 `json:"context_switches_per_saga_by_process,omitempty"`
 	// PeakRSSMiB is each process's peak resident memory (VmHWM) since it
 	// started; for postgres, its largest process.
 	PeakRSSMiB map[string]float64 `json:"peak_rss_mib,omitempty"`
@@ -172,6 +179,14 @@ func (r *run) result(ctx context.Context, start, placingEnd time.Time, cpuStart,
 					res.CPUMSPerSagaByService[kind] = round(ms/float64(res.Completed), 3)
 				}
 			}
+			switches := switchDelta(cpuStart, cpuEnd)
+			all, _ := stackCPU(switches)
+			perSwitch := round(all/float64(res.Completed), 1)
+			res.ContextSwitchesPerSaga = &perSwitch
+			res.ContextSwitchesPerSagaByProcess = map[string]float64{}
+			for name, n := range switches {
+				res.ContextSwitchesPerSagaByProcess[name] = round(n/float64(res.Completed), 1)
+			}
 		}
 		res.PeakRSSMiB = map[string]float64{}
 		for name, kib := range peakRSSByProcess(r.cfg.RunDir) {
@@ -241,6 +256,15 @@ func (res Result) Write(w io.Writer) {
 			}
 			fmt.Fprintf(tw, "  by service\t%s (every instance and node summed)\n", strings.Join(parts, ", "))
 		}
+	}
+	if res.ContextSwitchesPerSaga != nil {
+		var parts []string
+		for _, name := range slices.Sorted(maps.Keys(res.ContextSwitchesPerSagaByProcess)) {
+			if name != "load" {
+				parts = append(parts, fmt.Sprintf("%s %.0f", name, res.ContextSwitchesPerSagaByProcess[name]))
+			}
+		}
+		fmt.Fprintf(tw, "context switches per saga\t%.0f (%s)\n", *res.ContextSwitchesPerSaga, strings.Join(parts, ", "))
 	}
 	if len(res.PeakRSSMiB) > 0 {
 		var parts []string
