@@ -368,3 +368,41 @@ func TestHandleBatchRefusesWhatHandleRefuses(t *testing.T) {
 		t.Fatalf("order after the refused batch: %s v%d, want PENDING v1", got.Status, got.Version)
 	}
 }
+
+// PrepareBatch locks every order of a batch: another transaction cannot
+// lock any of them until the batch's transaction ends.
+func TestPrepareBatchLocksEveryOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	o1, o2 := placeOrder(t, b), placeOrder(t, b)
+	events := []event.Event{
+		newEvent(t, event.InventoryReserved, o1.ID, ""),
+		newEvent(t, event.PaymentCompleted, o2.ID, ""),
+	}
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if err := b.svc.PrepareBatch(ctx, tx, events); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{o1.ID, o2.ID} {
+		other, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = other.Exec(ctx, `SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE NOWAIT`, id)
+		_ = other.Rollback(ctx)
+		if err == nil {
+			t.Errorf("order %s could be locked while the batch's transaction holds it", id)
+		}
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, `SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE NOWAIT`, o1.ID); err != nil {
+		t.Errorf("order %s still locked after the batch's transaction ended: %v", o1.ID, err)
+	}
+}

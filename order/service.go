@@ -2,6 +2,7 @@ package order
 
 import (
 	"cmp"
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -187,6 +189,19 @@ func (s *Service) Consumers() []service.Consumer {
 			HandleBatch: s.HandleBatch,
 		},
 	}
+}
+
+// PrepareBatch locks every order of a batch, in order id order, before its
+// consumers' handlers run (service.Preparer). Each handler locks the orders
+// of its own events, in order; without this a transaction holding events of
+// two consumers would take its locks in two runs, and two such
+// transactions (--workers 2, or two instances) could wait for each other.
+func (s *Service) PrepareBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.OrderID
+	}
+	return lockAll(ctx, tx, ids)
 }
 
 // Routes adds POST /orders and GET /orders/{id}.

@@ -125,6 +125,15 @@ func lockOrder(ctx context.Context, tx pgx.Tx, id string) (Order, error) {
 
 // lockOrders reads the given orders and locks their rows, in order id
 // order, until tx ends. Orders that do not exist are missing from the map.
+// lockAll locks the rows of the orders ids name, in order id order, and
+// reads nothing back.
+func lockAll(ctx context.Context, tx pgx.Tx, ids []string) error {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM orders WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids); err != nil {
+		return fmt.Errorf("lock %d orders: %w", len(ids), err)
+	}
+	return nil
+}
+
 func lockOrders(ctx context.Context, tx pgx.Tx, ids []string) (map[string]Order, error) {
 	rows, err := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids)
 	if err != nil {

@@ -347,10 +347,9 @@ const (
 // applyAll tries the batch set-based, in a transaction of its own whose
 // BEGIN travels with the inbox insert (one round trip): one inbox insert
 // for every delivery not failed already, telling the new events from the
-// duplicates, then the batch handlers on the new ones, then the commit
-// (not Prepare: a batch handler takes its locks in their fixed order
-// itself, see Config.Prepare). When a handler reports events that come
-// too early (a
+// duplicates, then Prepare (for the sources' handlers, see Config.Prepare)
+// and the batch handlers on the new ones, then the commit. When a handler
+// reports events that come too early (a
 // *Later), those deliveries get their error and the transaction is rolled
 // back, for the caller to try the rest again; when it refuses the batch,
 // the transaction is rolled back and the caller goes message by message.
@@ -410,6 +409,11 @@ func (l *Loop) applyAll(ctx context.Context, ds []*delivery) (written []outbox.R
 			events = append(events, d.e)
 			bySource[d.src] = append(bySource[d.src], d.e)
 			delete(isNew, k)
+		}
+	}
+	if len(bySource) > 1 && l.cfg.BatchHandler == nil && l.cfg.Prepare != nil {
+		if err := l.cfg.Prepare(ctx, tx, events); err != nil {
+			return nil, 0, fmt.Errorf("prepare batch: %w", err)
 		}
 	}
 	if len(events) > 0 {

@@ -151,13 +151,17 @@ type Config struct {
 	// BatchHandler gets that source's events (see Source).
 	BatchHandler BatchHandler
 
-	// Prepare, when set, runs first in the transaction of a batch handled
-	// one message at a time, with the batch's events (sorted by order id):
-	// e.g. lock, in a fixed order, rows that several orders share, so that
-	// concurrent batches cannot deadlock although each message's handler
-	// locks only its own. A BatchHandler sees the whole batch and takes
-	// its locks in that order itself, so the set-based pass does not run
-	// it. An error fails the batch, to be retried.
+	// Prepare, when set, runs first in a batch's transaction, with the
+	// batch's new events (sorted by order id): e.g. lock, in a fixed order,
+	// rows that several orders share, or every order of the batch, so that
+	// concurrent batches cannot deadlock although each handler locks only
+	// the rows of its own events. It runs before a batch handled one
+	// message at a time, and before the sources' batch handlers when the
+	// batch holds new events of more than one source (each handler sees
+	// its source's events only); a loop-level BatchHandler, or the one
+	// source's handler, sees the whole batch and takes its locks in their
+	// order itself, so it runs without. An error fails the batch, to be
+	// retried.
 	Prepare func(ctx context.Context, tx pgx.Tx, events []event.Event) error
 
 	// AfterCommit runs after a transaction that applied an event committed

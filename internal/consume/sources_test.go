@@ -276,3 +276,82 @@ func TestSourcesDeadLetterUnderTheirOwnConsumer(t *testing.T) {
 	waitSettled(t, b)
 	waitConsumerSettled(t, inv)
 }
+
+// Prepare runs before the sources' batch handlers when a batch holds new
+// events of both sources (each handler sees only its own), with all of
+// them; never before a loop-level BatchHandler, which sees the whole batch
+// itself. A first event's batch is held until both events of the test have
+// been delivered, so that the next batch holds them both.
+func TestSourcesPrepareOnlyForPerSourceHandlers(t *testing.T) {
+	t.Parallel()
+	for _, loopLevel := range []bool{false, true} {
+		t.Run(fmt.Sprintf("loop-level %v", loopLevel), func(t *testing.T) {
+			t.Parallel()
+			b, inv := twoSources(t, options{maxDeliver: 5})
+			first, a, r := created(t, "o-prep-0"), created(t, "o-prep-1"), reserved(t, "o-prep-1")
+			var mu sync.Mutex
+			prepared := map[string]bool{}
+			prepare := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, e := range es {
+					prepared[e.ID] = true
+				}
+				return nil
+			}
+			entered, release := make(chan struct{}), make(chan struct{})
+			var enter, unblock sync.Once
+			each := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+				for _, e := range es {
+					if e.ID == first.ID {
+						enter.Do(func() { close(entered); <-release })
+					}
+					if err := countEffect(ctx, tx, e); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+				return errors.New("the one-by-one path is not expected here")
+			}
+			cfg := consume.Config{Prepare: prepare}
+			sources := []consume.Source{{Consumer: b.cons, Handler: one}, {Consumer: inv, Handler: one}}
+			if loopLevel {
+				cfg.BatchHandler = each
+			} else {
+				sources[0].BatchHandler, sources[1].BatchHandler = each, each
+			}
+			publish(t, b.js, first)
+			runSources(t, b, sources, cfg)
+			// Cleanups run last first: this one before the loop's, which
+			// waits for the held batch.
+			t.Cleanup(func() { unblock.Do(func() { close(release) }) })
+			select {
+			case <-entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the first batch never came")
+			}
+			publish(t, b.js, a)
+			publish(t, b.js, r)
+			for _, c := range []jetstream.Consumer{b.cons, inv} {
+				testenv.WaitFor(t, 10*time.Second, "every event delivered", func() bool {
+					info, err := c.Info(t.Context())
+					return err == nil && info.NumPending == 0
+				})
+			}
+			unblock.Do(func() { close(release) })
+			testenv.WaitFor(t, 10*time.Second, "both events applied", func() bool { return effects(t, b.pool, "o-prep-1") == 2 })
+			waitSettled(t, b)
+			waitConsumerSettled(t, inv)
+			mu.Lock()
+			defer mu.Unlock()
+			if loopLevel && len(prepared) != 0 {
+				t.Errorf("Prepare ran before a loop-level batch handler, for %v", prepared)
+			}
+			if !loopLevel && (!prepared[a.ID] || !prepared[r.ID] || prepared[first.ID]) {
+				t.Errorf("Prepare saw %v, want both sources' events of the shared batch (%s, %s) and not the lone first (%s)", prepared, a.ID, r.ID, first.ID)
+			}
+		})
+	}
+}

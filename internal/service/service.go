@@ -95,11 +95,12 @@ type BatchApplier interface {
 	ApplyBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error
 }
 
-// Preparer is implemented by a participant that runs something first in
-// the transaction of a batch handled one message at a time, with the
-// batch's events sorted by order id (consume.Config.Prepare): inventory
-// locks the stock rows the batch may move, in SKU order, as its set-based
-// handler does itself. The replay loop runs it for each replay too.
+// Preparer is implemented by a participant that runs something first in a
+// batch's transaction, with the batch's events sorted by order id
+// (consume.Config.Prepare; not before a BatchApplier, which sees the whole
+// batch): inventory locks the stock rows the batch may move, in SKU order;
+// the order service locks every order of the batch. The replay loop runs it
+// for each replay too.
 type Preparer interface {
 	PrepareBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error
 }
