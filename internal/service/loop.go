@@ -43,26 +43,34 @@ func consumerLoop(ctx context.Context, log *zap.Logger, pool *pgxpool.Pool, js j
 		sources = append(sources, consume.Source{Consumer: cons, Name: c.Durable, Handler: c.Handle, BatchHandler: c.HandleBatch})
 		silent = silent && c.Silent
 	}
-	lc := consume.Config{
-		Service: cfg.Name, Consumer: cfg.Name, Workers: cfg.Workers, Batch: cfg.Batch,
-		MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: metrics,
-		TracerProvider: cfg.TracerProvider,
-	}
+	lc := loopConfig(cfg, log, metrics, silent, relay, inj)
+	lc.Consumer, lc.Workers, lc.Batch = cfg.Name, cfg.Workers, cfg.Batch
 	if a, ok := part.(BatchApplier); ok {
 		lc.BatchHandler = a.ApplyBatch
 	}
 	if p, ok := part.(Preparer); ok {
 		lc.Prepare = p.PrepareBatch
 	}
+	return retry(ctx, log, "start the consumers' loop", func() (*consume.Loop, error) {
+		return consume.NewSources(ctx, pool, js, sources, lc)
+	})
+}
+
+// loopConfig is what the service's loops (its consumers', its replays')
+// share: limits, logs, metrics, tracing, failure injection, and, unless
+// every consumer is Silent, the outbox handoff. Hand publishes what a batch
+// wrote (and wakes the relay when it cannot take it): no other wake is
+// needed.
+func loopConfig(cfg Config, log *zap.Logger, metrics *consume.Metrics, silent bool, relay *outbox.Relay, inj *fault.Injector) consume.Config {
+	lc := consume.Config{
+		Service: cfg.Name, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: metrics,
+		TracerProvider: cfg.TracerProvider,
+	}
 	if !silent {
-		// Hand publishes what the batch wrote (and wakes the relay when it
-		// cannot take it): no other wake is needed.
 		lc.Handoff = relay.Hand
 	}
 	if inj != nil {
 		lc.Faults = consumeFaults(inj)
 	}
-	return retry(ctx, log, "start the consumers' loop", func() (*consume.Loop, error) {
-		return consume.NewSources(ctx, pool, js, sources, lc)
-	})
+	return lc
 }

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"cmp"
 	"context"
 
 	"github.com/jackc/pgx/v5"
@@ -44,18 +43,7 @@ func replayLoop(ctx context.Context, log *zap.Logger, pool *pgxpool.Pool, js jet
 		routes[c.Durable] = consume.Route{Handle: c.Handle, Prepare: prepare}
 		silent = silent && c.Silent
 	}
-	lc := consume.Config{
-		Service: cfg.Name, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: metrics,
-		TracerProvider: cfg.TracerProvider,
-	}
-	if !silent {
-		// Hand publishes what the batch wrote (and wakes the relay when it
-		// cannot take it): no other wake is needed.
-		lc.Handoff = relay.Hand
-	}
-	if inj != nil {
-		lc.Faults = consumeFaults(inj)
-	}
+	lc := loopConfig(cfg, log, metrics, silent, relay, inj)
 	return retry(ctx, log, "start consumer "+durable, func() (*consume.Loop, error) {
 		return consume.NewReplay(ctx, pool, js, cons, routes, lc)
 	})
