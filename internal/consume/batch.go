@@ -222,13 +222,8 @@ func (l *Loop) handleBatch(ctx context.Context, batch []arrival) {
 	if err == nil && len(written) > 0 && l.cfg.Handoff != nil {
 		l.cfg.Handoff(written)
 	}
-	applied := false
 	for _, d := range ds {
 		l.settle(ctx, d, time.Since(start))
-		applied = applied || (d.err == nil && !d.dup)
-	}
-	if applied && l.cfg.AfterCommit != nil {
-		l.cfg.AfterCommit()
 	}
 }
 

@@ -164,9 +164,6 @@ type Config struct {
 	// retried.
 	Prepare func(ctx context.Context, tx pgx.Tx, events []event.Event) error
 
-	// AfterCommit runs after a transaction that applied an event committed
-	// (not for duplicates): e.g. wake the outbox relay.
-	AfterCommit func()
 	// Handoff, when set, gets the outbox rows the handlers wrote with
 	// outbox.Add once their transaction committed (e.g. Relay.Hand, which
 	// publishes them without reading them back). Rows of a message rolled

@@ -476,7 +476,7 @@ func TestServerRestartLosesNothing(t *testing.T) {
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-relayDone })
-	run(t, b, countEffect, consume.Config{AfterCommit: relay.Notify})
+	run(t, b, countEffect, consume.Config{})
 
 	add := func(prefix string, n int) {
 		for i := range n {
