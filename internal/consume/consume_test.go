@@ -893,6 +893,8 @@ func TestBatchHandlerLaterTakesOutOnlyTheEarlyOnes(t *testing.T) {
 	var ready atomic.Bool // the step the early ones wait for
 	var oneCalls atomic.Int32
 	var setSizes sync.Map // batch size -> seen
+	var mu sync.Mutex
+	var rest []int // per batch that held early ones, how many of it were ready
 	batch := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
 		var later consume.Later
 		for _, e := range es {
@@ -906,6 +908,9 @@ func TestBatchHandlerLaterTakesOutOnlyTheEarlyOnes(t *testing.T) {
 			}
 		}
 		if len(later.IDs) > 0 {
+			mu.Lock()
+			rest = append(rest, len(es)-len(later.IDs))
+			mu.Unlock()
 			return &later
 		}
 		setSizes.Store(len(es), true)
@@ -939,10 +944,17 @@ func TestBatchHandlerLaterTakesOutOnlyTheEarlyOnes(t *testing.T) {
 		}
 	}
 	waitSettled(t, b)
-	if _, ok := setSizes.Load(10); !ok {
-		var sizes []any
-		setSizes.Range(func(k, _ any) bool { sizes = append(sizes, k); return true })
-		t.Errorf("no set-based pass of the 10 ready events (passes of %v)", sizes)
+	// How the 12 arrive in batches is JetStream's and the scheduler's
+	// choice; whatever they were, each batch that held early events was
+	// applied again without them, set-based, in one pass.
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range rest {
+		if _, ok := setSizes.Load(n); n > 0 && !ok {
+			var sizes []any
+			setSizes.Range(func(k, _ any) bool { sizes = append(sizes, k); return true })
+			t.Errorf("no set-based pass of the %d ready events of a batch with early ones (passes of %v)", n, sizes)
+		}
 	}
 	if n := oneCalls.Load(); n != 0 {
 		t.Errorf("the one-by-one path ran %d times, want 0", n)
