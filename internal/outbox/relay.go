@@ -35,7 +35,13 @@ type RelayConfig struct {
 	PollInterval time.Duration // fallback poll for rows nobody woke us for; default 1s
 	AckTimeout   time.Duration // how long to wait for the stream's acks; default 10s
 	RetryMax     time.Duration // cap on the wait after a failed round; default 5s
-	Logger       *zap.Logger
+	// AtomicMin is how many events for one stream a publisher must hold
+	// to send them as one atomic batch (one fsync and one ack for all,
+	// where the stream allows it) rather than one by one; default 16, -1
+	// never. Below it a batch costs nats-server more than it saves
+	// (BenchmarkPublishDurable).
+	AtomicMin int
+	Logger    *zap.Logger
 
 	// BeforeDelete runs after JetStream acked a round and before its rows are
 	// deleted. An error abandons the round (the rows stay and are published
@@ -61,12 +67,15 @@ type RelayConfig struct {
 type Relay struct {
 	pool *pgxpool.Pool
 	pub  Publisher
+	conn *nats.Conn // pub's connection, for atomic batches; nil: none
 	cfg  RelayConfig
 	log  *zap.Logger
 	wake chan struct{}
 
 	handed chan struct{} // rows wait in pending: cap 1, a signal, never blocks
 	tracer trace.Tracer  // nil: tracing off
+
+	noAtomic atomic.Bool // the stream or server refused atomic batches: one by one from then on
 
 	mu       sync.Mutex
 	inFlight map[int64]struct{} // seqs this relay is publishing or holds in pending
@@ -83,11 +92,16 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
 	cfg.AckTimeout = cmp.Or(cfg.AckTimeout, 10*time.Second)
 	cfg.RetryMax = cmp.Or(cfg.RetryMax, 5*time.Second)
+	cfg.AtomicMin = cmp.Or(cfg.AtomicMin, 16)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Relay{pool: pool, pub: pub, cfg: cfg, log: cfg.Logger.Named("relay"), wake: make(chan struct{}, 1),
-		handed: make(chan struct{}, 1), inFlight: make(map[int64]struct{}), tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
+	r := &Relay{pool: pool, pub: pub, cfg: cfg, log: cfg.Logger.Named("relay"), wake: make(chan struct{}, 1),
+		handed: make(chan struct{}, 1), inFlight: make(map[int64]struct{}), tracer: telemetry.Tracer(cfg.TracerProvider)}
+	if c, ok := pub.(conner); ok {
+		r.conn = c.Conn()
+	}
+	return r, nil
 }
 
 // Notify wakes the relay; call it after committing a transaction that added
@@ -360,6 +374,30 @@ type execer interface {
 // and seqs so that the n acked ones come first, and returns n; err is the
 // first failure, if any. Rows not acked stay for a later round.
 func (r *Relay) publishAndDelete(ctx context.Context, db execer, events []event.Event, seqs []int64) (n int, err error) {
+	batched := r.publishAtomic(ctx, events, seqs)
+	n, err = r.publishEach(ctx, events[batched:], seqs[batched:])
+	n += batched
+	if n == 0 {
+		return 0, err
+	}
+	if r.cfg.BeforeDelete != nil {
+		if err := r.cfg.BeforeDelete(ctx, events[:n]); err != nil {
+			return 0, fmt.Errorf("relay before delete: %w", err)
+		}
+	}
+	if _, err := db.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs[:n]); err != nil {
+		return 0, fmt.Errorf("relay delete %d rows: %w", n, err)
+	}
+	return n, err
+}
+
+// publishEach publishes events one by one (seqs are their rows) and waits
+// for the stream's acks. It reorders events and seqs so that the n acked
+// ones come first, and returns n; err is the first failure, if any.
+func (r *Relay) publishEach(ctx context.Context, events []event.Event, seqs []int64) (n int, err error) {
+	if len(events) == 0 {
+		return 0, nil
+	}
 	futures := make([]jetstream.PubAckFuture, 0, len(events))
 	var extra []jetstream.PubAckFuture // duplicates: waited for, outcome ignored
 	var spans []trace.Span             // spans[i] is futures[i]'s; nil when tracing is off
@@ -440,17 +478,6 @@ func (r *Relay) publishAndDelete(ctx context.Context, db execer, events []event.
 		case <-timeout.C:
 		case <-ctx.Done():
 		}
-	}
-	if n == 0 {
-		return 0, firstErr
-	}
-	if r.cfg.BeforeDelete != nil {
-		if err := r.cfg.BeforeDelete(ctx, events[:n]); err != nil {
-			return 0, fmt.Errorf("relay before delete: %w", err)
-		}
-	}
-	if _, err := db.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs[:n]); err != nil {
-		return 0, fmt.Errorf("relay delete %d rows: %w", n, err)
 	}
 	if firstErr == nil && len(futures) < len(events) {
 		firstErr = fmt.Errorf("relay: %d events not sent", len(events)-len(futures))

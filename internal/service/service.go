@@ -345,7 +345,7 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	}
 	relayMetrics := newRelayMetrics(reg, pool)
 	rc := outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published, Batch: cfg.RelayBatch, Window: cfg.RelayWindow,
-		TracerProvider: cfg.TracerProvider}
+		AtomicMin: cfg.RelayAtomicMin, TracerProvider: cfg.TracerProvider}
 	if inj != nil {
 		rc.BeforeDelete, rc.Duplicate = relayFaults(inj)
 	}

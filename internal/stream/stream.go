@@ -105,8 +105,15 @@ func StreamConfig(name string, cfg Config) (jetstream.StreamConfig, error) {
 		Duplicates: cfg.Duplicates,
 		MaxMsgSize: maxMsg,
 	}
-	if cfg.MaxMsgs > 0 && name != DLQ && name != Replay {
-		sc.MaxMsgs = cfg.MaxMsgs
+	if name != DLQ && name != Replay {
+		if cfg.MaxMsgs > 0 {
+			sc.MaxMsgs = cfg.MaxMsgs
+		}
+		// The outbox relays publish large batches of events as atomic
+		// batches: one fsync and one ack for the batch
+		// (internal/outbox, RelayConfig.AtomicMin). A server older than
+		// 2.12 ignores the setting, and the relays then publish one by one.
+		sc.AllowAtomicPublish = true
 	}
 	sc.Description = descriptions[name]
 	return sc, nil
