@@ -73,10 +73,11 @@ bench-history: build ## throughput as history grows: fill a fresh stack in .run/
 	$(BIN)/jetsaga bench-history $(HISTORY_FLAGS)
 
 .PHONY: bench-go
-bench-go: ## Go benchmarks of the outbox relay, the consumer loop and the subject layout (figures in BENCHMARKS.md)
+bench-go: ## Go benchmarks of the outbox relay, the consumer loop, the subject layout and a durable publish (figures in BENCHMARKS.md)
 	$(GO) test ./internal/outbox -run '^$$' -bench Relay -benchtime 5000x
 	$(GO) test ./internal/consume -run '^$$' -bench Loop -benchtime 3000x
 	$(GO) test ./internal/stream -run '^$$' -bench BacklogByShards -benchtime 3x
+	$(GO) test ./internal/stream -run '^$$' -bench PublishDurable -benchtime 20000x
 	$(GO) test ./trace -run '^$$' -bench LoadInLongHistory -benchtime 5x
 
 .PHONY: fuzz
