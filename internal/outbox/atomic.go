@@ -79,7 +79,11 @@ func (r *Relay) publishAtomic(ctx context.Context, events []event.Event, seqs []
 		for len(idx) >= r.cfg.AtomicMin && !r.noAtomic.Load() {
 			chunk := idx[:min(len(idx), maxAtomicBatch)]
 			idx = idx[len(chunk):]
-			if r.publishBatch(ctx, name, events, chunk) {
+			stored := r.publishBatch(ctx, name, events, chunk)
+			if r.cfg.OnAtomicBatch != nil {
+				r.cfg.OnAtomicBatch(len(chunk), stored)
+			}
+			if stored {
 				for _, i := range chunk {
 					acked[i] = true
 				}

@@ -2,6 +2,8 @@ package outbox_test
 
 import (
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,12 +70,33 @@ func flush(t *testing.T, b bundle, cfg outbox.RelayConfig) int {
 	return n
 }
 
+// batchLog records what OnAtomicBatch reports.
+type batchLog struct {
+	mu      sync.Mutex
+	stored  []int
+	refused []int
+}
+
+func (l *batchLog) add(events int, stored bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if stored {
+		l.stored = append(l.stored, events)
+	} else {
+		l.refused = append(l.refused, events)
+	}
+}
+
 func TestRelayPublishesAtomicBatches(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	es := writeCreated(t, b, "atomic", 40)
-	if n := flush(t, b, outbox.RelayConfig{}); n != len(es) {
+	var log batchLog
+	if n := flush(t, b, outbox.RelayConfig{OnAtomicBatch: log.add}); n != len(es) {
 		t.Fatalf("flushed %d events, want %d", n, len(es))
+	}
+	if !slices.Equal(log.stored, []int{40}) || len(log.refused) != 0 {
+		t.Fatalf("batches reported stored %v, refused %v; want one of 40 stored", log.stored, log.refused)
 	}
 	msgs := ordersMsgs(t, b.js)
 	if len(msgs) != len(es) {
@@ -126,7 +149,11 @@ func TestAtomicBatchWithAnEventPublishedAlready(t *testing.T) {
 	if _, err := b.js.PublishMsg(t.Context(), es[7].Msg()); err != nil {
 		t.Fatal(err)
 	}
-	flush(t, b, outbox.RelayConfig{})
+	var log batchLog
+	flush(t, b, outbox.RelayConfig{OnAtomicBatch: log.add})
+	if !slices.Equal(log.refused, []int{20}) || len(log.stored) != 0 {
+		t.Fatalf("batches reported stored %v, refused %v; want one of 20 refused", log.stored, log.refused)
+	}
 	msgs := ordersMsgs(t, b.js)
 	if len(msgs) != len(es) {
 		t.Fatalf("ORDERS holds %d events, want %d", len(msgs), len(es))

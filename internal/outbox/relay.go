@@ -53,6 +53,10 @@ type RelayConfig struct {
 	Duplicate func(e event.Event) bool
 	// OnPublished is called after rows were deleted (for metrics).
 	OnPublished func(published []event.Event)
+	// OnAtomicBatch is called after each atomic batch the relay sent, with
+	// its size and whether the stream stored it (false: refused or not
+	// acked, its events then published one by one), for metrics.
+	OnAtomicBatch func(events int, stored bool)
 
 	// TracerProvider, when set and not a no-op, traces each publish: a
 	// producer span, child of the trace context stored with the event,

@@ -344,7 +344,8 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 		return err
 	}
 	relayMetrics := newRelayMetrics(reg, pool)
-	rc := outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published, Batch: cfg.RelayBatch, Window: cfg.RelayWindow,
+	rc := outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published, OnAtomicBatch: relayMetrics.atomicBatch,
+		Batch: cfg.RelayBatch, Window: cfg.RelayWindow,
 		AtomicMin: cfg.RelayAtomicMin, TracerProvider: cfg.TracerProvider}
 	if inj != nil {
 		rc.BeforeDelete, rc.Duplicate = relayFaults(inj)
@@ -483,7 +484,9 @@ func retry[T any](ctx context.Context, log *zap.Logger, what string, fn func() (
 }
 
 type relayMetrics struct {
-	events *prometheus.CounterVec
+	events  *prometheus.CounterVec
+	batches *prometheus.CounterVec // atomic batches by outcome
+	batched prometheus.Counter     // events in atomic batches stored
 }
 
 func newRelayMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *relayMetrics {
@@ -503,8 +506,25 @@ func newRelayMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *relayMetrics
 		}
 		return float64(n)
 	})
-	reg.MustRegister(m.events, backlog)
+	m.batches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "jetsaga_outbox_atomic_batches_total",
+		Help: "Atomic batches the outbox relay sent, by outcome: stored, or refused (its events then published one by one).",
+	}, []string{"outcome"})
+	m.batched = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "jetsaga_outbox_atomic_batched_events_total",
+		Help: "Events the outbox relay published in atomic batches that the stream stored.",
+	})
+	reg.MustRegister(m.events, backlog, m.batches, m.batched)
 	return m
+}
+
+func (m *relayMetrics) atomicBatch(events int, stored bool) {
+	if !stored {
+		m.batches.WithLabelValues("refused").Inc()
+		return
+	}
+	m.batches.WithLabelValues("stored").Inc()
+	m.batched.Add(float64(events))
 }
 
 func (m *relayMetrics) published(events []event.Event) {
