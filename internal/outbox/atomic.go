@@ -59,13 +59,13 @@ type batchAck struct {
 
 // publishAtomic publishes, for every stream that AtomicMin or more of
 // events go to, those events as atomic batches, and returns how many of
-// events the stream acked that way. It reorders events and seqs so that
-// those come first. Events of a batch that failed for any reason (a
+// events the stream acked that way. It moves those to the front of events
+// and seqs, each part keeping its order. Events of a batch that failed for any reason (a
 // timeout, a stream without allow_atomic, an event already in the stream:
 // a batch holding a duplicate is refused whole) are left for the caller to
 // publish one by one, which the stream deduplicates by Nats-Msg-Id as it
 // does any republish.
-func (r *Relay) publishAtomic(ctx context.Context, events []event.Event, seqs []int64) int {
+func (r *Relay) publishAtomic(ctx context.Context, events []event.Event, seqs []int64) (n int) {
 	if r.conn == nil || r.cfg.AtomicMin <= 0 || len(events) < r.cfg.AtomicMin || r.noAtomic.Load() {
 		return 0
 	}
@@ -90,15 +90,23 @@ func (r *Relay) publishAtomic(ctx context.Context, events []event.Event, seqs []
 			}
 		}
 	}
-	n := 0
-	for i := range events {
-		if acked[i] {
-			events[n], events[i] = events[i], events[n]
-			seqs[n], seqs[i] = seqs[i], seqs[n]
-			acked[n], acked[i] = acked[i], acked[n]
-			n++
+	// A stable partition: the events left to publish one by one keep the
+	// order they were written in.
+	sorted := make([]event.Event, 0, len(events))
+	sortedSeqs := make([]int64, 0, len(seqs))
+	for _, first := range []bool{true, false} {
+		for i := range events {
+			if acked[i] == first {
+				sorted = append(sorted, events[i])
+				sortedSeqs = append(sortedSeqs, seqs[i])
+			}
+		}
+		if first {
+			n = len(sorted)
 		}
 	}
+	copy(events, sorted)
+	copy(seqs, sortedSeqs)
 	return n
 }
 

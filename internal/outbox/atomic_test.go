@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -189,5 +190,44 @@ func TestRelayOnAStreamWithoutAtomicBatches(t *testing.T) {
 	}
 	if left := count(t, b.pool, `SELECT count(*) FROM outbox`); left != 0 {
 		t.Fatalf("%d rows left in the outbox", left)
+	}
+}
+
+// Events left to publish one by one beside an atomic batch keep the order
+// they were written in: the relay moves the batch's events to the front,
+// not the others around.
+func TestEventsBesideABatchKeepTheirOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var reserved []event.Event
+	for i := range 3 {
+		id := fmt.Sprintf("kept-%d", i)
+		e, err := event.New(event.InventoryReserved, id, created(t, id).ID, &event.InventoryReservedPayload{
+			OrderID: id, Items: []event.Item{{SKU: "sku-1", Qty: 1, UnitPriceCents: 100}}, TotalCents: 100,
+		}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, b.pool, e, true)
+		reserved = append(reserved, e)
+	}
+	writeCreated(t, b, "beside", 16)
+	var log batchLog
+	flush(t, b, outbox.RelayConfig{OnAtomicBatch: log.add})
+	if !slices.Equal(log.stored, []int{16}) {
+		t.Fatalf("batches stored %v; want the 16 order.created in one", log.stored)
+	}
+	s, err := b.js.Stream(t.Context(), stream.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range reserved {
+		m, err := s.GetMsg(t.Context(), uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := m.Header.Get(jetstream.MsgIDHeader); id != e.ID {
+			t.Fatalf("INVENTORY #%d is %s; want %s, the event written %d of 3", i+1, id, e.ID, i+1)
+		}
 	}
 }
