@@ -2,8 +2,11 @@ package outbox_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -118,5 +121,50 @@ func TestRelayTracesEachPublish(t *testing.T) {
 	}
 	if got := telemetry.SpanContext(lastMsgTrace(t, b)); got.SpanID() != s.SpanContext.SpanID() {
 		t.Errorf("message carries span %v, want the publish span %v", got.SpanID(), s.SpanContext.SpanID())
+	}
+}
+
+// In an atomic batch too, each event's publish is a producer span of its
+// own, ended once the batch is stored, and its message carries that span.
+func TestRelayTracesEachEventOfAnAtomicBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	var es []event.Event
+	for i := range 20 {
+		e := created(t, fmt.Sprintf("o-traced-%d", i))
+		e.Trace = event.TraceContext{Parent: producerParent}
+		write(t, b.pool, e, true)
+		es = append(es, e)
+	}
+	var log batchLog
+	flush(t, b, outbox.RelayConfig{TracerProvider: tp, OnAtomicBatch: log.add})
+	if !slices.Equal(log.stored, []int{20}) {
+		t.Fatalf("batches stored %v; want one of 20", log.stored)
+	}
+	spans := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	for _, s := range exp.GetSpans().Snapshots() {
+		spans[s.SpanContext().SpanID()] = s
+	}
+	if len(spans) != len(es) {
+		t.Fatalf("%d spans, want %d", len(spans), len(es))
+	}
+	parent := telemetry.SpanContext(event.TraceContext{Parent: producerParent})
+	msgs := ordersMsgs(t, b.js)
+	for _, e := range es {
+		m := msgs[e.ID]
+		got, err := event.FromMsg(m.Subject, m.Header, m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, ok := spans[telemetry.SpanContext(got.Trace).SpanID()]
+		if !ok {
+			t.Fatalf("event %s carries span %s, not one of the relay's", e.ID, got.Trace.Parent)
+		}
+		if s.Name() != "publish order.created" || s.Parent().SpanID() != parent.SpanID() || s.Status().Code != codes.Unset {
+			t.Errorf("event %s: span %q, parent %v, status %v", e.ID, s.Name(), s.Parent().SpanID(), s.Status())
+		}
 	}
 }
