@@ -60,12 +60,12 @@ type batchAck struct {
 // publishAtomic publishes, for every stream that AtomicMin or more of
 // events go to, those events as atomic batches, and returns how many of
 // events the stream acked that way. It moves those to the front of events
-// and seqs, each part keeping its order. Events of a batch that failed for any reason (a
-// timeout, a stream without allow_atomic, an event already in the stream:
-// a batch holding a duplicate is refused whole) are left for the caller to
-// publish one by one, which the stream deduplicates by Nats-Msg-Id as it
-// does any republish.
-func (r *Relay) publishAtomic(ctx context.Context, events []event.Event, seqs []int64) (n int) {
+// and seqs, each part keeping its order. Events of a batch that failed for
+// any reason (a timeout, a stream without allow_atomic, an event already in
+// the stream: a batch holding a duplicate is refused whole) are left for
+// the caller to publish one by one, which the stream deduplicates by
+// Nats-Msg-Id as it does any republish.
+func (r *Relay) publishAtomic(ctx context.Context, events []event.Event, seqs []int64) int {
 	if r.conn == nil || r.cfg.AtomicMin <= 0 || len(events) < r.cfg.AtomicMin || r.noAtomic.Load() {
 		return 0
 	}
@@ -75,20 +75,25 @@ func (r *Relay) publishAtomic(ctx context.Context, events []event.Event, seqs []
 		byStream[s] = append(byStream[s], i)
 	}
 	acked := make([]bool, len(events))
+	stored := 0
 	for name, idx := range byStream {
 		for len(idx) >= r.cfg.AtomicMin && !r.noAtomic.Load() {
 			chunk := idx[:min(len(idx), maxAtomicBatch)]
 			idx = idx[len(chunk):]
-			stored := r.publishBatch(ctx, name, events, chunk)
+			ok := r.publishBatch(ctx, name, events, chunk)
 			if r.cfg.OnAtomicBatch != nil {
-				r.cfg.OnAtomicBatch(len(chunk), stored)
+				r.cfg.OnAtomicBatch(len(chunk), ok)
 			}
-			if stored {
+			if ok {
+				stored += len(chunk)
 				for _, i := range chunk {
 					acked[i] = true
 				}
 			}
 		}
+	}
+	if stored == 0 {
+		return 0
 	}
 	// A stable partition: the events left to publish one by one keep the
 	// order they were written in.
@@ -101,13 +106,10 @@ func (r *Relay) publishAtomic(ctx context.Context, events []event.Event, seqs []
 				sortedSeqs = append(sortedSeqs, seqs[i])
 			}
 		}
-		if first {
-			n = len(sorted)
-		}
 	}
 	copy(events, sorted)
 	copy(seqs, sortedSeqs)
-	return n
+	return stored
 }
 
 // publishBatch publishes events[idx] to the stream name as one atomic
