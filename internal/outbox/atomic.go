@@ -43,14 +43,12 @@ type conner interface {
 	Conn() *nats.Conn
 }
 
-// batchAck is the stream's answer to a batch's commit: a PubAck naming the
-// batch and how many messages it stored, or an error.
+// batchAck is what the relay reads of the stream's answer to a batch's
+// commit: the batch and how many messages it stored, or an error.
 type batchAck struct {
-	Stream string `json:"stream"`
-	Seq    uint64 `json:"seq"`
-	Batch  string `json:"batch"`
-	Count  int    `json:"count"`
-	Error  *struct {
+	Batch string `json:"batch"`
+	Count int    `json:"count"`
+	Error *struct {
 		Code        int    `json:"code"`
 		ErrCode     int    `json:"err_code"`
 		Description string `json:"description"`
@@ -156,8 +154,8 @@ func (r *Relay) publishBatch(ctx context.Context, name string, events []event.Ev
 }
 
 // duplicate publishes a second time, one by one, those of events[idx] the
-// Duplicate fault picks, and waits for the stream's answers (a duplicate
-// ack, whatever they are).
+// Duplicate fault picks, and waits for the stream's answers, whatever they
+// are (a duplicate ack, as a rule).
 func (r *Relay) duplicate(ctx context.Context, name string, events []event.Event, idx []int) {
 	var extra []jetstream.PubAckFuture
 	for _, i := range idx {
