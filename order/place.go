@@ -158,49 +158,61 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 	}
 	inserted := make(map[string]bool, n)
 	var written []outbox.Row
-	err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			WITH placed AS (
-				INSERT INTO orders (order_id, customer_id, items, total_cents, status, reason,
-					payment_failed, version, idempotency_key, request_hash, created_at, updated_at,
-					deadline, created_event_id, trace_parent, trace_state)
-				SELECT o.id, o.cust, o.items, o.total, o.status, o.reason, o.failed, o.version, o.key, o.hash, o.created, o.updated,
-					o.deadline, o.event, NULLIF(o.tp, ''), NULLIF(o.ts, '')
-				FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::text[], $7::bool[],
-					$8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $17::timestamptz[], $14::uuid[],
-					$18::text[], $19::text[])
-					WITH ORDINALITY AS o(id, cust, items, total, status, reason, failed, version, key, hash, created, updated,
-						deadline, event, tp, ts, n)
-				ORDER BY o.n
-				ON CONFLICT (idempotency_key) DO NOTHING
-				RETURNING order_id)
-			INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body, trace_parent, trace_state)
-			SELECT e.id, $13, e.ord, '', e.occ, e.body, NULLIF(e.tp, ''), NULLIF(e.ts, '')
-			FROM unnest($14::uuid[], $1::text[], $16::timestamptz[], $15::bytea[], $18::text[], $19::text[])
-				WITH ORDINALITY AS e(id, ord, occ, body, tp, ts, n)
-			WHERE e.ord IN (SELECT order_id FROM placed)
-			ORDER BY e.n
-			RETURNING order_id, seq`,
-			ids, customers, items, totals, statuses, reasons, failed, versions, keys, hashes, created, updated,
-			string(event.OrderCreated), evIDs, evBodies, evAt, deadlines, tps, tss)
-		if err != nil {
-			return fmt.Errorf("insert %d orders: %w", n, err)
-		}
-		var (
-			id  string
-			seq int64
-		)
-		if _, err := pgx.ForEachRow(rows, []any{&id, &seq}, func() error {
+	b := &pgx.Batch{}
+	b.Queue(pg.GenericPlans)
+	b.Queue(`
+		WITH placed AS (
+			INSERT INTO orders (order_id, customer_id, items, total_cents, status, reason,
+				payment_failed, version, idempotency_key, request_hash, created_at, updated_at,
+				deadline, created_event_id, trace_parent, trace_state)
+			SELECT o.id, o.cust, o.items, o.total, o.status, o.reason, o.failed, o.version, o.key, o.hash, o.created, o.updated,
+				o.deadline, o.event, NULLIF(o.tp, ''), NULLIF(o.ts, '')
+			FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bigint[], $5::text[], $6::text[], $7::bool[],
+				$8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $17::timestamptz[], $14::uuid[],
+				$18::text[], $19::text[])
+				WITH ORDINALITY AS o(id, cust, items, total, status, reason, failed, version, key, hash, created, updated,
+					deadline, event, tp, ts, n)
+			ORDER BY o.n
+			ON CONFLICT (idempotency_key) DO NOTHING
+			RETURNING order_id)
+		INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body, trace_parent, trace_state)
+		SELECT e.id, $13, e.ord, '', e.occ, e.body, NULLIF(e.tp, ''), NULLIF(e.ts, '')
+		FROM unnest($14::uuid[], $1::text[], $16::timestamptz[], $15::bytea[], $18::text[], $19::text[])
+			WITH ORDINALITY AS e(id, ord, occ, body, tp, ts, n)
+		WHERE e.ord IN (SELECT order_id FROM placed)
+		ORDER BY e.n
+		RETURNING order_id, seq`,
+		ids, customers, items, totals, statuses, reasons, failed, versions, keys, hashes, created, updated,
+		string(event.OrderCreated), evIDs, evBodies, evAt, deadlines, tps, tss)
+	tx, br, err := pg.BeginWith(ctx, s.pool, b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("insert %d orders: %w", n, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var (
+		id   string
+		seq  int64
+		rows pgx.Rows
+	)
+	_, err = br.Exec()
+	if err == nil {
+		rows, err = br.Query()
+	}
+	if err == nil {
+		_, err = pgx.ForEachRow(rows, []any{&id, &seq}, func() error {
 			inserted[id] = true
 			written = append(written, outbox.Row{Seq: seq, Event: createdOf[id]})
 			return nil
-		}); err != nil {
-			return fmt.Errorf("insert %d orders: %w", n, err)
-		}
-		return nil
-	})
+		})
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("insert %d orders: %w", n, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, nil, fmt.Errorf("insert %d orders: commit: %w", n, err)
 	}
 	return inserted, written, nil
 }

@@ -340,7 +340,8 @@ const (
 )
 
 // applyAll tries the batch set-based, in a transaction of its own whose
-// BEGIN travels with the inbox insert (one round trip): one inbox insert
+// BEGIN travels with the switch to generic plans (pg.GenericPlans) and the
+// inbox insert (one round trip): one inbox insert
 // for every delivery not failed already, telling the new events from the
 // duplicates, then Prepare (for the sources' handlers, see Config.Prepare)
 // and the batch handlers on the new ones, then the commit. When a handler
@@ -367,6 +368,7 @@ func (l *Loop) applyAll(ctx context.Context, ds []*delivery) (written []outbox.R
 		consumers[i], ids[i], types[i], orders[i] = d.src.name, d.e.ID, string(d.e.Type), d.e.OrderID
 	}
 	b := &pgx.Batch{}
+	b.Queue(pg.GenericPlans)
 	b.Queue(`
 		INSERT INTO inbox (consumer, event_id, event_type, order_id)
 		SELECT t.cons, t.id, t.typ, t.ord FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) AS t(cons, id, typ, ord)
@@ -378,7 +380,11 @@ func (l *Loop) applyAll(ctx context.Context, ds []*delivery) (written []outbox.R
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	var fresh []inboxKey
-	rows, err := br.Query()
+	_, err = br.Exec()
+	var rows pgx.Rows
+	if err == nil {
+		rows, err = br.Query()
+	}
 	if err == nil {
 		fresh, err = pgx.CollectRows(rows, pgx.RowToStructByPos[inboxKey])
 	}

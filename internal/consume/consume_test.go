@@ -963,3 +963,44 @@ func TestBatchHandlerLaterTakesOutOnlyTheEarlyOnes(t *testing.T) {
 		t.Fatalf("DLQ holds %d, want 0", n)
 	}
 }
+
+// A batch's handlers run in a transaction that uses generic plans
+// (pg.GenericPlans): a statement they run is not planned again for its
+// parameters.
+func TestBatchTransactionUsesGenericPlans(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	const q = `SELECT count(*) FROM effects WHERE order_id = ANY($1)`
+	type plans struct{ generic, custom int64 }
+	seen := make(chan plans, 16)
+	batch := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		ids := make([]string, len(es))
+		for i, e := range es {
+			ids[i] = e.OrderID
+		}
+		var n int
+		if err := tx.QueryRow(ctx, q, ids).Scan(&n); err != nil {
+			return err
+		}
+		var p plans
+		if err := tx.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1`, q).
+			Scan(&p.generic, &p.custom); err != nil {
+			return err
+		}
+		seen <- p
+		for _, e := range es {
+			if err := countEffect(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	run(t, b, countEffect, consume.Config{BatchHandler: batch})
+	e := created(t, "o-generic")
+	publish(t, b.js, e)
+	testenv.WaitFor(t, 10*time.Second, "effect of "+e.OrderID, func() bool { return effects(t, b.pool, e.OrderID) == 1 })
+	p := <-seen
+	if p.generic < 1 || p.custom != 0 {
+		t.Fatalf("the handler's statement ran %d generic and %d custom plans on its connection; want generic only", p.generic, p.custom)
+	}
+}

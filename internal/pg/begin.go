@@ -10,6 +10,21 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// GenericPlans is a statement to queue first in the batch given to
+// BeginWith: for the rest of the transaction, every statement runs its
+// cached generic plan instead of being planned again for its parameters
+// (plan_cache_mode; SET LOCAL ends with the transaction).
+//
+// The saga's statements take arrays of ids and find their rows by their
+// keys, so a plan for one set of ids is the plan for any. Yet Postgres
+// planned most of them again on every execution (the generic plan, made
+// for an array of unknown length, is estimated to cost more than one made
+// for a batch of a few ids), and planning was a quarter of Postgres' CPU
+// at 50 sagas/s (perf). Statements whose best plan depends on their values
+// (ranges, status filters, limits: the API's, the pruners') run outside
+// such transactions, and Postgres keeps choosing their plans.
+const GenericPlans = "SET LOCAL plan_cache_mode = force_generic_plan"
+
 // BeginWith begins a transaction on a connection of pool and sends b's
 // statements in the same round trip as its BEGIN: pool.Begin costs a round
 // trip of its own, which for a short transaction is a good share of its

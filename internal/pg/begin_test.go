@@ -1,6 +1,7 @@
 package pg_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -107,4 +108,51 @@ func TestBeginWith(t *testing.T) {
 		t.Fatal(err)
 	}
 	idle("after a failed batch")
+}
+
+// GenericPlans holds for the rest of its transaction only: there a
+// statement runs its generic plan from its first execution; after the
+// commit, on the same connection, Postgres plans it for its parameters
+// again.
+func TestGenericPlansLastTheTransaction(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, "genericplans", svc)
+	ctx := t.Context()
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Release()
+	const q = `SELECT count(*) FROM things WHERE id = ANY($1)`
+	plans := func(db interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}) (generic, custom int64) {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(ctx, q, []int32{1, 2}).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1`, q).
+			Scan(&generic, &custom); err != nil {
+			t.Fatal(err)
+		}
+		return generic, custom
+	}
+
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, pg.GenericPlans); err != nil {
+		t.Fatal(err)
+	}
+	if g, cu := plans(tx); g != 1 || cu != 0 {
+		t.Errorf("inside the transaction: %d generic, %d custom plans; want 1, 0", g, cu)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if g, cu := plans(c); g != 1 || cu != 1 {
+		t.Errorf("after the commit: %d generic, %d custom plans in all; want 1, 1", g, cu)
+	}
 }
