@@ -264,7 +264,52 @@ var (
 // whose handler fails keeps its error; the others commit together. It
 // returns the outbox rows the committed handlers wrote; the error says the
 // transaction as a whole failed (begin, a broken transaction, commit).
+//
+// Events the handlers found too early are tried once more, in a
+// transaction of their own, after the rest of the batch committed: the
+// step one waits for is often in the same batch, from another source
+// (inventory.released after the payment.failed that the payments source
+// applies after the inventory source's events), and is there now. Those
+// still too early keep their error and are retried later.
 func (l *Loop) apply(ctx context.Context, ds []*delivery) ([]outbox.Row, error) {
+	written, err := l.applyOnce(ctx, ds)
+	if err != nil || !l.batched() {
+		return written, err
+	}
+	var again []*delivery
+	progress := false
+	for _, d := range ds {
+		switch {
+		case d.err == nil && !d.dup:
+			progress = true
+		case d.err != nil && IsNotYet(d.err):
+			again = append(again, d)
+		}
+	}
+	if !progress || len(again) == 0 {
+		return written, nil
+	}
+	errs := make([]error, len(again))
+	for i, d := range again {
+		errs[i], d.err = d.err, nil
+	}
+	more, err := l.applyOnce(ctx, again)
+	if err != nil {
+		// Nothing of this pass committed: they wait for their retry, as
+		// they would have without it. The first pass's commit stands.
+		for i, d := range again {
+			d.err, d.dup = errs[i], false
+		}
+		l.log.Debug("second pass of early events failed", zap.Int("events", len(again)), zap.Error(err))
+		return written, nil
+	}
+	return append(written, more...), nil
+}
+
+// applyOnce runs ds set-based until no handler finds an event too early
+// (each pass without the early ones), or one by one when the set-based
+// pass refuses them.
+func (l *Loop) applyOnce(ctx context.Context, ds []*delivery) ([]outbox.Row, error) {
 	if l.batched() {
 		for {
 			written, outcome, err := l.applyAll(ctx, ds)
@@ -470,34 +515,25 @@ type inboxKey struct {
 
 // applySet applies the new events of a batch set-based: all of them with
 // the loop's BatchHandler, or each source's with its own, in the order of
-// the sources. Every source's handler runs even when one reports events
-// that come too early (a *Later); their Laters are merged, so that the loop
-// takes all of those events out in one pass. Any other error stops it.
+// the sources. It stops at the first source that reports events coming too
+// early (a *Later) and returns that: such a handler keeps nothing of its
+// pass, so the sources after it would find its other events unapplied and
+// take what follows them for early too (an order's payment.completed for
+// one whose inventory.reserved is in the same batch), and those would wait
+// for a redelivery. The loop runs the batch again without the early ones.
+// Any other error stops it too.
 func (l *Loop) applySet(ctx context.Context, tx pgx.Tx, events []event.Event, bySource map[*source][]event.Event) error {
 	if l.cfg.BatchHandler != nil {
 		return l.cfg.BatchHandler(ctx, tx, events)
 	}
-	var early *Later
 	for _, src := range l.srcs {
 		es := bySource[src]
 		if len(es) == 0 {
 			continue
 		}
-		err := src.bh(ctx, tx, es)
-		var later *Later
-		switch {
-		case err == nil:
-		case errors.As(err, &later) && len(later.IDs) > 0 && !IsPermanent(err):
-			if early == nil {
-				early = &Later{Err: later.Err}
-			}
-			early.IDs = append(early.IDs, later.IDs...)
-		default:
+		if err := src.bh(ctx, tx, es); err != nil {
 			return err
 		}
-	}
-	if early != nil {
-		return early
 	}
 	return nil
 }

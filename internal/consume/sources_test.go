@@ -12,7 +12,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
@@ -40,7 +43,9 @@ func twoSources(t *testing.T, o options) (bundle, jetstream.Consumer) {
 func runSources(t *testing.T, b bundle, sources []consume.Source, cfg consume.Config) (stop func()) {
 	t.Helper()
 	cfg.Service = "test"
-	cfg.Logger = zaptest.NewLogger(t)
+	if cfg.Logger == nil {
+		cfg.Logger = zaptest.NewLogger(t)
+	}
 	cfg.FetchWait = 500 * time.Millisecond
 	cfg.RetryBase = 20 * time.Millisecond
 	cfg.RetryMax = 100 * time.Millisecond
@@ -353,5 +358,182 @@ func TestSourcesPrepareOnlyForPerSourceHandlers(t *testing.T) {
 				t.Errorf("Prepare saw %v, want both sources' events of the shared batch (%s, %s) and not the lone first (%s)", prepared, a.ID, r.ID, first.ID)
 			}
 		})
+	}
+}
+
+// A source whose handler hands back an early event (consume.Later) keeps
+// nothing of its pass; the sources after it must not run on that state,
+// or what follows its other events in the same batch looks early too. The
+// loop's first batch is held until the three events below have been
+// delivered, so the next batch holds them all: o-early's order.created,
+// which the orders source finds early once, and o-dep's order.created and
+// inventory.reserved, which the inventory source applies only after the
+// orders source did o-dep's.
+func TestEarlyEventOfOneSourceDoesNotHoldBackTheNext(t *testing.T) {
+	t.Parallel()
+	b, inv := twoSources(t, options{maxDeliver: 10})
+	publish(t, b.js, created(t, "o-dep-first"))
+	entered, release := make(chan struct{}), make(chan struct{})
+	var released sync.Once
+	unblock := func() { released.Do(func() { close(release) }) }
+	var first sync.Once
+	var wasEarly atomic.Bool
+	var heldBack atomic.Int32 // inventory events found without their order's effect
+	orders := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		first.Do(func() { close(entered); <-release })
+		// Like the order service's handler: it decides on every event
+		// first and writes nothing when one of them is early.
+		var later consume.Later
+		for _, e := range es {
+			if e.OrderID == "o-early" && wasEarly.CompareAndSwap(false, true) {
+				later.IDs, later.Err = append(later.IDs, e.ID), errors.New("its step is not seen yet")
+			}
+		}
+		if len(later.IDs) > 0 {
+			return &later
+		}
+		for _, e := range es {
+			if err := countEffect(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	inventory := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		var later consume.Later
+		for _, e := range es {
+			tag, err := tx.Exec(ctx, `UPDATE effects SET n = n + 1 WHERE order_id = $1`, e.OrderID)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				heldBack.Add(1)
+				later.IDs, later.Err = append(later.IDs, e.ID), errors.New("order not seen yet")
+			}
+		}
+		if len(later.IDs) > 0 {
+			return &later
+		}
+		return nil
+	}
+	one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		return errors.New("the one-by-one path is not expected here")
+	}
+	runSources(t, b, []consume.Source{
+		{Consumer: b.cons, Handler: one, BatchHandler: orders},
+		{Consumer: inv, Handler: one, BatchHandler: inventory},
+	}, consume.Config{Batch: 64})
+	t.Cleanup(unblock) // runs before the loop's cleanup waits for it to stop
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first batch never came")
+	}
+	publish(t, b.js, created(t, "o-early"))
+	publish(t, b.js, created(t, "o-dep"))
+	publish(t, b.js, reserved(t, "o-dep"))
+	for _, c := range []jetstream.Consumer{b.cons, inv} {
+		testenv.WaitFor(t, 10*time.Second, "every event delivered", func() bool {
+			info, err := c.Info(t.Context())
+			return err == nil && info.NumPending == 0
+		})
+	}
+	unblock()
+	testenv.WaitFor(t, 10*time.Second, "both effects of o-dep", func() bool { return effects(t, b.pool, "o-dep") == 2 })
+	testenv.WaitFor(t, 10*time.Second, "o-early, once retried", func() bool { return effects(t, b.pool, "o-early") == 1 })
+	waitSettled(t, b)
+	waitConsumerSettled(t, inv)
+	if !wasEarly.Load() {
+		t.Fatal("o-early was never early: the test did not test")
+	}
+	if got := heldBack.Load(); got != 0 {
+		t.Errorf("o-dep's inventory.reserved was found early %d time(s): the orders source's early event held it back", got)
+	}
+	if got := len(dlq(t, b.js)); got != 0 {
+		t.Errorf("DLQ holds %d, want 0", got)
+	}
+}
+
+// An event found too early whose step is in the same batch, from a source
+// handled after its own, is applied in the same round once the rest has
+// committed: it is not sent back to wait for a redelivery. Here the orders
+// source goes first and its o-x needs o-x's inventory.reserved, which the
+// inventory source applies after it.
+func TestEarlyEventAppliedOnceItsStepInTheBatchCommitted(t *testing.T) {
+	t.Parallel()
+	b, inv := twoSources(t, options{maxDeliver: 10})
+	publish(t, b.js, created(t, "o-x-first"))
+	entered, release := make(chan struct{}), make(chan struct{})
+	var released sync.Once
+	unblock := func() { released.Do(func() { close(release) }) }
+	var first sync.Once
+	var early atomic.Int32
+	orders := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		first.Do(func() { close(entered); <-release })
+		var later consume.Later
+		for _, e := range es {
+			if e.OrderID != "o-x" {
+				continue
+			}
+			var n int
+			err := tx.QueryRow(ctx, `SELECT n FROM effects WHERE order_id = $1`, e.OrderID).Scan(&n)
+			if errors.Is(err, pgx.ErrNoRows) {
+				early.Add(1)
+				later.IDs, later.Err = append(later.IDs, e.ID), errors.New("its reservation is not seen yet")
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if len(later.IDs) > 0 {
+			return &later
+		}
+		for _, e := range es {
+			if err := countEffect(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	inventory := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		for _, e := range es {
+			if err := countEffect(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		return errors.New("the one-by-one path is not expected here")
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	runSources(t, b, []consume.Source{
+		{Consumer: b.cons, Handler: one, BatchHandler: orders},
+		{Consumer: inv, Handler: one, BatchHandler: inventory},
+	}, consume.Config{Batch: 64, Logger: zap.New(core)})
+	t.Cleanup(unblock)
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first batch never came")
+	}
+	publish(t, b.js, created(t, "o-x"))
+	publish(t, b.js, reserved(t, "o-x"))
+	for _, c := range []jetstream.Consumer{b.cons, inv} {
+		testenv.WaitFor(t, 10*time.Second, "every event delivered", func() bool {
+			info, err := c.Info(t.Context())
+			return err == nil && info.NumPending == 0
+		})
+	}
+	unblock()
+	testenv.WaitFor(t, 10*time.Second, "both effects of o-x", func() bool { return effects(t, b.pool, "o-x") == 2 })
+	waitSettled(t, b)
+	waitConsumerSettled(t, inv)
+	if early.Load() == 0 {
+		t.Fatal("o-x was never early: the test did not test")
+	}
+	if n := logs.FilterMessageSnippet("comes before the step").Len(); n != 0 {
+		t.Errorf("o-x was sent back for a redelivery %d time(s); want it applied in its own batch's round", n)
 	}
 }
