@@ -94,12 +94,35 @@ func (l *Loop) receive(ctx context.Context, src *source, msgs chan<- arrival) {
 
 // work takes whatever has arrived, up to Batch messages, and handles it as
 // one batch; it never waits to fill a batch, so a lone message goes at once.
+// Events found too early are held for the next rounds (see heldRounds):
+// while it holds some, it waits for new messages only briefly, and tries
+// them again when none came.
 func (l *Loop) work(ctx context.Context, msgs <-chan arrival) {
 	batch := make([]arrival, 0, l.cfg.Batch)
-	for m := range msgs {
-		batch = append(batch[:0], m)
+	var held []*delivery
+	for {
+		batch = batch[:0]
+		if len(held) == 0 {
+			m, ok := <-msgs
+			if !ok {
+				return
+			}
+			batch = append(batch, m)
+		} else {
+			wait := time.NewTimer(heldWait(held))
+			select {
+			case m, ok := <-msgs:
+				wait.Stop()
+				if !ok {
+					l.letGo(held)
+					return
+				}
+				batch = append(batch, m)
+			case <-wait.C:
+			}
+		}
 	fill:
-		for len(batch) < l.cfg.Batch {
+		for len(batch) > 0 && len(batch) < l.cfg.Batch {
 			select {
 			case m, ok := <-msgs:
 				if !ok {
@@ -110,18 +133,48 @@ func (l *Loop) work(ctx context.Context, msgs <-chan arrival) {
 				break fill
 			}
 		}
-		l.handleBatch(ctx, batch)
+		held = l.handleBatch(ctx, batch, held)
+	}
+}
+
+// heldRounds is how many rounds of its worker (a batch, or a short wait
+// when nothing arrives) an event found too early is held for and tried
+// again, unacked, before it is sent back to JetStream to be redelivered
+// after a delay. What it waits for is mostly a message a few milliseconds
+// behind it, from another stream; a redelivery would queue behind
+// everything that arrived meanwhile.
+const heldRounds = 6
+
+// heldWait is how long a worker holding early events waits for a new
+// message before it tries them again alone: NotYetFirst, doubled with each
+// round the longest held one has been held, up to 16 times.
+func heldWait(held []*delivery) time.Duration {
+	rounds := 0
+	for _, d := range held {
+		rounds = max(rounds, d.held)
+	}
+	return NotYetFirst << min(rounds-1, 4)
+}
+
+// letGo sends held events back to JetStream, to be redelivered soon: the
+// loop is stopping.
+func (l *Loop) letGo(held []*delivery) {
+	for _, d := range held {
+		if err := d.msg.NakWithDelay(NotYetFirst); err != nil {
+			l.eventLog(d).Warn("nak failed; the message is redelivered after AckWait", zap.Error(err))
+		}
 	}
 }
 
 // delivery is one message of a batch and what became of it.
 type delivery struct {
-	msg jetstream.Msg
-	src *source
-	md  *jetstream.MsgMetadata
-	e   event.Event
-	dup bool  // the inbox held the event already: done before
-	err error // nil: applied (or dup) and committed
+	msg  jetstream.Msg
+	src  *source
+	md   *jetstream.MsgMetadata
+	e    event.Event
+	dup  bool  // the inbox held the event already: done before
+	err  error // nil: applied (or dup) and committed
+	held int   // rounds it has been held for, too early each time
 
 	replay *replayed  // a replay loop's: the consumer it is for and the original message
 	span   trace.Span // the message's consumer span; nil when tracing is off
@@ -131,11 +184,23 @@ type delivery struct {
 // transaction (set-based, or one by one behind a savepoint each, so that a
 // failing message is rolled back alone), commits, hands the outbox rows
 // written to the relay, and only then acks what committed; failed messages
-// are retried with backoff or dead-lettered one by one.
-func (l *Loop) handleBatch(ctx context.Context, batch []arrival) {
+// are retried with backoff or dead-lettered one by one. Events held from
+// earlier rounds (too early then) are tried again after the batch
+// committed; it returns those to hold for the next round.
+func (l *Loop) handleBatch(ctx context.Context, batch []arrival, held []*delivery) (holdOn []*delivery) {
 	start := time.Now()
 	// From the start: injected delays before handling count too.
-	stopKeep := keepInProgress(batch, max(l.cfg.AckWait/3, 100*time.Millisecond))
+	inHand := make([]jetstream.Msg, 0, len(batch)+len(held))
+	for _, a := range batch {
+		inHand = append(inHand, a.msg)
+	}
+	for _, d := range held {
+		inHand = append(inHand, d.msg)
+		if l.tracer != nil {
+			d.span = l.startProcess(ctx, d)
+		}
+	}
+	stopKeep := keepInProgress(inHand, max(l.cfg.AckWait/3, 100*time.Millisecond))
 	defer stopKeep()
 	ds := make([]*delivery, 0, len(batch))
 	for _, a := range batch {
@@ -184,8 +249,8 @@ func (l *Loop) handleBatch(ctx context.Context, batch []arrival) {
 		}
 		ds = append(ds, d)
 	}
-	if len(ds) == 0 {
-		return
+	if len(ds) == 0 && len(held) == 0 {
+		return nil
 	}
 	// Handlers lock per order (a row, an advisory lock): taking those locks
 	// in one order across every batch of every consumer of the service
@@ -196,9 +261,9 @@ func (l *Loop) handleBatch(ctx context.Context, batch []arrival) {
 	actx := ctx
 	var batchSpan trace.Span
 	if l.tracer != nil {
-		actx, batchSpan = l.startBatch(ctx, ds)
+		actx, batchSpan = l.startBatch(ctx, append(ds[:len(ds):len(ds)], held...))
 	}
-	written, err := l.apply(actx, ds)
+	written, err := l.apply(actx, ds, held)
 	if batchSpan != nil {
 		if err != nil {
 			batchSpan.RecordError(err)
@@ -222,15 +287,18 @@ func (l *Loop) handleBatch(ctx context.Context, batch []arrival) {
 	if err == nil && len(written) > 0 && l.cfg.Handoff != nil {
 		l.cfg.Handoff(written)
 	}
-	for _, d := range ds {
-		l.settle(ctx, d, time.Since(start))
+	for _, d := range append(ds, held...) {
+		if l.settle(ctx, d, time.Since(start)) {
+			holdOn = append(holdOn, d)
+		}
 	}
+	return holdOn
 }
 
 // keepInProgress tells JetStream every interval that msgs are still being
 // worked on, so a slow batch keeps its messages past AckWait. The returned
 // func stops it and waits for it.
-func keepInProgress(msgs []arrival, every time.Duration) (stop func()) {
+func keepInProgress(msgs []jetstream.Msg, every time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -241,8 +309,8 @@ func keepInProgress(msgs []arrival, every time.Duration) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				for _, a := range msgs {
-					_ = a.msg.InProgress()
+				for _, m := range msgs {
+					_ = m.InProgress()
 				}
 			}
 		}
@@ -265,19 +333,24 @@ var (
 // returns the outbox rows the committed handlers wrote; the error says the
 // transaction as a whole failed (begin, a broken transaction, commit).
 //
-// Events the handlers found too early are tried once more, in a
-// transaction of their own, after the rest of the batch committed: the
-// step one waits for is often in the same batch, from another source
-// (inventory.released after the payment.failed that the payments source
-// applies after the inventory source's events), and is there now. Those
-// still too early keep their error and are retried later.
-func (l *Loop) apply(ctx context.Context, ds []*delivery) ([]outbox.Row, error) {
-	written, err := l.applyOnce(ctx, ds)
-	if err != nil || !l.batched() {
-		return written, err
+// Events the handlers found too early, in this batch or held from earlier
+// rounds, are tried once more, in a transaction of their own, after the
+// rest of the batch committed (or alone, when the batch is empty: its
+// worker waited for new messages in vain): the step one waits for is
+// often in the same batch, from another source (inventory.released after
+// the payment.failed that the payments source applies after the inventory
+// source's events), and is there now. Those still too early keep their
+// error.
+func (l *Loop) apply(ctx context.Context, ds, held []*delivery) ([]outbox.Row, error) {
+	var written []outbox.Row
+	if len(ds) > 0 {
+		var err error
+		if written, err = l.applyOnce(ctx, ds); err != nil || !l.batched() {
+			return written, err
+		}
 	}
-	var again []*delivery
-	progress := false
+	again := held[:len(held):len(held)]
+	progress := len(ds) == 0
 	for _, d := range ds {
 		switch {
 		case d.err == nil && !d.dup:
@@ -582,8 +655,10 @@ func (l *Loop) applyOne(ctx context.Context, tx pgx.Tx, d *delivery) (dup bool, 
 }
 
 // settle acks, retries or dead-letters one delivery after its batch ended,
-// and ends its span.
-func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
+// and ends its span. It returns true for an event too early that its
+// worker holds for its next round (see heldRounds) instead of sending it
+// back to JetStream.
+func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) (hold bool) {
 	msg, md, e := d.msg, d.md, d.e
 	if d.span != nil {
 		defer d.span.End()
@@ -640,6 +715,14 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 		spanFailed(d.span, outcomeRetried, d.err)
 		delay := l.backoff(md.NumDelivered)
 		l.cfg.Metrics.observe(d.src.name, e.Type, outcomeRetried, took)
+		if notYet && d.held < heldRounds && l.batched() {
+			d.held++
+			if ce := l.log.Check(zap.DebugLevel, "event comes before the step it follows; held for the next round"); ce != nil {
+				ce.Write(zap.String("consumer", d.src.name), zap.String("order_id", e.OrderID), zap.String("event_id", e.ID),
+					zap.String("event_type", string(e.Type)), zap.Int("round", d.held), zap.Error(d.err), l.traceID(d))
+			}
+			return true
+		}
 		log := l.eventLog(d).With(zap.Uint64("delivery", md.NumDelivered))
 		if notYet {
 			// Normal when consumers race (the step it waits for is
@@ -655,6 +738,7 @@ func (l *Loop) settle(ctx context.Context, d *delivery, took time.Duration) {
 			log.Warn("nak failed; the message is redelivered after AckWait", zap.Error(err))
 		}
 	}
+	return false
 }
 
 func (l *Loop) eventLog(d *delivery) *zap.Logger {

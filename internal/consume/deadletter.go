@@ -117,7 +117,7 @@ func (l *Loop) deadLetter(ctx context.Context, src *source, msg jetstream.Msg, m
 	}
 
 	dl := l.deadLetterMsg(o, msg.Data(), md, cause)
-	stopKeep := keepInProgress([]arrival{{msg, src}}, max(l.cfg.AckWait/3, 100*time.Millisecond))
+	stopKeep := keepInProgress([]jetstream.Msg{msg}, max(l.cfg.AckWait/3, 100*time.Millisecond))
 	pubErr := l.publishDeadLetter(ctx, dl)
 	stopKeep()
 

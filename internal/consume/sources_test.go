@@ -537,3 +537,59 @@ func TestEarlyEventAppliedOnceItsStepInTheBatchCommitted(t *testing.T) {
 		t.Errorf("o-x was sent back for a redelivery %d time(s); want it applied in its own batch's round", n)
 	}
 }
+
+// An event too early whose step comes in a later batch is held by the
+// loop and applied once the step has committed: it is not sent back to
+// JetStream. Here o-held's inventory.reserved is published first and
+// needs o-held's order.created, published once the loop has found it
+// early.
+func TestEarlyEventHeldUntilItsStepCame(t *testing.T) {
+	t.Parallel()
+	b, inv := twoSources(t, options{maxDeliver: 10})
+	var early atomic.Int32
+	orders := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		for _, e := range es {
+			if err := countEffect(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	inventory := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		var later consume.Later
+		for _, e := range es {
+			tag, err := tx.Exec(ctx, `UPDATE effects SET n = n + 1 WHERE order_id = $1`, e.OrderID)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				early.Add(1)
+				later.IDs, later.Err = append(later.IDs, e.ID), errors.New("order not seen yet")
+			}
+		}
+		if len(later.IDs) > 0 {
+			return &later
+		}
+		return nil
+	}
+	one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		return errors.New("the one-by-one path is not expected here")
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	runSources(t, b, []consume.Source{
+		{Consumer: b.cons, Handler: one, BatchHandler: orders},
+		{Consumer: inv, Handler: one, BatchHandler: inventory},
+	}, consume.Config{Batch: 64, Logger: zap.New(core)})
+	publish(t, b.js, reserved(t, "o-held"))
+	testenv.WaitFor(t, 10*time.Second, "o-held's inventory.reserved found early", func() bool { return early.Load() > 0 })
+	publish(t, b.js, created(t, "o-held"))
+	testenv.WaitFor(t, 10*time.Second, "both effects of o-held", func() bool { return effects(t, b.pool, "o-held") == 2 })
+	waitSettled(t, b)
+	waitConsumerSettled(t, inv)
+	if n := logs.FilterMessageSnippet("comes before the step").Len(); n != 0 {
+		t.Errorf("o-held's inventory.reserved was sent back for a redelivery %d time(s); want it held until its step came", n)
+	}
+	if got := len(dlq(t, b.js)); got != 0 {
+		t.Errorf("DLQ holds %d, want 0", got)
+	}
+}
