@@ -88,6 +88,73 @@ func waitConsumerSettled(t *testing.T, c jetstream.Consumer) {
 	})
 }
 
+// noOneByOne is the Handler of sources whose test expects every batch to
+// go set-based.
+func noOneByOne(context.Context, pgx.Tx, event.Event) error {
+	return errors.New("the one-by-one path is not expected here")
+}
+
+// afterItsOrder is a batch handler of inventory events that each need
+// their order's effect there already: it bumps that effect, and hands back
+// as too early (counted in early) those whose order has none.
+func afterItsOrder(early *atomic.Int32) consume.BatchHandler {
+	return func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		var later consume.Later
+		for _, e := range es {
+			tag, err := tx.Exec(ctx, `UPDATE effects SET n = n + 1 WHERE order_id = $1`, e.OrderID)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				early.Add(1)
+				later.IDs, later.Err = append(later.IDs, e.ID), errors.New("order not seen yet")
+			}
+		}
+		if len(later.IDs) > 0 {
+			return &later
+		}
+		return nil
+	}
+}
+
+// gate holds a loop's batch in its handler (hold) until the test opens it,
+// so that what the test publishes meanwhile arrives together in the next.
+type gate struct {
+	entered, release chan struct{}
+	enter, open      sync.Once
+}
+
+func newGate() *gate { return &gate{entered: make(chan struct{}), release: make(chan struct{})} }
+
+// hold, called by a handler, blocks the first time until the gate opens.
+func (g *gate) hold() { g.enter.Do(func() { close(g.entered); <-g.release }) }
+
+// waitHeld waits until a handler is held. The gate opens at cleanup at the
+// latest: registered now, after the loop's, it runs before the loop's
+// cleanup waits for the held batch.
+func (g *gate) waitHeld(t *testing.T) {
+	t.Helper()
+	t.Cleanup(g.unblock)
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first batch never came")
+	}
+}
+
+func (g *gate) unblock() { g.open.Do(func() { close(g.release) }) }
+
+// waitDelivered waits until each consumer has delivered everything.
+func waitDelivered(t *testing.T, consumers ...jetstream.Consumer) {
+	t.Helper()
+	for _, c := range consumers {
+		testenv.WaitFor(t, 10*time.Second, "every event delivered", func() bool {
+			info, err := c.Info(t.Context())
+			return err == nil && info.NumPending == 0
+		})
+	}
+}
+
 func inboxRows(t *testing.T, b bundle, consumer string) int {
 	t.Helper()
 	var n int
@@ -123,13 +190,10 @@ func TestSourcesShareBatches(t *testing.T) {
 		txOf[source][id] = true
 		return nil
 	}
-	entered, release := make(chan struct{}), make(chan struct{})
-	var released sync.Once
-	unblock := func() { released.Do(func() { close(release) }) }
-	var first sync.Once
+	g := newGate()
 	var early atomic.Int32
 	orders := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
-		first.Do(func() { close(entered); <-release })
+		g.hold()
 		for _, e := range es {
 			if err := countEffect(ctx, tx, e); err != nil {
 				return err
@@ -139,47 +203,24 @@ func TestSourcesShareBatches(t *testing.T) {
 	}
 	// The inventory source's events follow the orders': each needs its
 	// order's effect to be there already.
+	afterOrder := afterItsOrder(&early)
 	inventory := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
-		var later consume.Later
-		for _, e := range es {
-			tag, err := tx.Exec(ctx, `UPDATE effects SET n = n + 1 WHERE order_id = $1`, e.OrderID)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				early.Add(1)
-				later.IDs, later.Err = append(later.IDs, e.ID), errors.New("order not seen yet")
-			}
-		}
-		if len(later.IDs) > 0 {
-			return &later
+		if err := afterOrder(ctx, tx, es); err != nil {
+			return err
 		}
 		return record(ctx, tx, "inventory")
 	}
-	one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
-		return errors.New("the one-by-one path is not expected here")
-	}
 	runSources(t, b, []consume.Source{
-		{Consumer: b.cons, Handler: one, BatchHandler: orders},
-		{Consumer: inv, Handler: one, BatchHandler: inventory},
+		{Consumer: b.cons, Handler: noOneByOne, BatchHandler: orders},
+		{Consumer: inv, Handler: noOneByOne, BatchHandler: inventory},
 	}, consume.Config{Batch: 64})
-	t.Cleanup(unblock) // runs before the loop's cleanup waits for it to stop
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first batch never came")
-	}
+	g.waitHeld(t)
 	for i := range n {
 		publish(t, b.js, created(t, fmt.Sprintf("o-src-%02d", i)))
 		publish(t, b.js, reserved(t, fmt.Sprintf("o-src-%02d", i)))
 	}
-	for _, c := range []jetstream.Consumer{b.cons, inv} {
-		testenv.WaitFor(t, 10*time.Second, "every event delivered", func() bool {
-			info, err := c.Info(t.Context())
-			return err == nil && info.NumPending == 0
-		})
-	}
-	unblock()
+	waitDelivered(t, b.cons, inv)
+	g.unblock()
 	for i := range n {
 		id := fmt.Sprintf("o-src-%02d", i)
 		testenv.WaitFor(t, 10*time.Second, "both effects of "+id, func() bool { return effects(t, b.pool, id) == 2 })
@@ -304,12 +345,11 @@ func TestSourcesPrepareOnlyForPerSourceHandlers(t *testing.T) {
 				}
 				return nil
 			}
-			entered, release := make(chan struct{}), make(chan struct{})
-			var enter, unblock sync.Once
+			g := newGate()
 			each := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
 				for _, e := range es {
 					if e.ID == first.ID {
-						enter.Do(func() { close(entered); <-release })
+						g.hold()
 					}
 					if err := countEffect(ctx, tx, e); err != nil {
 						return err
@@ -317,11 +357,8 @@ func TestSourcesPrepareOnlyForPerSourceHandlers(t *testing.T) {
 				}
 				return nil
 			}
-			one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
-				return errors.New("the one-by-one path is not expected here")
-			}
 			cfg := consume.Config{Prepare: prepare}
-			sources := []consume.Source{{Consumer: b.cons, Handler: one}, {Consumer: inv, Handler: one}}
+			sources := []consume.Source{{Consumer: b.cons, Handler: noOneByOne}, {Consumer: inv, Handler: noOneByOne}}
 			if loopLevel {
 				cfg.BatchHandler = each
 			} else {
@@ -329,23 +366,11 @@ func TestSourcesPrepareOnlyForPerSourceHandlers(t *testing.T) {
 			}
 			publish(t, b.js, first)
 			runSources(t, b, sources, cfg)
-			// Cleanups run last first: this one before the loop's, which
-			// waits for the held batch.
-			t.Cleanup(func() { unblock.Do(func() { close(release) }) })
-			select {
-			case <-entered:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the first batch never came")
-			}
+			g.waitHeld(t)
 			publish(t, b.js, a)
 			publish(t, b.js, r)
-			for _, c := range []jetstream.Consumer{b.cons, inv} {
-				testenv.WaitFor(t, 10*time.Second, "every event delivered", func() bool {
-					info, err := c.Info(t.Context())
-					return err == nil && info.NumPending == 0
-				})
-			}
-			unblock.Do(func() { close(release) })
+			waitDelivered(t, b.cons, inv)
+			g.unblock()
 			testenv.WaitFor(t, 10*time.Second, "both events applied", func() bool { return effects(t, b.pool, "o-prep-1") == 2 })
 			waitSettled(t, b)
 			waitConsumerSettled(t, inv)
@@ -373,14 +398,11 @@ func TestEarlyEventOfOneSourceDoesNotHoldBackTheNext(t *testing.T) {
 	t.Parallel()
 	b, inv := twoSources(t, options{maxDeliver: 10})
 	publish(t, b.js, created(t, "o-dep-first"))
-	entered, release := make(chan struct{}), make(chan struct{})
-	var released sync.Once
-	unblock := func() { released.Do(func() { close(release) }) }
-	var first sync.Once
+	g := newGate()
 	var wasEarly atomic.Bool
 	var heldBack atomic.Int32 // inventory events found without their order's effect
 	orders := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
-		first.Do(func() { close(entered); <-release })
+		g.hold()
 		// Like the order service's handler: it decides on every event
 		// first and writes nothing when one of them is early.
 		var later consume.Later
@@ -399,46 +421,16 @@ func TestEarlyEventOfOneSourceDoesNotHoldBackTheNext(t *testing.T) {
 		}
 		return nil
 	}
-	inventory := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
-		var later consume.Later
-		for _, e := range es {
-			tag, err := tx.Exec(ctx, `UPDATE effects SET n = n + 1 WHERE order_id = $1`, e.OrderID)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				heldBack.Add(1)
-				later.IDs, later.Err = append(later.IDs, e.ID), errors.New("order not seen yet")
-			}
-		}
-		if len(later.IDs) > 0 {
-			return &later
-		}
-		return nil
-	}
-	one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
-		return errors.New("the one-by-one path is not expected here")
-	}
 	runSources(t, b, []consume.Source{
-		{Consumer: b.cons, Handler: one, BatchHandler: orders},
-		{Consumer: inv, Handler: one, BatchHandler: inventory},
+		{Consumer: b.cons, Handler: noOneByOne, BatchHandler: orders},
+		{Consumer: inv, Handler: noOneByOne, BatchHandler: afterItsOrder(&heldBack)},
 	}, consume.Config{Batch: 64})
-	t.Cleanup(unblock) // runs before the loop's cleanup waits for it to stop
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first batch never came")
-	}
+	g.waitHeld(t)
 	publish(t, b.js, created(t, "o-early"))
 	publish(t, b.js, created(t, "o-dep"))
 	publish(t, b.js, reserved(t, "o-dep"))
-	for _, c := range []jetstream.Consumer{b.cons, inv} {
-		testenv.WaitFor(t, 10*time.Second, "every event delivered", func() bool {
-			info, err := c.Info(t.Context())
-			return err == nil && info.NumPending == 0
-		})
-	}
-	unblock()
+	waitDelivered(t, b.cons, inv)
+	g.unblock()
 	testenv.WaitFor(t, 10*time.Second, "both effects of o-dep", func() bool { return effects(t, b.pool, "o-dep") == 2 })
 	testenv.WaitFor(t, 10*time.Second, "o-early, once retried", func() bool { return effects(t, b.pool, "o-early") == 1 })
 	waitSettled(t, b)
@@ -463,13 +455,10 @@ func TestEarlyEventAppliedOnceItsStepInTheBatchCommitted(t *testing.T) {
 	t.Parallel()
 	b, inv := twoSources(t, options{maxDeliver: 10})
 	publish(t, b.js, created(t, "o-x-first"))
-	entered, release := make(chan struct{}), make(chan struct{})
-	var released sync.Once
-	unblock := func() { released.Do(func() { close(release) }) }
-	var first sync.Once
+	g := newGate()
 	var early atomic.Int32
 	orders := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
-		first.Do(func() { close(entered); <-release })
+		g.hold()
 		var later consume.Later
 		for _, e := range es {
 			if e.OrderID != "o-x" {
@@ -504,29 +493,16 @@ func TestEarlyEventAppliedOnceItsStepInTheBatchCommitted(t *testing.T) {
 		}
 		return nil
 	}
-	one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
-		return errors.New("the one-by-one path is not expected here")
-	}
 	core, logs := observer.New(zapcore.InfoLevel)
 	runSources(t, b, []consume.Source{
-		{Consumer: b.cons, Handler: one, BatchHandler: orders},
-		{Consumer: inv, Handler: one, BatchHandler: inventory},
+		{Consumer: b.cons, Handler: noOneByOne, BatchHandler: orders},
+		{Consumer: inv, Handler: noOneByOne, BatchHandler: inventory},
 	}, consume.Config{Batch: 64, Logger: zap.New(core)})
-	t.Cleanup(unblock)
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first batch never came")
-	}
+	g.waitHeld(t)
 	publish(t, b.js, created(t, "o-x"))
 	publish(t, b.js, reserved(t, "o-x"))
-	for _, c := range []jetstream.Consumer{b.cons, inv} {
-		testenv.WaitFor(t, 10*time.Second, "every event delivered", func() bool {
-			info, err := c.Info(t.Context())
-			return err == nil && info.NumPending == 0
-		})
-	}
-	unblock()
+	waitDelivered(t, b.cons, inv)
+	g.unblock()
 	testenv.WaitFor(t, 10*time.Second, "both effects of o-x", func() bool { return effects(t, b.pool, "o-x") == 2 })
 	waitSettled(t, b)
 	waitConsumerSettled(t, inv)
@@ -555,30 +531,10 @@ func TestEarlyEventHeldUntilItsStepCame(t *testing.T) {
 		}
 		return nil
 	}
-	inventory := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
-		var later consume.Later
-		for _, e := range es {
-			tag, err := tx.Exec(ctx, `UPDATE effects SET n = n + 1 WHERE order_id = $1`, e.OrderID)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				early.Add(1)
-				later.IDs, later.Err = append(later.IDs, e.ID), errors.New("order not seen yet")
-			}
-		}
-		if len(later.IDs) > 0 {
-			return &later
-		}
-		return nil
-	}
-	one := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
-		return errors.New("the one-by-one path is not expected here")
-	}
 	core, logs := observer.New(zapcore.InfoLevel)
 	runSources(t, b, []consume.Source{
-		{Consumer: b.cons, Handler: one, BatchHandler: orders},
-		{Consumer: inv, Handler: one, BatchHandler: inventory},
+		{Consumer: b.cons, Handler: noOneByOne, BatchHandler: orders},
+		{Consumer: inv, Handler: noOneByOne, BatchHandler: afterItsOrder(&early)},
 	}, consume.Config{Batch: 64, Logger: zap.New(core)})
 	publish(t, b.js, reserved(t, "o-held"))
 	testenv.WaitFor(t, 10*time.Second, "o-held's inventory.reserved found early", func() bool { return early.Load() > 0 })
