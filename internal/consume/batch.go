@@ -362,6 +362,8 @@ func (l *Loop) apply(ctx context.Context, ds, held []*delivery) ([]outbox.Row, e
 	if !progress || len(again) == 0 {
 		return written, nil
 	}
+	// In order id order, as every batch takes its locks (handleBatch).
+	slices.SortStableFunc(again, func(a, b *delivery) int { return strings.Compare(a.e.OrderID, b.e.OrderID) })
 	errs := make([]error, len(again))
 	for i, d := range again {
 		errs[i], d.err = d.err, nil
