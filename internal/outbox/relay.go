@@ -41,7 +41,17 @@ type RelayConfig struct {
 	// never. Below it a batch costs nats-server more than it saves
 	// (BenchmarkPublishDurable).
 	AtomicMin int
-	Logger    *zap.Logger
+	// DeleteEvery is how long the rows of handed events wait, once the
+	// stream acked them, to be deleted together with every other row acked
+	// meanwhile, in one statement; default 50ms, -1 at once. Each delete is
+	// a commit Postgres makes durable (a WAL fsync) and a round trip:
+	// deleting as each publish is acked costs one per publish, which at
+	// moderate rates is a third of a service's commits. An acked row
+	// waiting for its delete is never published again by this relay; one
+	// left by a crash is republished, as after a crash between the ack and
+	// the delete.
+	DeleteEvery time.Duration
+	Logger      *zap.Logger
 
 	// BeforeDelete runs after JetStream acked a round and before its rows are
 	// deleted. An error abandons the round (the rows stay and are published
@@ -51,7 +61,9 @@ type RelayConfig struct {
 	// Duplicate, when it returns true for an event, makes the relay publish
 	// that event a second time (same id): fault injection.
 	Duplicate func(e event.Event) bool
-	// OnPublished is called after rows were deleted (for metrics).
+	// OnPublished is called with the events of each publisher's batch
+	// the stream acked, once their rows are deleted (a round) or left to
+	// the deleter (rows handed over), for metrics.
 	OnPublished func(published []event.Event)
 	// OnAtomicBatch is called after each atomic batch the relay sent, with
 	// its size and whether the stream stored it (false: refused or not
@@ -82,8 +94,10 @@ type Relay struct {
 	noAtomic atomic.Bool // the stream or server refused atomic batches: one by one from then on
 
 	mu       sync.Mutex
-	inFlight map[int64]struct{} // seqs this relay is publishing or holds in pending
+	inFlight map[int64]struct{} // seqs this relay is publishing, holds in pending, or waits to delete
 	pending  []Row              // rows handed over by Hand, not taken by a publisher yet
+	acked    []int64            // seqs of handed rows the stream acked, waiting for the deleter
+	toDelete chan struct{}      // rows wait in acked: cap 1, a signal, never blocks
 }
 
 // NewRelay returns a relay over pool's outbox publishing through pub.
@@ -97,11 +111,12 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error
 	cfg.AckTimeout = cmp.Or(cfg.AckTimeout, 10*time.Second)
 	cfg.RetryMax = cmp.Or(cfg.RetryMax, 5*time.Second)
 	cfg.AtomicMin = cmp.Or(cfg.AtomicMin, 16)
+	cfg.DeleteEvery = cmp.Or(cfg.DeleteEvery, 50*time.Millisecond)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
 	r := &Relay{pool: pool, pub: pub, cfg: cfg, log: cfg.Logger.Named("relay"), wake: make(chan struct{}, 1),
-		handed: make(chan struct{}, 1), inFlight: make(map[int64]struct{}), tracer: telemetry.Tracer(cfg.TracerProvider)}
+		handed: make(chan struct{}, 1), toDelete: make(chan struct{}, 1), inFlight: make(map[int64]struct{}), tracer: telemetry.Tracer(cfg.TracerProvider)}
 	if c, ok := pub.(conner); ok {
 		r.conn = c.Conn()
 	}
@@ -134,6 +149,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		failures atomic.Int64
 		missed   atomic.Bool // a wake came while every slot was busy
 	)
+	deleterDone := make(chan struct{})
+	go func() {
+		defer close(deleterDone)
+		r.deleteLoop(ctx)
+	}()
 	// release frees a slot, for the rows handed or the wake that came
 	// while every slot was busy.
 	release := func() {
@@ -195,11 +215,15 @@ func (r *Relay) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
+			<-deleterDone
 			for rows := r.take(); len(rows) > 0; rows = r.take() {
 				r.unholdRows(rows) // the final flush takes them
 			}
 			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.AckTimeout)
 			defer cancel()
+			if err := r.deleteAcked(final); err != nil {
+				r.log.Warn("published outbox rows not deleted at shutdown; the next start publishes them again", zap.Error(err))
+			}
 			if n, err := r.Flush(final); err != nil {
 				r.log.Warn("outbox not flushed at shutdown; rows stay for the next start", zap.Error(err))
 			} else if n > 0 {
@@ -347,20 +371,83 @@ func (r *Relay) pendingRows() int {
 	return len(r.pending)
 }
 
-// publishHanded publishes rows handed over by Hand and deletes those acked,
-// each delete its own short transaction.
+// publishHanded publishes rows handed over by Hand and leaves those acked
+// to the deleter (deleteLoop), still held so that no round takes them.
 func (r *Relay) publishHanded(ctx context.Context, rows []Row) error {
 	events := make([]event.Event, len(rows))
 	seqs := make([]int64, len(rows))
 	for i, row := range rows {
 		events[i], seqs[i] = row.Event, row.Seq
 	}
-	defer r.unhold(seqs)
-	n, err := r.publishAndDelete(ctx, r.pool, events, seqs)
+	n, err := r.publishAcked(ctx, events, seqs)
+	r.unhold(seqs[n:])
 	if n > 0 {
+		r.mu.Lock()
+		r.acked = append(r.acked, seqs[:n]...)
+		r.mu.Unlock()
+		select {
+		case r.toDelete <- struct{}{}:
+		default:
+		}
 		r.published(events[:n])
 	}
 	return err
+}
+
+// deleteLoop deletes the rows of handed events the stream acked, every
+// DeleteEvery at most, all of those acked meanwhile in one statement,
+// until ctx is done (Run then deletes what is left). A failed delete keeps
+// the rows held and tries again, backing off.
+func (r *Relay) deleteLoop(ctx context.Context) {
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.toDelete:
+		}
+		if r.cfg.DeleteEvery > 0 {
+			sleep(ctx, r.cfg.DeleteEvery) // rows acked meanwhile go in the same delete
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err := r.deleteAcked(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			wait := min(time.Duration(1<<min(failures, 10))*50*time.Millisecond, r.cfg.RetryMax)
+			r.log.Warn("deleting published outbox rows failed; trying again", zap.Error(err), zap.Duration("retry_in", wait))
+			sleep(ctx, wait)
+			select {
+			case r.toDelete <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		failures = 0
+	}
+}
+
+// deleteAcked deletes the rows waiting in acked, in one statement, and
+// stops holding them. On failure they wait for the next attempt.
+func (r *Relay) deleteAcked(ctx context.Context) error {
+	r.mu.Lock()
+	seqs := r.acked
+	r.acked = nil
+	r.mu.Unlock()
+	if len(seqs) == 0 {
+		return nil
+	}
+	if _, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs); err != nil {
+		r.mu.Lock()
+		r.acked = append(seqs, r.acked...)
+		r.mu.Unlock()
+		return fmt.Errorf("relay delete %d rows: %w", len(seqs), err)
+	}
+	r.unhold(seqs)
+	return nil
 }
 
 func (r *Relay) published(events []event.Event) {
@@ -378,6 +465,21 @@ type execer interface {
 // and seqs so that the n acked ones come first, and returns n; err is the
 // first failure, if any. Rows not acked stay for a later round.
 func (r *Relay) publishAndDelete(ctx context.Context, db execer, events []event.Event, seqs []int64) (n int, err error) {
+	n, err = r.publishAcked(ctx, events, seqs)
+	if n == 0 {
+		return 0, err
+	}
+	if _, err := db.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs[:n]); err != nil {
+		return 0, fmt.Errorf("relay delete %d rows: %w", n, err)
+	}
+	return n, err
+}
+
+// publishAcked publishes events (seqs are their rows) and waits for the
+// stream's acks, then runs BeforeDelete on the acked ones. It reorders
+// events and seqs so that the n acked ones come first, and returns n (0
+// when BeforeDelete failed); err is the first failure, if any.
+func (r *Relay) publishAcked(ctx context.Context, events []event.Event, seqs []int64) (n int, err error) {
 	batched := r.publishAtomic(ctx, events, seqs)
 	n, err = r.publishEach(ctx, events[batched:], seqs[batched:])
 	n += batched
@@ -388,9 +490,6 @@ func (r *Relay) publishAndDelete(ctx context.Context, db execer, events []event.
 		if err := r.cfg.BeforeDelete(ctx, events[:n]); err != nil {
 			return 0, fmt.Errorf("relay before delete: %w", err)
 		}
-	}
-	if _, err := db.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs[:n]); err != nil {
-		return 0, fmt.Errorf("relay delete %d rows: %w", n, err)
 	}
 	return n, err
 }

@@ -42,6 +42,7 @@ type Config struct {
 	RelayBatch        int           // outbox rows per relay round
 	RelayWindow       int           // relay publishers in flight at once
 	RelayAtomicMin    int           // events for one stream a relay publisher sends as one atomic batch (-1: never)
+	RelayDeleteEvery  time.Duration // how long acked outbox rows wait to be deleted together (0: at once)
 	InboxKeep         time.Duration // how long inbox rows are kept
 	MaxAge            time.Duration // stream history kept (0: forever)
 	MaxMsgs           int64         // messages each event stream keeps (0: all)
@@ -119,6 +120,7 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.IntVar(&cfg.DBMaxConns, "db-max-conns", 16, "Postgres connections in the service's pool")
 	fs.IntVar(&cfg.RelayBatch, "relay-batch", 256, "outbox rows the relay locks, publishes and deletes per round")
 	fs.IntVar(&cfg.RelayWindow, "relay-window", 4, "relay publishers in flight at once, each waiting for its acks")
+	fs.DurationVar(&cfg.RelayDeleteEvery, "relay-delete-every", 50*time.Millisecond, "how long the relay lets the outbox rows of acked events wait to delete them together, in one statement (one commit) for all acked meanwhile; 0: as soon as they are acked")
 	fs.IntVar(&cfg.RelayAtomicMin, "relay-atomic-min", 16, "a relay publisher holding this many events or more for one stream sends them as one JetStream atomic batch (stored with one fsync, acked once) where the stream allows it; -1: always one by one")
 	fs.DurationVar(&cfg.InboxKeep, "inbox-retention", 7*24*time.Hour, "how long the inbox keeps a handled event's id (its idempotency record); older rows are pruned in small batches. Keep it far longer than anything can redeliver or republish an event; past it the business keys are the guard")
 	fs.DurationVar(&cfg.MaxAge, "stream-max-age", 0, "history the streams keep when this service creates them (0: forever; keep the inbox at least as long)")

@@ -346,7 +346,10 @@ func Run(ctx context.Context, cfg Config, spec Spec) error {
 	relayMetrics := newRelayMetrics(reg, pool)
 	rc := outbox.RelayConfig{Logger: log, OnPublished: relayMetrics.published, OnAtomicBatch: relayMetrics.atomicBatch,
 		Batch: cfg.RelayBatch, Window: cfg.RelayWindow,
-		AtomicMin: cfg.RelayAtomicMin, TracerProvider: cfg.TracerProvider}
+		AtomicMin: cfg.RelayAtomicMin, DeleteEvery: cfg.RelayDeleteEvery, TracerProvider: cfg.TracerProvider}
+	if rc.DeleteEvery == 0 {
+		rc.DeleteEvery = -1 // the flag's 0: at once (the relay's 0 is its default)
+	}
 	if inj != nil {
 		rc.BeforeDelete, rc.Duplicate = relayFaults(inj)
 	}
