@@ -184,35 +184,28 @@ func (s *Service) insertAll(ctx context.Context, batch []*placement) (map[string
 		RETURNING order_id, seq`,
 		ids, customers, items, totals, statuses, reasons, failed, versions, keys, hashes, created, updated,
 		string(event.OrderCreated), evIDs, evBodies, evAt, deadlines, tps, tss)
-	tx, br, err := pg.BeginWith(ctx, s.pool, b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("insert %d orders: %w", n, err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var (
-		id   string
-		seq  int64
-		rows pgx.Rows
-	)
-	_, err = br.Exec()
-	if err == nil {
-		rows, err = br.Query()
-	}
-	if err == nil {
+	// One round trip: BEGIN, these and the COMMIT go together.
+	err := pg.Transact(ctx, s.pool, b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		var (
+			id  string
+			seq int64
+		)
 		_, err = pgx.ForEachRow(rows, []any{&id, &seq}, func() error {
 			inserted[id] = true
 			written = append(written, outbox.Row{Seq: seq, Event: createdOf[id]})
 			return nil
 		})
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+		return err
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("insert %d orders: %w", n, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, nil, fmt.Errorf("insert %d orders: commit: %w", n, err)
 	}
 	return inserted, written, nil
 }

@@ -50,6 +50,91 @@ func BeginWith(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) (pgx.Tx, p
 	return &batchTx{c: c}, br, nil
 }
 
+// CommitWith ends tx with b's statements and its COMMIT sent together:
+// one round trip when tx came from BeginWith (two otherwise: b, then
+// Commit). read is given b's results, in b's order, and reads them all.
+// Postgres runs the COMMIT only when every statement of b succeeded; when
+// one failed, or read did, CommitWith returns that error and tx stays to
+// be rolled back (a Rollback after a COMMIT that went through, which only
+// a failure of read itself can leave, finds nothing to undo). Like Commit,
+// it returns pgx.ErrTxCommitRollback when Postgres rolled back instead.
+func CommitWith(ctx context.Context, tx pgx.Tx, b *pgx.Batch, read func(pgx.BatchResults) error) error {
+	btx, ok := tx.(*batchTx)
+	if !ok || btx.closed {
+		br := tx.SendBatch(ctx, b)
+		err := read(br)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	}
+	withCommit := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+1)}
+	withCommit.QueuedQueries = append(withCommit.QueuedQueries, b.QueuedQueries...)
+	withCommit.Queue("commit")
+	br := btx.c.SendBatch(ctx, withCommit)
+	err := read(br)
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	btx.closed = true
+	btx.c.Release()
+	if tag.String() == "ROLLBACK" {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
+// Transact runs b's statements as one transaction in one round trip: its
+// BEGIN, b and its COMMIT are sent together. read is given b's results, in
+// b's order, and reads them all. Postgres runs the COMMIT only when every
+// statement of b succeeded; otherwise Transact rolls back and returns the
+// error. (A failure of read itself comes after Postgres committed: the
+// error then stands for a commit whose outcome the caller did not learn.)
+func Transact(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch, read func(pgx.BatchResults) error) error {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire: %w", err)
+	}
+	all := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+2)}
+	all.Queue("begin")
+	all.QueuedQueries = append(all.QueuedQueries, b.QueuedQueries...)
+	all.Queue("commit")
+	br := c.SendBatch(ctx, all)
+	_, err = br.Exec()
+	if err == nil {
+		err = read(br)
+	}
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// A connection left inside a transaction is closed by the pool
+		// when given back.
+		_, _ = c.Exec(context.WithoutCancel(ctx), "rollback")
+		c.Release()
+		return err
+	}
+	c.Release()
+	if tag.String() == "ROLLBACK" {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
 // batchTx is a transaction BeginWith began. Unlike pgx's, it holds its
 // connection and gives it back when it ends.
 type batchTx struct {

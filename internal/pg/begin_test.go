@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/jetsaga/jetsaga/internal/pg"
 	"github.com/jetsaga/jetsaga/internal/testenv"
@@ -154,5 +155,147 @@ func TestGenericPlansLastTheTransaction(t *testing.T) {
 	}
 	if g, cu := plans(c); g != 1 || cu != 1 {
 		t.Errorf("after the commit: %d generic, %d custom plans in all; want 1, 1", g, cu)
+	}
+}
+
+// CommitWith commits its statements and the transaction before them
+// together; when one of them fails nothing is committed, the error comes
+// back and the transaction is rolled back as usual; every way out gives
+// the connection back. A transaction not from BeginWith commits the same.
+func TestCommitWith(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, "commitwith", svc)
+	ctx := t.Context()
+	has := func(id int) bool {
+		t.Helper()
+		var ok bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM things WHERE id = $1)`, id).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	insertThen := func(id int) *pgx.Batch {
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO things (id) VALUES ($1) RETURNING id`, id)
+		return b
+	}
+	readID := func(want int) func(pgx.BatchResults) error {
+		return func(br pgx.BatchResults) error {
+			var got int
+			if err := br.QueryRow().Scan(&got); err != nil {
+				return err
+			}
+			if got != want {
+				t.Errorf("result %d, want %d", got, want)
+			}
+			return nil
+		}
+	}
+	begin := func(id int) pgx.Tx {
+		t.Helper()
+		tx, br, err := pg.BeginWith(ctx, pool, insertThen(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := br.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	idle := func(when string) {
+		t.Helper()
+		if n := pool.Stat().AcquiredConns(); n != 0 {
+			t.Errorf("%s: %d connections still acquired, want 0", when, n)
+		}
+	}
+
+	tx := begin(1)
+	if err := pg.CommitWith(ctx, tx, insertThen(2), readID(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); !errors.Is(err, pgx.ErrTxClosed) {
+		t.Errorf("rollback after CommitWith = %v, want ErrTxClosed", err)
+	}
+	idle("after CommitWith")
+	if !has(1) || !has(2) {
+		t.Fatal("the transaction or its last statement not committed")
+	}
+
+	tx = begin(3)
+	err := pg.CommitWith(ctx, tx, insertThen(1), readID(1))
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		t.Fatalf("CommitWith of a duplicate key = %v, want the unique violation", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	idle("after a failed CommitWith")
+	if has(3) {
+		t.Fatal("a transaction whose last statement failed was committed")
+	}
+
+	ptx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.CommitWith(ctx, ptx, insertThen(4), readID(4)); err != nil {
+		t.Fatal(err)
+	}
+	idle("after CommitWith of a pgx transaction")
+	if !has(4) {
+		t.Fatal("a pgx transaction's CommitWith not committed")
+	}
+}
+
+// Transact commits its statements as one transaction, or, when one fails,
+// none of them; either way the connection goes back to the pool, and one
+// left broken is not handed out again.
+func TestTransact(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, "transact", svc)
+	ctx := t.Context()
+	things := func() (n int) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	two := func(a, b int) *pgx.Batch {
+		q := &pgx.Batch{}
+		q.Queue(`INSERT INTO things (id) VALUES ($1)`, a)
+		q.Queue(`INSERT INTO things (id) VALUES ($1) RETURNING id`, b)
+		return q
+	}
+	read := func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		var id int
+		return br.QueryRow().Scan(&id)
+	}
+	if err := pg.Transact(ctx, pool, two(1, 2), read); err != nil {
+		t.Fatal(err)
+	}
+	if n := things(); n != 2 {
+		t.Fatalf("%d things, want 2", n)
+	}
+	err := pg.Transact(ctx, pool, two(3, 1), read)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		t.Fatalf("Transact with a duplicate key = %v, want the unique violation", err)
+	}
+	if n := things(); n != 2 {
+		t.Fatalf("%d things, want 2: the first insert of the failed transaction is not kept", n)
+	}
+	if n := pool.Stat().AcquiredConns(); n != 0 {
+		t.Errorf("%d connections still acquired, want 0", n)
+	}
+	for _, c := range pool.AcquireAllIdle(ctx) {
+		if st := c.Conn().PgConn().TxStatus(); st != 'I' {
+			t.Errorf("a pooled connection's transaction status is %c, want I (idle)", st)
+		}
+		c.Release()
 	}
 }
