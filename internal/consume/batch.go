@@ -537,10 +537,12 @@ func (l *Loop) applyAll(ctx context.Context, ds []*delivery) (written []outbox.R
 			return nil, 0, fmt.Errorf("prepare batch: %w", err)
 		}
 	}
+	// The handlers' outbox inserts wait for the commit and go in its round
+	// trip (outbox.Defer): the batch commits whole or not at all.
+	hctx, col := outbox.Collect(l.withCauses(ctx, live))
+	hctx, deferred := outbox.Defer(hctx)
 	if len(events) > 0 {
-		hctx, col := outbox.Collect(l.withCauses(ctx, live))
 		err = l.applySet(hctx, tx, events, bySource)
-		written = col.Rows()
 	}
 	for _, e := range events {
 		if err == nil && l.cfg.Faults.BeforeCommit != nil {
@@ -548,10 +550,13 @@ func (l *Loop) applyAll(ctx context.Context, ds []*delivery) (written []outbox.R
 		}
 	}
 	if err == nil {
-		if err := tx.Commit(ctx); err != nil {
+		err = outbox.Commit(hctx, tx, deferred)
+		if err == nil {
+			return col.Rows(), setApplied, nil
+		}
+		if !errors.Is(err, outbox.ErrDeferredAdd) {
 			return nil, 0, fmt.Errorf("commit %d events: %w", len(live), err)
 		}
-		return written, setApplied, nil
 	}
 	for _, d := range live {
 		d.dup = false

@@ -1004,3 +1004,83 @@ func TestBatchTransactionUsesGenericPlans(t *testing.T) {
 		t.Fatalf("the handler's statement ran %d generic and %d custom plans on its connection; want generic only", p.generic, p.custom)
 	}
 }
+
+// In a set-based batch the handlers' outbox inserts go with the commit
+// (outbox.Defer). One that fails there (an event id the outbox holds
+// already) refuses the batch as a failing handler would: the messages are
+// handled one by one, the good ones commit with their events, and the bad
+// one fails alone until it is dead-lettered, its effect never committed.
+func TestBatchWhoseOutboxInsertFailsFallsBackOneByOne(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{maxDeliver: 2})
+	ctx := t.Context()
+	taken := created(t, "o-taken")
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Add(ctx, tx, taken); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var events []event.Event
+	for i := range 10 {
+		e := created(t, fmt.Sprintf("o-deferred-%02d", i))
+		events = append(events, e)
+		publish(t, b.js, e) // all waiting before the loop starts: they arrive together
+	}
+	bad := events[4].OrderID
+	var calls sync.Map // order id -> *atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
+		if e.Type != event.OrderCreated {
+			return nil
+		}
+		n, _ := calls.LoadOrStore(e.OrderID, &atomic.Int32{})
+		n.(*atomic.Int32).Add(1)
+		if err := countEffect(ctx, tx, e); err != nil {
+			return err
+		}
+		out, err := event.New(event.OrderConfirmed, e.OrderID, e.ID, &event.OrderConfirmedPayload{OrderID: e.OrderID, TotalCents: 100}, time.Now())
+		if err != nil {
+			return err
+		}
+		if e.OrderID == bad {
+			out.ID = taken.ID
+		}
+		return outbox.Add(ctx, tx, out)
+	}
+	set := func(ctx context.Context, tx pgx.Tx, es []event.Event) error {
+		for _, e := range es {
+			if err := h(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	metrics := consume.NewMetrics(prometheus.NewRegistry())
+	run(t, b, h, consume.Config{Batch: 64, BatchHandler: set, Metrics: metrics})
+	testenv.WaitFor(t, 20*time.Second, "the bad message dead-lettered", func() bool { return len(dlq(t, b.js)) == 1 })
+	waitSettled(t, b)
+	for _, e := range events {
+		want := 1
+		if e.OrderID == bad {
+			want = 0
+		}
+		if n := effects(t, b.pool, e.OrderID); n != want {
+			t.Errorf("%s has %d effects, want %d", e.OrderID, n, want)
+		}
+		// A good message: the set-based pass, then the one-by-one one that
+		// committed it, in the same delivery.
+		if n, _ := calls.Load(e.OrderID); e.OrderID != bad && n.(*atomic.Int32).Load() != 2 {
+			t.Errorf("%s handled %d times, want 2", e.OrderID, n.(*atomic.Int32).Load())
+		}
+	}
+	if n := countOutbox(t, b.pool); n != len(events) {
+		t.Errorf("outbox holds %d rows, want %d: the taken one and one per good message", n, len(events))
+	}
+	if n := batchesOver(t, metrics, 1); n == 0 {
+		t.Fatal("no batch held more than one message: the set-based pass never ran")
+	}
+}

@@ -9,12 +9,14 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/pg"
 	"github.com/jetsaga/jetsaga/internal/telemetry"
 )
 
@@ -23,11 +25,78 @@ import (
 // relay only when tx commits. Under a context from Collect, Add also
 // records the rows it wrote there. An event without a trace context gets
 // the one Traced gives it.
+//
+// Under a context from Defer, Add inserts nothing yet: it keeps the events
+// for Commit, which inserts them in the round trip of the COMMIT.
 func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
 	Traced(ctx, events)
+	if d, ok := ctx.Value(deferredKey{}).(*Deferred); ok {
+		d.events = append(d.events, events...)
+		return nil
+	}
+	q, args := insertSQL(events)
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("outbox add %d events: %w", len(events), err)
+	}
+	return recordInserted(ctx, rows, events)
+}
+
+// Deferred holds the events Add kept under a context from Defer.
+type Deferred struct{ events []event.Event }
+
+type deferredKey struct{}
+
+// Defer returns a context under which Add keeps its events in the returned
+// Deferred instead of inserting them; Commit inserts them. For a
+// transaction that commits whole: rows rolled back to a savepoint would
+// still be inserted.
+func Defer(ctx context.Context) (context.Context, *Deferred) {
+	d := &Deferred{}
+	return context.WithValue(ctx, deferredKey{}, d), d
+}
+
+// ErrDeferredAdd marks Commit's failure to insert the deferred events: the
+// transaction did not commit and is to be rolled back, as when Add fails.
+var ErrDeferredAdd = errors.New("outbox: deferred events not added")
+
+// Commit commits tx after inserting the events d holds (in the order Add
+// was given them, after any row the transaction wrote otherwise), in one
+// round trip with the COMMIT where tx allows it (pg.CommitWith), and
+// records their rows under ctx as Add does (Collect). Without deferred
+// events it is tx.Commit. A failed insert returns an error wrapping
+// ErrDeferredAdd, and tx is then to be rolled back.
+func Commit(ctx context.Context, tx pgx.Tx, d *Deferred) error {
+	if d == nil || len(d.events) == 0 {
+		return tx.Commit(ctx)
+	}
+	q, args := insertSQL(d.events)
+	b := &pgx.Batch{}
+	b.Queue(q, args...)
+	var inserted bool
+	err := pg.CommitWith(ctx, tx, b, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err == nil {
+			err = recordInserted(ctx, rows, d.events)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrDeferredAdd, err)
+		}
+		inserted = true
+		return nil
+	})
+	if err != nil && inserted {
+		return fmt.Errorf("outbox commit: %w", err)
+	}
+	return err
+}
+
+// insertSQL returns the statement inserting events into the outbox and its
+// arguments.
+func insertSQL(events []event.Event) (string, []any) {
 	n := len(events)
 	ids, types, orders, causes := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	occurred := make([]time.Time, n)
@@ -38,17 +107,20 @@ func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
 	}
 	parents, states := TraceColumns(events)
 	// WITH ORDINALITY keeps the given order in the seq the rows get.
-	rows, err := tx.Query(ctx, `
+	return `
 		INSERT INTO outbox (event_id, event_type, order_id, causation_id, occurred_at, body, trace_parent, trace_state)
 		SELECT t.id, t.typ, t.ord, t.cause, t.occ, t.body, NULLIF(t.tp, ''), NULLIF(t.ts, '')
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::text[], $8::text[])
 			WITH ORDINALITY AS t(id, typ, ord, cause, occ, body, tp, ts, n)
 		ORDER BY t.n
 		RETURNING seq, event_id::text`,
-		ids, types, orders, causes, occurred, bodies, parents, states)
-	if err != nil {
-		return fmt.Errorf("outbox add %d events: %w", n, err)
-	}
+		[]any{ids, types, orders, causes, occurred, bodies, parents, states}
+}
+
+// recordInserted reads the seqs insertSQL returned for events and records
+// the rows under ctx (Wrote).
+func recordInserted(ctx context.Context, rows pgx.Rows, events []event.Event) error {
+	n := len(events)
 	seqOf := make(map[string]int64, n)
 	var (
 		seq int64

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/outbox"
+	"github.com/jetsaga/jetsaga/internal/pg"
 	"github.com/jetsaga/jetsaga/internal/stream"
 	"github.com/jetsaga/jetsaga/internal/testenv"
 )
@@ -581,5 +582,135 @@ func TestHandGathersRowsWhileAPublisherWaits(t *testing.T) {
 	defer mu.Unlock()
 	if len(groups) != 3 || groups[0] != 1 || groups[1] != 4 || groups[2] != 1 {
 		t.Errorf("published in groups %v, want [1 4 1]: the first, the four gathered, the one read back", groups)
+	}
+}
+
+// Under Defer, Add writes nothing until Commit, which inserts the events
+// (in Add's order) with the commit and hands their rows to the Collector
+// as Add would; a deferred insert that fails (an event id the outbox has)
+// commits nothing, and says so with ErrDeferredAdd.
+func TestDeferredAddGoesWithTheCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	begin := func(orderID string) pgx.Tx {
+		t.Helper()
+		q := &pgx.Batch{}
+		q.Queue(`INSERT INTO state (order_id, note) VALUES ($1, 'deferred')`, orderID)
+		tx, br, err := pg.BeginWith(ctx, b.pool, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := br.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	first, second := created(t, "o-deferred-1"), created(t, "o-deferred-2")
+
+	cctx, col := outbox.Collect(ctx)
+	dctx, d := outbox.Defer(cctx)
+	tx := begin(first.OrderID)
+	if err := outbox.Add(dctx, tx, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Add(dctx, tx, second); err != nil {
+		t.Fatal(err)
+	}
+	var inTx int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&inTx); err != nil || inTx != 0 {
+		t.Fatalf("outbox rows before the commit = %d, %v; want 0: Add under Defer inserts nothing", inTx, err)
+	}
+	if len(col.Rows()) != 0 {
+		t.Fatalf("rows collected before the commit: %v", col.Rows())
+	}
+	if err := outbox.Commit(dctx, tx, d); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := b.pool.Query(ctx, `SELECT seq, event_id::text FROM outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		Seq int64
+		ID  string
+	}])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := col.Rows()
+	if len(stored) != 2 || len(got) != 2 || stored[0].ID != first.ID || stored[1].ID != second.ID {
+		t.Fatalf("outbox holds %v, collected %d rows; want the two events in Add's order", stored, len(got))
+	}
+	for i, row := range got {
+		if row.Seq != stored[i].Seq || row.Event.ID != stored[i].ID {
+			t.Fatalf("collected row %d = seq %d %s, want seq %d %s", i, row.Seq, row.Event.ID, stored[i].Seq, stored[i].ID)
+		}
+	}
+	if n := count(t, b.pool, `SELECT count(*) FROM state WHERE order_id = $1`, first.OrderID); n != 1 {
+		t.Fatalf("%d state rows, want the transaction's one", n)
+	}
+
+	dctx, d = outbox.Defer(ctx)
+	tx = begin("o-deferred-again")
+	if err := outbox.Add(dctx, tx, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Commit(dctx, tx, d); !errors.Is(err, outbox.ErrDeferredAdd) {
+		t.Fatalf("Commit of an event id the outbox has = %v, want ErrDeferredAdd", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, b.pool, `SELECT count(*) FROM state WHERE order_id = 'o-deferred-again'`); n != 0 {
+		t.Fatal("the state of a transaction whose deferred events failed was committed")
+	}
+	if n := count(t, b.pool, `SELECT count(*) FROM outbox`); n != 2 {
+		t.Fatalf("%d outbox rows, want 2", n)
+	}
+}
+
+// The rows of handed events the stream acked wait for the deleter (here
+// longer than the test) and no round publishes them again meanwhile; the
+// relay deletes them when it stops.
+func TestAckedRowsWaitForTheDeleterAndAreNotPublishedAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	open := make(chan struct{})
+	close(open)
+	var calls atomic.Int32
+	r, err := outbox.NewRelay(b.pool, gatedPublisher{b.js, open, &calls}, outbox.RelayConfig{
+		PollInterval: time.Hour, DeleteEvery: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	t.Cleanup(func() { cancel() })
+
+	handRows(t, b, r, "o-acked-", 3)
+	testenv.WaitFor(t, 10*time.Second, "the handed events published", func() bool {
+		return streamMsgs(t, b.js, stream.Orders) == 3
+	})
+	if n := count(t, b.pool, `SELECT count(*) FROM outbox`); n != 3 {
+		t.Fatalf("%d outbox rows, want the 3 acked ones waiting for the deleter", n)
+	}
+	if n, err := r.Flush(t.Context()); err != nil || n != 0 {
+		t.Fatalf("Flush = %d, %v; want 0, nil: acked rows are not published again", n, err)
+	}
+	if got := calls.Load(); got != 3 {
+		t.Fatalf("%d publishes, want 3", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, b.pool, `SELECT count(*) FROM outbox`); n != 0 {
+		t.Fatalf("%d outbox rows after the relay stopped, want 0", n)
+	}
+	if got := calls.Load(); got != 3 {
+		t.Fatalf("%d publishes after the relay stopped, want 3", got)
 	}
 }
