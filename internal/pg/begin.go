@@ -74,24 +74,12 @@ func CommitWith(ctx context.Context, tx pgx.Tx, b *pgx.Batch, read func(pgx.Batc
 	withCommit := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+1)}
 	withCommit.QueuedQueries = append(withCommit.QueuedQueries, b.QueuedQueries...)
 	withCommit.Queue("commit")
-	br := btx.c.SendBatch(ctx, withCommit)
-	err := read(br)
-	var tag pgconn.CommandTag
-	if err == nil {
-		tag, err = br.Exec()
+	err := readThenCommit(btx.c.SendBatch(ctx, withCommit), read)
+	if err == nil || errors.Is(err, pgx.ErrTxCommitRollback) {
+		btx.closed = true
+		btx.c.Release()
 	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	btx.closed = true
-	btx.c.Release()
-	if tag.String() == "ROLLBACK" {
-		return pgx.ErrTxCommitRollback
-	}
-	return nil
+	return err
 }
 
 // Transact runs b's statements as one transaction in one round trip: its
@@ -105,15 +93,30 @@ func Transact(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch, read func(p
 	if err != nil {
 		return fmt.Errorf("acquire: %w", err)
 	}
+	defer c.Release()
 	all := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+2)}
 	all.Queue("begin")
 	all.QueuedQueries = append(all.QueuedQueries, b.QueuedQueries...)
 	all.Queue("commit")
-	br := c.SendBatch(ctx, all)
-	_, err = br.Exec()
-	if err == nil {
-		err = read(br)
+	err = readThenCommit(c.SendBatch(ctx, all), func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		return read(br)
+	})
+	if err != nil && !errors.Is(err, pgx.ErrTxCommitRollback) {
+		// A connection left inside a transaction is closed by the pool
+		// when given back.
+		_, _ = c.Exec(context.WithoutCancel(ctx), "rollback")
 	}
+	return err
+}
+
+// readThenCommit reads a batch ending in a COMMIT: read takes the results
+// before it, then the COMMIT's is checked (pgx.ErrTxCommitRollback when
+// Postgres rolled back instead), and br is closed.
+func readThenCommit(br pgx.BatchResults, read func(pgx.BatchResults) error) error {
+	err := read(br)
 	var tag pgconn.CommandTag
 	if err == nil {
 		tag, err = br.Exec()
@@ -121,18 +124,10 @@ func Transact(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch, read func(p
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		// A connection left inside a transaction is closed by the pool
-		// when given back.
-		_, _ = c.Exec(context.WithoutCancel(ctx), "rollback")
-		c.Release()
-		return err
+	if err == nil && tag.String() == "ROLLBACK" {
+		err = pgx.ErrTxCommitRollback
 	}
-	c.Release()
-	if tag.String() == "ROLLBACK" {
-		return pgx.ErrTxCommitRollback
-	}
-	return nil
+	return err
 }
 
 // batchTx is a transaction BeginWith began. Unlike pgx's, it holds its

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jetsaga/jetsaga/internal/pg"
 	"github.com/jetsaga/jetsaga/internal/testenv"
@@ -48,12 +49,6 @@ func TestBeginWith(t *testing.T) {
 		}
 		return tx
 	}
-	idle := func(when string) {
-		t.Helper()
-		if n := pool.Stat().AcquiredConns(); n != 0 {
-			t.Errorf("%s: %d connections still acquired, want 0", when, n)
-		}
-	}
 
 	tx := begin(1)
 	if _, err := tx.Exec(ctx, `INSERT INTO things (id) VALUES (2)`); err != nil {
@@ -65,7 +60,7 @@ func TestBeginWith(t *testing.T) {
 	if err := tx.Rollback(ctx); !errors.Is(err, pgx.ErrTxClosed) {
 		t.Errorf("rollback after commit = %v, want ErrTxClosed", err)
 	}
-	idle("after commit")
+	idle(t, pool, "after commit")
 	if n := things(); n != 2 {
 		t.Fatalf("%d things after commit, want 2", n)
 	}
@@ -74,7 +69,7 @@ func TestBeginWith(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	idle("after rollback")
+	idle(t, pool, "after rollback")
 	if n := things(); n != 2 {
 		t.Fatalf("%d things after rollback, want 2: the batch's insert is rolled back too", n)
 	}
@@ -86,7 +81,7 @@ func TestBeginWith(t *testing.T) {
 	if err := tx.Commit(ctx); !errors.Is(err, pgx.ErrTxCommitRollback) {
 		t.Errorf("commit of a broken transaction = %v, want ErrTxCommitRollback", err)
 	}
-	idle("after a broken commit")
+	idle(t, pool, "after a broken commit")
 	if n := things(); n != 2 {
 		t.Fatalf("%d things after a broken transaction, want 2", n)
 	}
@@ -108,7 +103,7 @@ func TestBeginWith(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	idle("after a failed batch")
+	idle(t, pool, "after a failed batch")
 }
 
 // GenericPlans holds for the rest of its transaction only: there a
@@ -202,12 +197,6 @@ func TestCommitWith(t *testing.T) {
 		}
 		return tx
 	}
-	idle := func(when string) {
-		t.Helper()
-		if n := pool.Stat().AcquiredConns(); n != 0 {
-			t.Errorf("%s: %d connections still acquired, want 0", when, n)
-		}
-	}
 
 	tx := begin(1)
 	if err := pg.CommitWith(ctx, tx, insertThen(2), readID(2)); err != nil {
@@ -216,7 +205,7 @@ func TestCommitWith(t *testing.T) {
 	if err := tx.Rollback(ctx); !errors.Is(err, pgx.ErrTxClosed) {
 		t.Errorf("rollback after CommitWith = %v, want ErrTxClosed", err)
 	}
-	idle("after CommitWith")
+	idle(t, pool, "after CommitWith")
 	if !has(1) || !has(2) {
 		t.Fatal("the transaction or its last statement not committed")
 	}
@@ -230,7 +219,7 @@ func TestCommitWith(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	idle("after a failed CommitWith")
+	idle(t, pool, "after a failed CommitWith")
 	if has(3) {
 		t.Fatal("a transaction whose last statement failed was committed")
 	}
@@ -242,7 +231,7 @@ func TestCommitWith(t *testing.T) {
 	if err := pg.CommitWith(ctx, ptx, insertThen(4), readID(4)); err != nil {
 		t.Fatal(err)
 	}
-	idle("after CommitWith of a pgx transaction")
+	idle(t, pool, "after CommitWith of a pgx transaction")
 	if !has(4) {
 		t.Fatal("a pgx transaction's CommitWith not committed")
 	}
@@ -289,13 +278,19 @@ func TestTransact(t *testing.T) {
 	if n := things(); n != 2 {
 		t.Fatalf("%d things, want 2: the first insert of the failed transaction is not kept", n)
 	}
-	if n := pool.Stat().AcquiredConns(); n != 0 {
-		t.Errorf("%d connections still acquired, want 0", n)
-	}
+	idle(t, pool, "after a failed Transact")
 	for _, c := range pool.AcquireAllIdle(ctx) {
 		if st := c.Conn().PgConn().TxStatus(); st != 'I' {
 			t.Errorf("a pooled connection's transaction status is %c, want I (idle)", st)
 		}
 		c.Release()
+	}
+}
+
+// idle checks that every connection of pool is back in it.
+func idle(t *testing.T, pool *pgxpool.Pool, when string) {
+	t.Helper()
+	if n := pool.Stat().AcquiredConns(); n != 0 {
+		t.Errorf("%s: %d connections still acquired, want 0", when, n)
 	}
 }
