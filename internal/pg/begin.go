@@ -11,19 +11,28 @@ import (
 )
 
 // GenericPlans is a statement to queue first in the batch given to
-// BeginWith: for the rest of the transaction, every statement runs its
-// cached generic plan instead of being planned again for its parameters
-// (plan_cache_mode; SET LOCAL ends with the transaction).
+// BeginWith (or Transact): for the rest of the transaction, every
+// statement runs its cached generic plan instead of being planned again for
+// its parameters (plan_cache_mode), and no plan scans a whole table where
+// an index can serve (enable_seqscan off, which leaves a sequential scan as
+// the last resort). Both end with the transaction (set_config's is_local).
 //
 // The saga's statements take arrays of ids and find their rows by their
 // keys, so a plan for one set of ids is the plan for any. Yet Postgres
 // planned most of them again on every execution (the generic plan, made
 // for an array of unknown length, is estimated to cost more than one made
 // for a batch of a few ids), and planning was a quarter of Postgres' CPU
-// at 50 sagas/s (perf). Statements whose best plan depends on their values
-// (ranges, status filters, limits: the API's, the pruners') run outside
-// such transactions, and Postgres keeps choosing their plans.
-const GenericPlans = "SET LOCAL plan_cache_mode = force_generic_plan"
+// at 50 sagas/s (perf). A generic plan is made once per connection,
+// though, and one made while a table was nearly empty scanned it whole:
+// on a fresh stack at 500 sagas/s, auto_explain caught sequential scans of
+// orders (FOR UPDATE), the read model's events and reservation_items in
+// statements of 30 ms and more, and the saga could fall seconds behind
+// until autovacuum's ANALYZE had those plans made again. Every such
+// statement looks rows up by keys an index serves, so the index is right
+// at any size. Statements whose best plan depends on their values (ranges,
+// status filters, limits: the API's, the pruners') run outside such
+// transactions, and Postgres keeps choosing their plans.
+const GenericPlans = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)"
 
 // BeginWith begins a transaction on a connection of pool and sends b's
 // statements in the same round trip as its BEGIN: pool.Begin costs a round

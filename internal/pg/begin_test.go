@@ -3,6 +3,7 @@ package pg_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -150,6 +151,51 @@ func TestGenericPlansLastTheTransaction(t *testing.T) {
 	}
 	if g, cu := plans(c); g != 1 || cu != 1 {
 		t.Errorf("after the commit: %d generic, %d custom plans in all; want 1, 1", g, cu)
+	}
+}
+
+// Under GenericPlans a statement that looks rows up by key uses the index
+// even when its plan is made on a nearly empty table (as on a fresh
+// stack), where a generic plan alone scans the whole table, and keeps
+// scanning it as the table grows.
+func TestGenericPlansUseTheIndexOnANearlyEmptyTable(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, "genericindex", svc)
+	ctx := t.Context()
+	if _, err := pool.Exec(ctx, `INSERT INTO things (id) SELECT generate_series(1, 20); ANALYZE things`); err != nil {
+		t.Fatal(err)
+	}
+	plan := func(settings string) string {
+		t.Helper()
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if _, err := tx.Exec(ctx, settings); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `PREPARE lock_things(int[]) AS SELECT 1 FROM things WHERE id = ANY($1) ORDER BY id FOR UPDATE`); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := tx.Query(ctx, `EXPLAIN EXECUTE lock_things('{1,2}')`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `DEALLOCATE lock_things`); err != nil { // a session's, not the transaction's
+			t.Fatal(err)
+		}
+		return strings.Join(lines, "\n")
+	}
+	if p := plan(`SET LOCAL plan_cache_mode = force_generic_plan`); !strings.Contains(p, "Seq Scan") {
+		t.Fatalf("a generic plan alone, on a table of one page, does not scan it (the case this guards against is gone?):\n%s", p)
+	}
+	if p := plan(pg.GenericPlans); strings.Contains(p, "Seq Scan") || !strings.Contains(p, "Index") {
+		t.Errorf("under GenericPlans the lookup by key scans the table:\n%s", p)
 	}
 }
 
