@@ -66,8 +66,12 @@ func (s *Service) decided(pay Payment) {
 // (consume.BatchHandler), once per order: one statement records the
 // payments of the orders that have none yet and, for exactly those, adds
 // the payment events to the outbox. An order's first inventory.reserved in
-// the batch decides; a later one, like one arriving after the payment, is a
-// no-op. Event types other than inventory.reserved are no-ops.
+// the batch decides; a later one asking for the same amount, like one
+// arriving after the payment, is a no-op. A later one asking for another
+// amount refuses the batch: one of the two disagrees with the order, and
+// handled one by one each is judged alone (a forged one is dead-lettered
+// rather than passed over). Event types other than inventory.reserved are
+// no-ops.
 //
 // Payment charges only the total of the order as order.created told it (the
 // payment-orders consumer records it): an inventory.reserved that asks for
@@ -75,19 +79,30 @@ func (s *Service) decided(pay Payment) {
 // has not seen yet is retried. The check is part of the same statement.
 func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
 	var (
-		pays []Payment
-		outs []event.Event
-		seen = make(map[string]bool, len(events))
+		pays  []Payment
+		outs  []event.Event
+		asked = make(map[string]int64, len(events)) // order id -> what its first inventory.reserved asks
 	)
 	for _, e := range events {
-		if e.Type != event.InventoryReserved || seen[e.OrderID] {
+		if e.Type != event.InventoryReserved {
+			continue
+		}
+		if amount, ok := asked[e.OrderID]; ok {
+			p, err := event.Decode[event.InventoryReservedPayload](e)
+			if err != nil {
+				return fmt.Errorf("charge order %s: %w", e.OrderID, err)
+			}
+			if p.TotalCents != amount {
+				return fmt.Errorf("charge order %s: two inventory.reserved in one batch ask for %d and %d cents; each is judged alone",
+					e.OrderID, amount, p.TotalCents)
+			}
 			continue
 		}
 		pay, out, err := s.decide(e)
 		if err != nil {
 			return err
 		}
-		seen[pay.OrderID] = true
+		asked[pay.OrderID] = pay.AmountCents
 		pays, outs = append(pays, pay), append(outs, out)
 	}
 	if len(pays) == 0 {

@@ -523,3 +523,32 @@ func TestChecksWhatItIsTold(t *testing.T) {
 		t.Fatalf("payments after the forged cancellation: %+v, want the charge COMPLETED", got)
 	}
 }
+
+// A forged inventory.reserved in the same batch as the genuine one, after
+// it, is not passed over as a repeat: the two ask for different amounts, so
+// the batch is refused and, handled one by one, the forged one is refused
+// on its own (dead-lettered) while the genuine one is charged.
+func TestBatchWithADisagreeingRepeatIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	b.learn(t, "big", 100_000)
+	genuine, forged := reserved(t, "big", 100_000), reserved(t, "big", 0)
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.svc.handleBatch(ctx, tx, []event.Event{genuine, forged})
+	_ = tx.Rollback(ctx)
+	var later *consume.Later
+	if err == nil || errors.As(err, &later) {
+		t.Fatalf("a batch of the genuine inventory.reserved then a forged one of 0 cents: %v, want it refused", err)
+	}
+	if err := b.try(t, forged); !consume.IsPermanent(err) || !errors.Is(err, ErrDisagrees) {
+		t.Fatalf("the forged one alone: %v, want a permanent ErrDisagrees", err)
+	}
+	b.applyOnly(t, genuine)
+	if got := b.payments(t); len(got) != 1 || got[0].AmountCents != 100_000 {
+		t.Fatalf("payments: %+v, want one of 100000", got)
+	}
+}
