@@ -97,9 +97,12 @@ func TestService(t *testing.T) {
 	// Ten events stored (nine distinct, plus the re-emitted one); the
 	// duplicate publish was dropped by the stream's dedup window.
 	var st Stats
+	// Behind counts what is not delivered yet; an event delivered may still
+	// be in its transaction, so wait for the ten to be committed as well.
 	testenv.WaitFor(t, 30*time.Second, "consumers caught up", func() bool {
 		getJSON("/stats", &st)
-		return st.Behind[ConsumerOrders] == 0 && st.Behind[ConsumerInventory] == 0 && st.Behind[ConsumerPayments] == 0
+		return st.Behind[ConsumerOrders] == 0 && st.Behind[ConsumerInventory] == 0 && st.Behind[ConsumerPayments] == 0 &&
+			st.EventsProjected >= 10
 	})
 	if st.EventsProjected != 10 || st.Orders[Confirmed] != 1 || st.Orders[Cancelled] != 1 || st.Lag.Samples != 10 {
 		t.Errorf("stats = %+v", st)
