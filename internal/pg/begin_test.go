@@ -22,13 +22,6 @@ func TestBeginWith(t *testing.T) {
 	t.Parallel()
 	pool := testenv.Pool(t, "beginwith", svc)
 	ctx := t.Context()
-	things := func() (n int) {
-		t.Helper()
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	begin := func(id int) pgx.Tx {
 		t.Helper()
 		b := &pgx.Batch{}
@@ -62,7 +55,7 @@ func TestBeginWith(t *testing.T) {
 		t.Errorf("rollback after commit = %v, want ErrTxClosed", err)
 	}
 	idle(t, pool, "after commit")
-	if n := things(); n != 2 {
+	if n := things(t, pool); n != 2 {
 		t.Fatalf("%d things after commit, want 2", n)
 	}
 
@@ -71,7 +64,7 @@ func TestBeginWith(t *testing.T) {
 		t.Fatal(err)
 	}
 	idle(t, pool, "after rollback")
-	if n := things(); n != 2 {
+	if n := things(t, pool); n != 2 {
 		t.Fatalf("%d things after rollback, want 2: the batch's insert is rolled back too", n)
 	}
 
@@ -83,7 +76,7 @@ func TestBeginWith(t *testing.T) {
 		t.Errorf("commit of a broken transaction = %v, want ErrTxCommitRollback", err)
 	}
 	idle(t, pool, "after a broken commit")
-	if n := things(); n != 2 {
+	if n := things(t, pool); n != 2 {
 		t.Fatalf("%d things after a broken transaction, want 2", n)
 	}
 
@@ -290,13 +283,6 @@ func TestTransact(t *testing.T) {
 	t.Parallel()
 	pool := testenv.Pool(t, "transact", svc)
 	ctx := t.Context()
-	things := func() (n int) {
-		t.Helper()
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM things`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	two := func(a, b int) *pgx.Batch {
 		q := &pgx.Batch{}
 		q.Queue(`INSERT INTO things (id) VALUES ($1)`, a)
@@ -313,7 +299,7 @@ func TestTransact(t *testing.T) {
 	if err := pg.Transact(ctx, pool, two(1, 2), read); err != nil {
 		t.Fatal(err)
 	}
-	if n := things(); n != 2 {
+	if n := things(t, pool); n != 2 {
 		t.Fatalf("%d things, want 2", n)
 	}
 	err := pg.Transact(ctx, pool, two(3, 1), read)
@@ -321,7 +307,7 @@ func TestTransact(t *testing.T) {
 	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
 		t.Fatalf("Transact with a duplicate key = %v, want the unique violation", err)
 	}
-	if n := things(); n != 2 {
+	if n := things(t, pool); n != 2 {
 		t.Fatalf("%d things, want 2: the first insert of the failed transaction is not kept", n)
 	}
 	idle(t, pool, "after a failed Transact")
@@ -339,4 +325,13 @@ func idle(t *testing.T, pool *pgxpool.Pool, when string) {
 	if n := pool.Stat().AcquiredConns(); n != 0 {
 		t.Errorf("%s: %d connections still acquired, want 0", when, n)
 	}
+}
+
+// things counts the rows of the things table of pool's schema.
+func things(t *testing.T, pool *pgxpool.Pool) (n int) {
+	t.Helper()
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM things`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
