@@ -63,6 +63,7 @@ type worldOptions struct {
 	faults           fault.Config            // on every service
 	faultsFor        map[string]fault.Config // per service, instead of faults
 	maxDeliver       int
+	retryMax         time.Duration // the services' --retry-max (0: its default)
 	sagaDeadline     time.Duration // the order service's --saga-deadline; 0: off
 	dbURL            string        // default: a fresh database on the shared cluster
 	// tracerProvider, when set, gives each service its tracer provider
@@ -228,9 +229,10 @@ func (w *world) start(name string) {
 		Name: svc, NATSURL: w.natsURL, DatabaseURL: dbURL, HTTPAddr: "127.0.0.1:0",
 		StreamsByOperator: w.opts.identities || w.opts.cluster,
 		Workers:           2, DupWindow: w.opts.dupWindow, AckWait: w.opts.ackWait, Faults: faults, MaxDeliver: w.opts.maxDeliver,
-		Exit:    func(code int) { w.t.Errorf("%s: injected crash (exit %d) in an in-process world", name, code) },
-		Logger:  zaptest.NewLogger(w.t, zaptest.Level(zap.WarnLevel)),
-		OnReady: func(addr string) { ready <- addr },
+		RetryMax: w.opts.retryMax,
+		Exit:     func(code int) { w.t.Errorf("%s: injected crash (exit %d) in an in-process world", name, code) },
+		Logger:   zaptest.NewLogger(w.t, zaptest.Level(zap.WarnLevel)),
+		OnReady:  func(addr string) { ready <- addr },
 	}
 	if w.opts.tracerProvider != nil {
 		cfg.TracerProvider = w.opts.tracerProvider(name)

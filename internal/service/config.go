@@ -61,6 +61,7 @@ type Config struct {
 
 	AckWait    time.Duration // consumers' AckWait
 	MaxDeliver int           // consumers' MaxDeliver
+	RetryMax   time.Duration // cap on the wait before a failed message is tried again
 	Faults     fault.Config  // failure injection (--inject-*)
 	// Exit ends the process on an injected crash; default os.Exit.
 	Exit func(code int)
@@ -126,6 +127,7 @@ func AddFlags(fs *flag.FlagSet, cfg *Config, defaultHTTPAddr string) {
 	fs.DurationVar(&cfg.MaxAge, "stream-max-age", 0, "history the streams keep when this service creates them (0: forever; keep the inbox at least as long)")
 	fs.Int64Var(&cfg.MaxMsgs, "stream-max-msgs", 0, "messages each event stream (ORDERS, INVENTORY, PAYMENTS) keeps when this service creates them, oldest dropped first (0: all); keep it far above any backlog: a message dropped before its consumers read it is lost to them")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "consumers' AckWait: an unacked message is redelivered after this")
+	fs.DurationVar(&cfg.RetryMax, "retry-max", 30*time.Second, "cap on the wait before a message whose handling failed is tried again (the wait starts at 250ms and doubles with each delivery)")
 	fs.IntVar(&cfg.MaxDeliver, "max-deliver", 10, "deliveries of a failing message before it is dead-lettered to DLQ (JetStream itself redelivers without limit, so nothing is dropped silently)")
 	fs.Float64Var(&cfg.Faults.CrashAfterCommit, "inject-crash-after-commit", 0, "probability of exiting (code 3) right after a handler's commit, before the ack; in the relay, after JetStream acked a publish, before the outbox rows are deleted")
 	fs.Float64Var(&cfg.Faults.CrashBeforeCommit, "inject-crash-before-commit", 0, "probability of exiting (code 3) right before a handler's commit")

@@ -63,7 +63,7 @@ func consumerLoop(ctx context.Context, log *zap.Logger, pool *pgxpool.Pool, js j
 // needed.
 func loopConfig(cfg Config, log *zap.Logger, metrics *consume.Metrics, silent bool, relay *outbox.Relay, inj *fault.Injector) consume.Config {
 	lc := consume.Config{
-		Service: cfg.Name, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), Logger: log, Metrics: metrics,
+		Service: cfg.Name, MaxDeliver: cmp.Or(cfg.MaxDeliver, stream.DefaultMaxDeliver), RetryMax: cfg.RetryMax, Logger: log, Metrics: metrics,
 		TracerProvider: cfg.TracerProvider,
 	}
 	if !silent {
