@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
@@ -579,12 +580,7 @@ func TestBatchRollsBackAFailingMessageAlone(t *testing.T) {
 // batchesOver counts the batches that held more than n messages.
 func batchesOver(t *testing.T, m *consume.Metrics, n int) uint64 {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m)
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	families := gather(t, m)
 	for _, f := range families {
 		if f.GetName() != "jetsaga_batch_messages" {
 			continue
@@ -1085,12 +1081,7 @@ func TestBatchWhoseOutboxInsertFailsFallsBackOneByOne(t *testing.T) {
 // outcomes sums jetsaga_messages_total over the messages of outcome.
 func outcomes(t *testing.T, m *consume.Metrics, outcome string) float64 {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m)
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	families := gather(t, m)
 	var n float64
 	for _, f := range families {
 		if f.GetName() != "jetsaga_messages_total" {
@@ -1105,4 +1096,16 @@ func outcomes(t *testing.T, m *consume.Metrics, outcome string) float64 {
 		}
 	}
 	return n
+}
+
+// gather collects m's metric families.
+func gather(t *testing.T, m *consume.Metrics) []*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return families
 }
