@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -456,20 +455,16 @@ func (r *Relay) published(events []event.Event) {
 	}
 }
 
-type execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
 // publishAndDelete publishes events (seqs are their rows), waits for the
-// stream's acks, and deletes the acked rows through db. It reorders events
+// stream's acks, and deletes the acked rows in tx (a round's). It reorders events
 // and seqs so that the n acked ones come first, and returns n; err is the
 // first failure, if any. Rows not acked stay for a later round.
-func (r *Relay) publishAndDelete(ctx context.Context, db execer, events []event.Event, seqs []int64) (n int, err error) {
+func (r *Relay) publishAndDelete(ctx context.Context, tx pgx.Tx, events []event.Event, seqs []int64) (n int, err error) {
 	n, err = r.publishAcked(ctx, events, seqs)
 	if n == 0 {
 		return 0, err
 	}
-	if _, err := db.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs[:n]); err != nil {
+	if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE seq = ANY($1)`, seqs[:n]); err != nil {
 		return 0, fmt.Errorf("relay delete %d rows: %w", n, err)
 	}
 	return n, err
