@@ -21,7 +21,8 @@ import (
 // and their lines; applies the events in the order given on that state in
 // memory, with the same rules as reserve, release and commit; then writes
 // new reservations and their lines, moved reservations, the stock rows'
-// new counts and the outgoing events in one more round trip. An event the
+// new counts and the outgoing events in one more round trip: the COMMIT's,
+// under the loop's set-based pass (outbox.Defer). An event the
 // one-by-one path would refuse (an undecodable payload) fails the batch,
 // which the loop then hands to handle one event at a time.
 func (s *Service) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
@@ -330,7 +331,10 @@ func (s *Service) leaveIn(st *batchState, e event.Event, t Transition, now time.
 	return out, nil
 }
 
-// write stores what the batch changed, in one round trip.
+// write stores what the batch changed, in one round trip, or, when the
+// batch's transaction is the loop's set-based pass (outbox.Defer), in the
+// round trip of its COMMIT (pg.ExecOrHold): nothing reads these rows after
+// them in the transaction.
 func (st *batchState) write(ctx context.Context, tx pgx.Tx) error {
 	b := &pgx.Batch{}
 	var (
@@ -370,13 +374,19 @@ func (st *batchState) write(ctx context.Context, tx pgx.Tx) error {
 			movedIDs, movedStatus = append(movedIDs, id), append(movedStatus, string(r.status))
 		}
 	}
-	moved := -1 // index of the moved reservations' update in b
 	if len(movedIDs) > 0 {
-		moved = b.Len()
+		// The rows were read HELD under lock: anything else is a bug, which
+		// fails the statement (a text that is not an integer), and with it
+		// the transaction, whenever the statement runs (it may go with the
+		// COMMIT: pg.ExecOrHold).
 		b.Queue(`
-			UPDATE reservations r SET status = m.status, updated_at = now()
-			FROM unnest($1::text[], $2::text[]) AS m(id, status)
-			WHERE r.order_id = m.id AND r.status = 'HELD'`, movedIDs, movedStatus)
+			WITH moved AS (
+				UPDATE reservations r SET status = m.status, updated_at = now()
+				FROM unnest($1::text[], $2::text[]) AS m(id, status)
+				WHERE r.order_id = m.id AND r.status = 'HELD'
+				RETURNING 1)
+			SELECT ('write inventory batch: ' || count(*) || ' of ' || $3::int || ' HELD reservations moved')::int
+			FROM moved HAVING count(*) <> $3::int`, movedIDs, movedStatus, len(movedIDs))
 	}
 	var skus []string
 	var avail, reserved, sold []int32
@@ -393,16 +403,8 @@ func (st *batchState) write(ctx context.Context, tx pgx.Tx) error {
 			FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) AS c(sku, available, reserved, sold)
 			WHERE s.sku = c.sku`, skus, avail, reserved, sold)
 	}
-	if b.Len() == 0 {
-		return nil
-	}
-	tags, err := pg.ExecBatch(ctx, tx, b)
-	if err != nil {
+	if err := pg.ExecOrHold(ctx, tx, b); err != nil {
 		return fmt.Errorf("write inventory batch: %w", err)
-	}
-	if moved >= 0 && tags[moved].RowsAffected() != int64(len(movedIDs)) {
-		// The rows were read HELD under lock: anything else is a bug.
-		return fmt.Errorf("write inventory batch: %d of %d HELD reservations moved", tags[moved].RowsAffected(), len(movedIDs))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jetsaga/jetsaga/internal/consume"
 	"github.com/jetsaga/jetsaga/internal/event"
+	"github.com/jetsaga/jetsaga/internal/pg"
 )
 
 // handle projects one event of any type, inside the inbox transaction tx,
@@ -38,7 +39,8 @@ func (rm *readModel) handle(ctx context.Context, tx pgx.Tx, e event.Event) error
 // locks their orders (in order id order, as the one-by-one path does),
 // records the events, reads back every event of those orders (and the views
 // of those pruned), computes each order's view with Project (or Fold) and
-// saves the views, in two round trips whatever the number of events. Any
+// saves the views, in two round trips whatever the number of events (one,
+// the views going with the COMMIT, under the loop's set-based pass). Any
 // invalid event fails the batch, which the loop then hands to handle one
 // event at a time.
 func (rm *readModel) handleBatch(ctx context.Context, tx pgx.Tx, events []event.Event) error {
@@ -114,8 +116,16 @@ func project(ctx context.Context, tx pgx.Tx, events []event.Event, now time.Time
 		}
 		views = append(views, Project(byOrder[id]))
 	}
-	if _, err := saveViews(ctx, tx, views, now); err != nil {
+	// Nothing reads the views after this in the transaction: under the
+	// loop's set-based pass they go with its COMMIT (pg.ExecOrHold).
+	q, args, err := saveViewsSQL(views, now)
+	if err != nil {
 		return nil, nil, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(q, args...)
+	if err := pg.ExecOrHold(ctx, tx, b); err != nil {
+		return nil, nil, fmt.Errorf("save %d views: %w", len(views), err)
 	}
 	return fresh, views, nil
 }

@@ -147,6 +147,19 @@ func scanRecorded(row pgx.CollectableRow) (Recorded, error) {
 // before it are those of the rows it changes, which the per-order locks
 // (recordAndLoadAll) keep every other projection away from.
 func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time) (int64, error) {
+	q, args, err := saveViewsSQL(views, updatedAt)
+	if err != nil {
+		return 0, err
+	}
+	var changed int64
+	if err := tx.QueryRow(ctx, q, args...).Scan(&changed); err != nil {
+		return 0, fmt.Errorf("save %d views: %w", len(views), err)
+	}
+	return changed, nil
+}
+
+// saveViewsSQL returns saveViews' statement for views and its arguments.
+func saveViewsSQL(views []View, updatedAt time.Time) (string, []any, error) {
 	n := len(views)
 	var (
 		ids, customers, statuses, reasons = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -160,11 +173,11 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 	for i, v := range views {
 		it, err := json.Marshal(v.Items)
 		if err != nil {
-			return 0, fmt.Errorf("encode items of order %s: %w", v.OrderID, err)
+			return "", nil, fmt.Errorf("encode items of order %s: %w", v.OrderID, err)
 		}
 		tl, err := json.Marshal(v.Timeline)
 		if err != nil {
-			return 0, fmt.Errorf("encode timeline of order %s: %w", v.OrderID, err)
+			return "", nil, fmt.Errorf("encode timeline of order %s: %w", v.OrderID, err)
 		}
 		ids[i], customers[i], statuses[i], reasons[i] = v.OrderID, v.CustomerID, string(v.Status), v.Reason
 		items[i], timelines[i], totals[i], versions[i] = string(it), string(tl), v.TotalCents, int32(v.Version)
@@ -174,8 +187,7 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 	// Each view's sequences of a stream travel as one array literal (an
 	// array of arrays of differing lengths does not fit unnest), cast to
 	// bigint[], which <@ compares.
-	var changed int64
-	err := tx.QueryRow(ctx, `
+	return `
 		WITH old AS (
 			SELECT order_id, status FROM order_views WHERE order_id = ANY($1::text[])),
 		saved AS (
@@ -221,12 +233,8 @@ func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time
 			INSERT INTO counts (confirmed, cancelled)
 			SELECT confirmed, cancelled FROM delta WHERE confirmed <> 0 OR cancelled <> 0)
 		SELECT changed FROM delta`,
-		ids, customers, items, totals, statuses, reasons, versions, timelines, last, lags, updatedAt,
-		oseqs, iseqs, pseqs, created).Scan(&changed)
-	if err != nil {
-		return 0, fmt.Errorf("save %d views: %w", n, err)
-	}
-	return changed, nil
+		[]any{ids, customers, items, totals, statuses, reasons, versions, timelines, last, lags, updatedAt,
+			oseqs, iseqs, pseqs, created}, nil
 }
 
 // arrayLiteral writes seqs as a Postgres array literal: {1,2,3}.

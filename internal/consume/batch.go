@@ -554,7 +554,7 @@ func (l *Loop) applyAll(ctx context.Context, ds []*delivery) (written []outbox.R
 		if err == nil {
 			return col.Rows(), setApplied, nil
 		}
-		if !errors.Is(err, outbox.ErrDeferredAdd) {
+		if !errors.Is(err, outbox.ErrDeferred) {
 			return nil, 0, fmt.Errorf("commit %d events: %w", len(live), err)
 		}
 	}

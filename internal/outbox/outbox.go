@@ -45,50 +45,68 @@ func Add(ctx context.Context, tx pgx.Tx, events ...event.Event) error {
 	return recordInserted(ctx, rows, events)
 }
 
-// Deferred holds the events Add kept under a context from Defer.
-type Deferred struct{ events []event.Event }
+// Deferred holds the events Add kept under a context from Defer, and the
+// statements pg.ExecOrHold kept there.
+type Deferred struct {
+	events []event.Event
+	held   *pg.Held
+}
 
 type deferredKey struct{}
 
 // Defer returns a context under which Add keeps its events in the returned
-// Deferred instead of inserting them; Commit inserts them. For a
-// transaction that commits whole: rows rolled back to a savepoint would
-// still be inserted.
+// Deferred instead of inserting them, and pg.ExecOrHold its statements;
+// Commit sends both with the COMMIT. For a transaction that commits whole:
+// rows rolled back to a savepoint would still be inserted.
 func Defer(ctx context.Context) (context.Context, *Deferred) {
-	d := &Deferred{}
+	ctx, held := pg.WithHeld(ctx)
+	d := &Deferred{held: held}
 	return context.WithValue(ctx, deferredKey{}, d), d
 }
 
-// ErrDeferredAdd marks Commit's failure to insert the deferred events: the
-// transaction did not commit and is to be rolled back, as when Add fails.
-var ErrDeferredAdd = errors.New("outbox: deferred events not added")
+// ErrDeferred marks Commit's failure to run what was deferred (a held
+// statement or the insert of the deferred events): the transaction did not
+// commit and is to be rolled back, as when the handler's own statement
+// fails.
+var ErrDeferred = errors.New("outbox: deferred writes failed")
 
-// Commit commits tx after inserting the events d holds (in the order Add
-// was given them, after any row the transaction wrote otherwise), in one
-// round trip with the COMMIT where tx allows it (pg.CommitWith), and
-// records their rows under ctx as Add does (Collect). Without deferred
-// events it is tx.Commit. A failed insert returns an error wrapping
-// ErrDeferredAdd, and tx is then to be rolled back.
+// Commit commits tx after running the statements d holds (pg.ExecOrHold)
+// and inserting the events it holds (in the order Add was given them, after
+// any row the transaction wrote otherwise), all in one round trip with the
+// COMMIT where tx allows it (pg.CommitWith), and records the events' rows
+// under ctx as Add does (Collect). With nothing deferred it is tx.Commit. A
+// failed statement returns an error wrapping ErrDeferred, and tx is then to
+// be rolled back.
 func Commit(ctx context.Context, tx pgx.Tx, d *Deferred) error {
-	if d == nil || len(d.events) == 0 {
+	if d == nil || (len(d.events) == 0 && d.held.Len() == 0) {
 		return tx.Commit(ctx)
 	}
-	q, args := insertSQL(d.events)
 	b := &pgx.Batch{}
-	b.Queue(q, args...)
-	var inserted bool
+	d.held.Queue(b)
+	if len(d.events) > 0 {
+		q, args := insertSQL(d.events)
+		b.Queue(q, args...)
+	}
+	var done bool
 	err := pg.CommitWith(ctx, tx, b, func(br pgx.BatchResults) error {
-		rows, err := br.Query()
-		if err == nil {
-			err = recordInserted(ctx, rows, d.events)
+		for range d.held.Len() {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("%w: %w", ErrDeferred, err)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrDeferredAdd, err)
+		if len(d.events) > 0 {
+			rows, err := br.Query()
+			if err == nil {
+				err = recordInserted(ctx, rows, d.events)
+			}
+			if err != nil {
+				return fmt.Errorf("%w: outbox add: %w", ErrDeferred, err)
+			}
 		}
-		inserted = true
+		done = true
 		return nil
 	})
-	if err != nil && inserted {
+	if err != nil && done {
 		return fmt.Errorf("outbox commit: %w", err)
 	}
 	return err

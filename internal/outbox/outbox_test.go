@@ -588,7 +588,7 @@ func TestHandGathersRowsWhileAPublisherWaits(t *testing.T) {
 // Under Defer, Add writes nothing until Commit, which inserts the events
 // (in Add's order) with the commit and hands their rows to the Collector
 // as Add would; a deferred insert that fails (an event id the outbox has)
-// commits nothing, and says so with ErrDeferredAdd.
+// commits nothing, and says so with ErrDeferred.
 func TestDeferredAddGoesWithTheCommit(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -656,8 +656,8 @@ func TestDeferredAddGoesWithTheCommit(t *testing.T) {
 	if err := outbox.Add(dctx, tx, first); err != nil {
 		t.Fatal(err)
 	}
-	if err := outbox.Commit(dctx, tx, d); !errors.Is(err, outbox.ErrDeferredAdd) {
-		t.Fatalf("Commit of an event id the outbox has = %v, want ErrDeferredAdd", err)
+	if err := outbox.Commit(dctx, tx, d); !errors.Is(err, outbox.ErrDeferred) {
+		t.Fatalf("Commit of an event id the outbox has = %v, want ErrDeferred", err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
@@ -667,6 +667,101 @@ func TestDeferredAddGoesWithTheCommit(t *testing.T) {
 	}
 	if n := count(t, b.pool, `SELECT count(*) FROM outbox`); n != 2 {
 		t.Fatalf("%d outbox rows, want 2", n)
+	}
+}
+
+// Under Defer, pg.ExecOrHold keeps a handler's last writes for Commit,
+// which runs them before the outbox insert and the COMMIT: none is visible
+// before, all are after; a held statement that fails commits nothing and
+// says so with ErrDeferred. Without Defer, ExecOrHold runs them at once.
+func TestHeldWritesGoWithTheCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	write := func(ctx context.Context, tx pgx.Tx, orderIDs ...string) {
+		t.Helper()
+		w := &pgx.Batch{}
+		for _, id := range orderIDs {
+			w.Queue(`INSERT INTO state (order_id, note) VALUES ($1, 'held')`, id)
+		}
+		if err := pg.ExecOrHold(ctx, tx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inTx := func(tx pgx.Tx) int {
+		t.Helper()
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM state`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	begin := func() pgx.Tx {
+		t.Helper()
+		tx, br, err := pg.BeginWith(ctx, b.pool, &pgx.Batch{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := br.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+
+	ev := created(t, "o-held-1")
+	dctx, d := outbox.Defer(ctx)
+	tx := begin()
+	write(dctx, tx, "o-held-1", "o-held-2")
+	if err := outbox.Add(dctx, tx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if n := inTx(tx); n != 0 {
+		t.Fatalf("%d state rows in the transaction before the commit; want 0: held writes wait for it", n)
+	}
+	if err := outbox.Commit(dctx, tx, d); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, b.pool, `SELECT count(*) FROM state WHERE note = 'held'`); n != 2 {
+		t.Fatalf("%d state rows after the commit, want the 2 held", n)
+	}
+	if n := count(t, b.pool, `SELECT count(*) FROM outbox WHERE event_id = $1`, ev.ID); n != 1 {
+		t.Fatalf("%d outbox rows of the deferred event, want 1", n)
+	}
+
+	// Held writes alone (no event) commit too.
+	dctx, d = outbox.Defer(ctx)
+	tx = begin()
+	write(dctx, tx, "o-held-3")
+	if err := outbox.Commit(dctx, tx, d); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, b.pool, `SELECT count(*) FROM state WHERE order_id = 'o-held-3'`); n != 1 {
+		t.Fatalf("%d rows of o-held-3 after a commit of held writes alone, want 1", n)
+	}
+
+	// A held write that fails (a key the table has) commits nothing, not
+	// even the held writes before it.
+	dctx, d = outbox.Defer(ctx)
+	tx = begin()
+	write(dctx, tx, "o-held-4", "o-held-1")
+	if err := outbox.Commit(dctx, tx, d); !errors.Is(err, outbox.ErrDeferred) {
+		t.Fatalf("Commit of a failing held write = %v, want ErrDeferred", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, b.pool, `SELECT count(*) FROM state WHERE order_id = 'o-held-4'`); n != 0 {
+		t.Fatal("a held write before a failing one was committed")
+	}
+
+	// Without Defer the writes run at once.
+	tx = begin()
+	write(ctx, tx, "o-held-5")
+	if n := inTx(tx); n != 4 {
+		t.Fatalf("%d state rows in a transaction that wrote without Defer, want 4 (3 committed, 1 its own)", n)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
