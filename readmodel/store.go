@@ -75,9 +75,12 @@ func recordAndLoadAll(ctx context.Context, tx pgx.Tx, events []event.Event, proj
 			INSERT INTO counts (events) SELECT count(*) FROM recorded HAVING count(*) > 0)
 		SELECT event_id::text FROM recorded`, ids, orders, types, causes, occurred, bodies, projectedAt, streams, seqs,
 		stream.Orders, stream.Inventory, stream.Payments)
+	// Project reads the bodies of order.created and order.cancelled only:
+	// the others' stay in Postgres (NULL here, a nil Body).
 	b.Queue(`
-		SELECT event_id::text, order_id, event_type, causation_id, occurred_at, projected_at, body, stream, seq
-		FROM events WHERE order_id = ANY($1)`, orders)
+		SELECT event_id::text, order_id, event_type, causation_id, occurred_at, projected_at,
+			CASE WHEN event_type = ANY($2) THEN body END, stream, seq
+		FROM events WHERE order_id = ANY($1)`, orders, []string{string(event.OrderCreated), string(event.OrderCancelled)})
 	b.Queue(`SELECT `+viewColumns+` FROM order_views WHERE order_id = ANY($1) AND pruned`, orders)
 	br := tx.SendBatch(ctx, b)
 	defer func() {
