@@ -139,29 +139,17 @@ func scanRecorded(row pgx.CollectableRow) (Recorded, error) {
 	return r, err
 }
 
-// saveViews writes views (of distinct orders), stamped updatedAt, each unless
-// its stored view has seen a stream sequence it has not (an older view never
-// overwrites a newer one) or is the same (same timeline and sequences: the
-// row, its updated_at included, stays as it is). A view whose timeline is
-// the same but that has seen more sequences (a re-emitted or republished
-// event) records them and keeps its updated_at. It returns how many rows
-// changed. Views that become CONFIRMED or CANCELLED (or stop being so) are
-// counted in the same statement (counts, see migration 004): the statuses
-// before it are those of the rows it changes, which the per-order locks
-// (recordAndLoadAll) keep every other projection away from.
-func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time) (int64, error) {
-	q, args, err := saveViewsSQL(views, updatedAt)
-	if err != nil {
-		return 0, err
-	}
-	var changed int64
-	if err := tx.QueryRow(ctx, q, args...).Scan(&changed); err != nil {
-		return 0, fmt.Errorf("save %d views: %w", len(views), err)
-	}
-	return changed, nil
-}
-
-// saveViewsSQL returns saveViews' statement for views and its arguments.
+// saveViewsSQL returns the statement that writes views (of distinct orders),
+// stamped updatedAt, each unless its stored view has seen a stream sequence
+// it has not (an older view never overwrites a newer one) or is the same
+// (same timeline and sequences: the row, its updated_at included, stays as it
+// is). A view whose timeline is the same but that has seen more sequences (a
+// re-emitted or republished event) records them and keeps its updated_at. The
+// statement returns how many rows changed. Views that become CONFIRMED or
+// CANCELLED (or stop being so) are counted in the same statement (counts, see
+// migration 004): the statuses before it are those of the rows it changes,
+// which the per-order locks (recordAndLoadAll) keep every other projection
+// away from.
 func saveViewsSQL(views []View, updatedAt time.Time) (string, []any, error) {
 	n := len(views)
 	var (

@@ -1,16 +1,33 @@
 package readmodel
 
 import (
+	"context"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jetsaga/jetsaga/internal/event"
 	"github.com/jetsaga/jetsaga/internal/stream"
 	"github.com/jetsaga/jetsaga/internal/testenv"
 )
+
+// saveViews runs saveViewsSQL's statement in tx and returns how many rows
+// it changed.
+func saveViews(ctx context.Context, tx pgx.Tx, views []View, updatedAt time.Time) (int64, error) {
+	q, args, err := saveViewsSQL(views, updatedAt)
+	if err != nil {
+		return 0, err
+	}
+	var changed int64
+	if err := tx.QueryRow(ctx, q, args...).Scan(&changed); err != nil {
+		return 0, fmt.Errorf("save %d views: %w", len(views), err)
+	}
+	return changed, nil
+}
 
 // sequenced gives events the stream and sequence they would have been read
 // at: each event's own stream, numbered from next[stream]+1.

@@ -597,14 +597,7 @@ func TestDeferredAddGoesWithTheCommit(t *testing.T) {
 		t.Helper()
 		q := &pgx.Batch{}
 		q.Queue(`INSERT INTO state (order_id, note) VALUES ($1, 'deferred')`, orderID)
-		tx, br, err := pg.BeginWith(ctx, b.pool, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := br.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return tx
+		return beginWith(t, b.pool, q)
 	}
 	first, second := created(t, "o-deferred-1"), created(t, "o-deferred-2")
 
@@ -656,17 +649,38 @@ func TestDeferredAddGoesWithTheCommit(t *testing.T) {
 	if err := outbox.Add(dctx, tx, first); err != nil {
 		t.Fatal(err)
 	}
-	if err := outbox.Commit(dctx, tx, d); !errors.Is(err, outbox.ErrDeferred) {
-		t.Fatalf("Commit of an event id the outbox has = %v, want ErrDeferred", err)
-	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	commitRefused(t, dctx, tx, d, "an event id the outbox has")
 	if n := count(t, b.pool, `SELECT count(*) FROM state WHERE order_id = 'o-deferred-again'`); n != 0 {
 		t.Fatal("the state of a transaction whose deferred events failed was committed")
 	}
 	if n := count(t, b.pool, `SELECT count(*) FROM outbox`); n != 2 {
 		t.Fatalf("%d outbox rows, want 2", n)
+	}
+}
+
+// beginWith begins a transaction on pool with b's statements in the round
+// trip of its BEGIN (pg.BeginWith).
+func beginWith(t *testing.T, pool *pgxpool.Pool, b *pgx.Batch) pgx.Tx {
+	t.Helper()
+	tx, br, err := pg.BeginWith(t.Context(), pool, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := br.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// commitRefused commits tx with what d deferred, which must fail with
+// ErrDeferred (what says what was deferred), and rolls tx back.
+func commitRefused(t *testing.T, ctx context.Context, tx pgx.Tx, d *outbox.Deferred, what string) {
+	t.Helper()
+	if err := outbox.Commit(ctx, tx, d); !errors.Is(err, outbox.ErrDeferred) {
+		t.Fatalf("Commit of %s = %v, want ErrDeferred", what, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -678,7 +692,7 @@ func TestHeldWritesGoWithTheCommit(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := t.Context()
-	write := func(ctx context.Context, tx pgx.Tx, orderIDs ...string) {
+	hold := func(ctx context.Context, tx pgx.Tx, orderIDs ...string) {
 		t.Helper()
 		w := &pgx.Batch{}
 		for _, id := range orderIDs {
@@ -696,22 +710,12 @@ func TestHeldWritesGoWithTheCommit(t *testing.T) {
 		}
 		return n
 	}
-	begin := func() pgx.Tx {
-		t.Helper()
-		tx, br, err := pg.BeginWith(ctx, b.pool, &pgx.Batch{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := br.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return tx
-	}
+	begin := func() pgx.Tx { return beginWith(t, b.pool, &pgx.Batch{}) }
 
 	ev := created(t, "o-held-1")
 	dctx, d := outbox.Defer(ctx)
 	tx := begin()
-	write(dctx, tx, "o-held-1", "o-held-2")
+	hold(dctx, tx, "o-held-1", "o-held-2")
 	if err := outbox.Add(dctx, tx, ev); err != nil {
 		t.Fatal(err)
 	}
@@ -731,7 +735,7 @@ func TestHeldWritesGoWithTheCommit(t *testing.T) {
 	// Held writes alone (no event) commit too.
 	dctx, d = outbox.Defer(ctx)
 	tx = begin()
-	write(dctx, tx, "o-held-3")
+	hold(dctx, tx, "o-held-3")
 	if err := outbox.Commit(dctx, tx, d); err != nil {
 		t.Fatal(err)
 	}
@@ -743,20 +747,15 @@ func TestHeldWritesGoWithTheCommit(t *testing.T) {
 	// even the held writes before it.
 	dctx, d = outbox.Defer(ctx)
 	tx = begin()
-	write(dctx, tx, "o-held-4", "o-held-1")
-	if err := outbox.Commit(dctx, tx, d); !errors.Is(err, outbox.ErrDeferred) {
-		t.Fatalf("Commit of a failing held write = %v, want ErrDeferred", err)
-	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	hold(dctx, tx, "o-held-4", "o-held-1")
+	commitRefused(t, dctx, tx, d, "a failing held write")
 	if n := count(t, b.pool, `SELECT count(*) FROM state WHERE order_id = 'o-held-4'`); n != 0 {
 		t.Fatal("a held write before a failing one was committed")
 	}
 
 	// Without Defer the writes run at once.
 	tx = begin()
-	write(ctx, tx, "o-held-5")
+	hold(ctx, tx, "o-held-5")
 	if n := inTx(tx); n != 4 {
 		t.Fatalf("%d state rows in a transaction that wrote without Defer, want 4 (3 committed, 1 its own)", n)
 	}
