@@ -102,6 +102,18 @@ func publish(t *testing.T, js jetstream.JetStream, e event.Event) *jetstream.Pub
 	return ack
 }
 
+// publishCreated publishes n order.created events of orders prefix-00,
+// prefix-01, … and returns them in that order.
+func publishCreated(t *testing.T, js jetstream.JetStream, prefix string, n int) []event.Event {
+	t.Helper()
+	events := make([]event.Event, n)
+	for i := range events {
+		events[i] = created(t, fmt.Sprintf("%s-%02d", prefix, i))
+		publish(t, js, events[i])
+	}
+	return events
+}
+
 func effects(t *testing.T, pool *pgxpool.Pool, orderID string) int {
 	t.Helper()
 	var n int
@@ -534,12 +546,8 @@ func TestServerRestartLosesNothing(t *testing.T) {
 func TestBatchRollsBackAFailingMessageAlone(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{maxDeliver: 5})
-	var events []event.Event
-	for i := range 20 {
-		e := created(t, fmt.Sprintf("o-batch-%02d", i))
-		events = append(events, e)
-		publish(t, b.js, e) // all waiting before the loop starts: they arrive together
-	}
+	// All waiting before the loop starts: they arrive together.
+	events := publishCreated(t, b.js, "o-batch", 20)
 	bad := events[7].OrderID
 	var badCalls, calls atomic.Int32
 	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
@@ -648,12 +656,7 @@ func TestConnectionLostMidTransactionIsNotCounted(t *testing.T) {
 func TestBatchHandlerAndItsFallback(t *testing.T) {
 	t.Parallel()
 	b := setup(t, options{maxDeliver: 5})
-	var events []event.Event
-	for i := range 12 {
-		e := created(t, fmt.Sprintf("o-set-%02d", i))
-		events = append(events, e)
-		publish(t, b.js, e)
-	}
+	events := publishCreated(t, b.js, "o-set", 12)
 	publish(t, b.js, events[3]) // the same event again, with its id: a duplicate for the inbox
 	bad := events[5].OrderID
 	var setCalls, setEvents, oneCalls atomic.Int32
@@ -705,12 +708,7 @@ func TestBatchHandlerAndItsFallback(t *testing.T) {
 	stop := run(t, b, one, consume.Config{Batch: 64, BatchHandler: batch})
 	stop() // a fresh loop for the next messages, started after they wait in the stream
 	before, beforeOne := setEvents.Load(), oneCalls.Load()
-	var good []event.Event
-	for i := range 10 {
-		e := created(t, fmt.Sprintf("o-set-good-%02d", i))
-		good = append(good, e)
-		publish(t, b.js, e)
-	}
+	good := publishCreated(t, b.js, "o-set-good", 10)
 	run(t, b, one, consume.Config{Batch: 64, BatchHandler: batch})
 	for _, e := range good {
 		testenv.WaitFor(t, 10*time.Second, "effect of "+e.OrderID, func() bool { return effects(t, b.pool, e.OrderID) == 1 })
@@ -739,12 +737,7 @@ func TestHandoffOnlyCommittedRows(t *testing.T) {
 	go func() { done <- relay.Run(rctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	var inputs []event.Event
-	for i := range 6 {
-		e := created(t, fmt.Sprintf("o-hand-%d", i))
-		inputs = append(inputs, e)
-		publish(t, b.js, e)
-	}
+	inputs := publishCreated(t, b.js, "o-hand", 6)
 	bad := inputs[2].OrderID
 	var failed atomic.Bool
 	var written sync.Map // order id -> the id of the event its committed attempt wrote
@@ -1021,12 +1014,8 @@ func TestBatchWhoseOutboxInsertFailsFallsBackOneByOne(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var events []event.Event
-	for i := range 10 {
-		e := created(t, fmt.Sprintf("o-deferred-%02d", i))
-		events = append(events, e)
-		publish(t, b.js, e) // all waiting before the loop starts: they arrive together
-	}
+	// All waiting before the loop starts: they arrive together.
+	events := publishCreated(t, b.js, "o-deferred", 10)
 	bad := events[4].OrderID
 	h := func(ctx context.Context, tx pgx.Tx, e event.Event) error {
 		if e.Type != event.OrderCreated {
